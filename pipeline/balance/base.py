@@ -1,0 +1,59 @@
+"""The interface every balancing strategy implements, and the shared loss pieces.
+
+A Gaussian decoder with variance gamma^2 gives the per-image reconstruction term
+
+    rec(x) = sse(x) / (2 gamma^2) + D log gamma + D/2 log(2 pi),
+
+with sse the summed squared error over the D = C*H*W pixel values. Strategies differ
+in how gamma is set. Each reports, besides its loss, the same diagnostics on one
+common scale: dividing the loss by D / (2 gamma^2) turns it into
+
+    mse + beta_eff * KL,   beta_eff = 2 gamma^2 / D  (times any KL factor),
+
+so ``beta_eff`` says how strongly the KL is weighted against the per-value MSE,
+whatever the strategy.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)) per item: 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).flatten(1).sum(1)
+
+
+@dataclass
+class LossTerms:
+    loss: torch.Tensor  # what the optimiser minimises (batch mean)
+    rec: torch.Tensor  # the strategy's reconstruction term (batch mean)
+    kl: torch.Tensor  # KL per item (batch mean)
+    mse: torch.Tensor  # per-value mean squared error of the batch
+    gamma: float  # decoder standard deviation in use (or its equivalent)
+    beta_eff: float  # KL weight on the common scale mse + beta_eff * KL
+
+
+class Balance(nn.Module):
+    """A strategy: ``forward`` computes the loss of a batch, ``step`` runs after
+    each optimiser step (for strategies that keep running estimates). State lives
+    in buffers/parameters, so it is saved with ``state_dict`` and moved by ``.to``."""
+
+    @property
+    def gamma(self) -> float:
+        """The decoder standard deviation the strategy currently assumes."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> LossTerms:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, terms: LossTerms) -> None:
+        """Called after every optimisation step; nothing to do by default."""
+
+
+def squared_errors(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(sse per item averaged over the batch, per-value mse of the batch, D)."""
+    sq = (x_hat - x).pow(2).flatten(1)
+    return sq.sum(1).mean(), sq.mean(), sq.shape[1]

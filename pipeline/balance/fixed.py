@@ -1,0 +1,34 @@
+"""``fixed``: the hand-set KL weight users reach for.
+
+    loss = sse + beta * KL
+
+beta = 1 is the plain VAE with a unit-variance-ish decoder; beta = 0.1 is the
+"looks better" setting. It has the same optimum as a Gaussian decoder with fixed
+gamma^2 = beta / 2, so it reports gamma = sqrt(beta / 2) and beta_eff = beta / D.
+"""
+
+import math
+
+from pipeline.balance.base import Balance, LossTerms, kl_divergence, squared_errors
+
+
+class Fixed(Balance):
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    @property
+    def gamma(self) -> float:
+        return math.sqrt(self.beta / 2)
+
+    def forward(self, x, x_hat, mu, logvar) -> LossTerms:
+        sse, mse, dim = squared_errors(x, x_hat)
+        kl = kl_divergence(mu, logvar).mean()
+        return LossTerms(
+            loss=sse + self.beta * kl,
+            rec=sse,
+            kl=kl,
+            mse=mse,
+            gamma=self.gamma,
+            beta_eff=self.beta / dim,
+        )

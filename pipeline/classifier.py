@@ -1,0 +1,64 @@
+"""A small CNN classifier trained on the prepared data's labels.
+
+Its penultimate layer is the feature space of "domain FID": the Frechet distance in
+the features of a network trained on the domain itself (as MNIST papers do with
+LeNet). It needs no download, so evaluation works offline. Numbers are comparable
+only between runs that share the same classifier (same data, params and seed).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from pipeline.data import Split
+
+
+class DomainClassifier(nn.Module):
+    def __init__(self, channels: int, num_classes: int, feature_dim: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(64, feature_dim), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations for images x in [0, 1]: the domain feature space."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> None:
+    """Cross-entropy training with Adam on the in-memory uint8 images."""
+    device = next(model.parameters()).device
+    images, labels = train.images.to(device), train.labels.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in tqdm(range(epochs), desc="domain classifier", unit="epoch", dynamic_ncols=True):
+        perm = torch.randperm(len(images)).to(device)
+        for i in range(0, len(images), batch_size):
+            idx = perm[i : i + batch_size]
+            loss = F.cross_entropy(model(images[idx].float() / 255), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: DomainClassifier, split: Split, batch_size: int = 1000) -> float:
+    device = next(model.parameters()).device
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        x = split.images[i : i + batch_size].to(device).float() / 255
+        correct += (model(x).argmax(1).cpu() == split.labels[i : i + batch_size]).sum().item()
+    return correct / len(split)

@@ -1,0 +1,121 @@
+"""The two VAEs.
+
+Stage 1 (:class:`ConvVAE`): images x in [0, 1]; encoder q(z|x) = N(mu(x), diag sigma(x)^2),
+decoder x_hat = sigmoid(f(z)). Stage 2 (:class:`DenseVAE`): the same on stage-1 latent
+codes z, with a linear decoder output (codes are real-valued). Both use the
+reparameterisation z = mu + sigma * eps and expose encode / decode / forward.
+"""
+
+import torch
+from torch import nn
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I), sigma = exp(logvar / 2)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+class ConvVAE(nn.Module):
+    """Small convolutional VAE for quick runs.
+
+    Encoder: 3x3 conv to ``base_channels``, then ``num_down`` stride-2 4x4 convs that
+    halve the resolution and double the channels (BN + ReLU), flatten, linear heads
+    for mu and log sigma^2. Decoder mirrors it with transposed convs and ends in a
+    3x3 conv and a sigmoid. ``image_size`` must be divisible by 2**num_down.
+    """
+
+    def __init__(self, channels: int, image_size: int, latent_dim: int, base_channels: int = 32, num_down: int = 2):
+        super().__init__()
+        if image_size % (2**num_down):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**num_down = {2**num_down}")
+        self.latent_dim = latent_dim
+        self.bottom = image_size // 2**num_down
+        self.top_channels = base_channels * 2**num_down
+
+        enc = [nn.Conv2d(channels, base_channels, 3, 1, 1), nn.BatchNorm2d(base_channels), nn.ReLU()]
+        c = base_channels
+        for _ in range(num_down):
+            enc += [nn.Conv2d(c, 2 * c, 4, 2, 1), nn.BatchNorm2d(2 * c), nn.ReLU()]
+            c *= 2
+        self.encoder = nn.Sequential(*enc, nn.Flatten())
+        flat = self.top_channels * self.bottom**2
+        self.mu = nn.Linear(flat, latent_dim)
+        self.logvar = nn.Linear(flat, latent_dim)
+
+        dec = []
+        for _ in range(num_down):
+            dec += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        self.fc_dec = nn.Sequential(nn.Linear(latent_dim, flat), nn.ReLU())
+        self.decoder = nn.Sequential(*dec, nn.Conv2d(c, channels, 3, 1, 1), nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc_dec(z).view(-1, self.top_channels, self.bottom, self.bottom)
+        return self.decoder(h)
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def _mlp(dim_in: int, width: int, depth: int) -> nn.Sequential:
+    layers, d = [], dim_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), nn.ReLU()]
+        d = width
+    return nn.Sequential(*layers)
+
+
+class DenseVAE(nn.Module):
+    """Stage-2 VAE on latent codes (Dai & Wipf 2019): ``depth`` dense ReLU layers of
+    ``width``; the input is concatenated to the last hidden layer before the output
+    heads (encoder and decoder alike). Its latent size equals its data size."""
+
+    def __init__(self, dim: int, width: int = 1024, depth: int = 3):
+        super().__init__()
+        self.latent_dim = dim
+        self.enc = _mlp(dim, width, depth)
+        self.mu = nn.Linear(width + dim, dim)
+        self.logvar = nn.Linear(width + dim, dim)
+        self.dec = _mlp(dim, width, depth)
+        self.out = nn.Linear(width + dim, dim)
+
+    def encode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.cat([self.enc(z), z], dim=1)
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, u: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat([self.dec(u), u], dim=1))
+
+    def forward(self, z: torch.Tensor):
+        mu, logvar = self.encode(z)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def build_stage1(cfg: dict, channels: int, image_size: int) -> ConvVAE:
+    m = cfg.get("model", {})
+    return ConvVAE(channels, image_size, cfg["latent_dim"], m.get("base_channels", 32), m.get("num_down", 2))
+
+
+def build_stage2(cfg: dict, latent_dim: int) -> DenseVAE:
+    return DenseVAE(latent_dim, cfg["width"], cfg["depth"])
+
+
+def stage1_from_checkpoint(ckpt: dict) -> ConvVAE:
+    """Rebuild a trained stage-1 VAE from the dict saved by the train_vae stage."""
+    cfg = ckpt["config"]
+    model = build_stage1(cfg, cfg["channels"], cfg["image_size"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def stage2_from_checkpoint(ckpt: dict) -> DenseVAE:
+    """Rebuild a trained stage-2 VAE from the dict saved by the train_stage2 stage."""
+    cfg = ckpt["config"]
+    model = build_stage2(cfg, cfg["latent_dim"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -1,0 +1,181 @@
+"""MLflow tracking: one parent run per pipeline configuration, one child run per stage.
+
+Store: ``MLFLOW_TRACKING_URI`` when set (a team's ``mlflow server``), else a sqlite
+file ``mlflow.db`` at the repository root with artifacts in ``mlartifacts/``, both
+as absolute paths, so that ``dvc exp run --temp`` / ``--queue`` (which run in copies
+under ``.dvc/tmp/exps/``) write to the same store. Experiment name:
+``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``. ``BVAE_TRACKING=off`` turns
+tracking off (offline runs); the stages' outputs do not depend on it.
+
+DVC runs each stage in its own process, so MLflow's in-process nesting cannot
+link them: every stage finds (or creates) the parent run whose tag
+``bvae.config_hash`` is the hash of the whole params.yaml, and starts its own run
+with ``parent_run_id``. The parent carries all params, the git commit and the
+final metrics.
+"""
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline import PipelineError
+from pipeline.params import config_hash, flatten
+
+DEFAULT_EXPERIMENT = "balanced-vae"
+CONFIG_TAG = "bvae.config_hash"
+ROLE_TAG = "bvae.role"  # "pipeline" on parent runs, "stage" on stage runs
+
+
+def repo_root(cwd: str | Path | None = None) -> Path:
+    """The project root; inside DVC's experiment copies (``<root>/.dvc/tmp/exps/...``) the original root."""
+    path = Path(cwd or os.getcwd()).resolve()
+    parts = path.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return path
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def tracking_enabled() -> bool:
+    return os.environ.get("BVAE_TRACKING", "on").lower() not in ("0", "off", "false", "no")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def check_reachable(uri: str, timeout: float = 3.0) -> None:
+    """Fail in seconds, not minutes of retries, when a tracking server does not answer."""
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https"):
+        return
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        raise PipelineError(
+            f"MLflow tracking server {uri} is unreachable ({e}). Start it, unset MLFLOW_TRACKING_URI to use the "
+            f"local store, or set BVAE_TRACKING=off to run without tracking."
+        ) from None
+
+
+class StageRun:
+    """Context manager around one stage's MLflow run (a no-op when tracking is off)."""
+
+    def __init__(self, stage: str, params: dict):
+        self.stage = stage
+        self.params = params
+        self.enabled = tracking_enabled()
+        self.run_id = None
+        self.parent_id = None
+        self._t0 = time.perf_counter()
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        uri = tracking_uri()
+        check_reachable(uri)
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp_id = self._experiment_id()
+        commit = git_commit()
+        tags = {"bvae.stage": self.stage, CONFIG_TAG: config_hash(self.params), ROLE_TAG: "stage"}
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+        self.parent_id = self._parent_run(exp_id, tags)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=self.stage, parent_run_id=self.parent_id, tags=tags)
+        self.run_id = run.info.run_id
+        print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}")
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.enabled:
+            return False
+        import mlflow
+
+        self.log_metrics({"stage_wall_time_s": time.perf_counter() - self._t0})
+        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        return False
+
+    def _experiment_id(self) -> str:
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if "MLFLOW_TRACKING_URI" not in os.environ:
+            location = (repo_root() / "mlartifacts").as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # created meanwhile by a parallel stage
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def _parent_run(self, exp_id: str, tags: dict) -> str:
+        query = f"tags.`{CONFIG_TAG}` = '{tags[CONFIG_TAG]}' AND tags.`{ROLE_TAG}` = 'pipeline'"
+        found = self.client.search_runs([exp_id], filter_string=query, max_results=1)
+        if found:
+            return found[0].info.run_id
+        from mlflow.entities import Param
+
+        name = os.environ.get("DVC_EXP_NAME") or f"pipeline-{tags[CONFIG_TAG][:8]}"
+        parent_tags = {k: v for k, v in tags.items() if k != "bvae.stage"} | {ROLE_TAG: "pipeline"}
+        run = self.client.create_run(exp_id, run_name=name, tags=parent_tags)
+        items = [Param(k, str(v)) for k, v in flatten(self.params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run.info.run_id, params=items[i : i + 100])
+        return run.info.run_id
+
+    # -- logging (all no-ops when tracking is off) --
+
+    def log_params(self, params: dict) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_image(self, image, key: str, step: int | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.log_image(image, key=key, step=step or 0)
+
+    def set_tags(self, tags: dict) -> None:
+        if self.enabled:
+            import mlflow
+
+            mlflow.set_tags(tags)
+
+    def finish_parent(self, metrics: dict) -> None:
+        """Put the pipeline's final metrics on the parent run and mark it finished."""
+        if self.enabled:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            self.client.set_terminated(self.parent_id, "FINISHED")

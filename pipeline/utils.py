@@ -1,0 +1,100 @@
+"""Small helpers: seeding, device choice, atomic writes, image grids."""
+
+import json
+import os
+import random
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    """Seed Python, NumPy and torch. On CUDA also ask for deterministic kernels (CPU
+    kernels already are; the switch costs seconds of import time, so CPU skips it)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device() -> torch.device:
+    """CUDA when available, else CPU; ``BVAE_DEVICE=cpu|cuda|cuda:1`` overrides."""
+    name = os.environ.get("BVAE_DEVICE", "auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def set_cpu_threads() -> None:
+    """Use every core for intra-op work (torch's default can be lower inside DVC's subprocesses)."""
+    n = int(os.environ.get("BVAE_THREADS", os.cpu_count() or 1))
+    torch.set_num_threads(max(1, n))
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_torch(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_json(obj, path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(rows: list[dict], path) -> None:
+    """Write a list of same-keyed dicts as CSV (the per-epoch history DVC plots read)."""
+    keys = list(rows[0].keys())
+    lines = [",".join(keys)] + [",".join(_fmt(r[k]) for k in keys) for r in rows]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _fmt(v) -> str:
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (float) to uint8 [0, 255]."""
+    return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor:
+    """Tile uint8 images (N, C, H, W) into one (C, H', W') image, ``nrow`` per row, white gaps."""
+    n, c, h, w = images.shape
+    rows = -(-n // nrow)
+    grid = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 255, dtype=torch.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, nrow)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = img
+    return grid
+
+
+def save_grid(images: torch.Tensor, path, nrow: int = 8):
+    """Save uint8 images (N, C, H, W) as one PNG grid; returns the grid as a PIL image."""
+    from PIL import Image
+
+    grid = make_grid(images.cpu(), nrow=nrow)
+    img = Image.fromarray(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy())
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return img

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up .venv (if needed) and run the whole pipeline with DVC: `bash scripts/repro.sh [dvc repro args]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+start=$(date +%s)
+dvc repro "$@"
+echo
+echo "pipeline time: $(( $(date +%s) - start )) s"
+echo
+dvc metrics show
+cat <<TXT
+
+Results
+  metrics:        metrics/*.json            (dvc metrics show)
+  sample grids:   plots/evaluate/{real,rec,gen1,gen2}.png
+  loss curves:    plots/train_vae/history.csv, plots/train_stage2/history.csv   (dvc plots show)
+  models:         models/vae.pt, models/stage2.pt, models/classifier.pt
+  MLflow store:   ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
+MLflow UI
+  .venv/bin/mlflow ui --backend-store-uri ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}    then open http://127.0.0.1:5000
+TXT

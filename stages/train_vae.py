@@ -1,0 +1,82 @@
+"""Stage train_vae: the first-stage VAE with the balanced loss of `train.balance`."""
+
+import click
+import torch
+
+from pipeline import PipelineError
+
+from pipeline.balance import build_balance
+from pipeline.data import load_split
+from pipeline.models import build_stage1
+from pipeline.params import load_params, section
+from pipeline.sampling import reconstruct
+from pipeline.tracking import StageRun
+from pipeline.train import fit
+from pipeline.utils import save_grid, save_torch, write_csv, write_json
+from stages.common import METRICS, PLOTS, PREPARED, VAE, params_option, setup, stage
+
+
+@click.command(name="train-vae")
+@params_option
+@stage
+def main(params_path):
+    """Train the stage-1 convolutional VAE on data/prepared/train.pt.
+
+    Writes models/vae.pt, the per-epoch history plots/train_vae/history.csv
+    (loss, rec, kl, mse, gamma, beta_eff), a reconstruction grid of test images and
+    metrics/train_vae.json (final epoch and test-set MSE). Logs all of it to MLflow.
+    """
+    params = load_params(params_path)
+    cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance"))
+    device = setup(cfg["seed"])
+    train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
+    channels, size = train.images.shape[1], train.images.shape[-1]
+    try:
+        model = build_stage1(cfg, channels, size).to(device)
+    except ValueError as e:
+        raise PipelineError(f"train.model: {e}") from None
+    balance = build_balance(cfg["balance"], "train.balance").to(device)
+    images = train.images.to(device)
+    grid_every = cfg.get("grid_every") or 0
+    grid_images = test.images[:64]
+
+    with StageRun("train_vae", params) as run:
+        run.log_params({"train": cfg})
+
+        def on_epoch(row, timing):
+            run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
+            if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] == cfg["epochs"]):
+                grid = save_grid(_pairs(model, grid_images), PLOTS / "train_vae" / "reconstructions.png", nrow=min(8, len(grid_images)))
+                run.log_image(grid, key="reconstructions", step=row["epoch"])
+
+        history = fit(
+            model, balance, lambda epoch: images,
+            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc="train_vae", on_epoch=on_epoch,
+        )  # fmt: skip
+        model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
+        save_torch(
+            {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict()}, VAE
+        )
+        model.to(device)
+        test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
+        if not grid_every:
+            save_grid(_pairs(model, grid_images), PLOTS / "train_vae" / "reconstructions.png", nrow=min(8, len(grid_images)))
+        write_csv(history, PLOTS / "train_vae" / "history.csv")
+        metrics = {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"test_mse": test_mse}
+        write_json(metrics, METRICS / "train_vae.json")
+        run.log_metrics({"test_mse": test_mse})
+        run.log_artifact(VAE, "model")
+        run.log_artifact(PLOTS / "train_vae" / "history.csv")
+        click.echo(f"final gamma {history[-1]['gamma']:.4g}, beta_eff {history[-1]['beta_eff']:.3g}, test mse {test_mse:.4g}")
+
+
+def _pairs(model, images, ncol: int = 8):
+    """Rows of real test images, each followed by a row of their reconstructions."""
+    ncol = min(ncol, len(images))
+    images = images[: len(images) // ncol * ncol]
+    rec = reconstruct(model, images)
+    return torch.stack([images.unflatten(0, (-1, ncol)), rec.unflatten(0, (-1, ncol))], 1).flatten(0, 2)
+
+
+if __name__ == "__main__":
+    main()

@@ -60,8 +60,9 @@ def _load_torchvision(cls, folder: str, root: str) -> tuple[Split, Split]:
                 # Verifies the md5 of the .gz files in raw/ and unpacks them, or downloads them.
                 ds = cls(root=root, train=train, download=True)
             except Exception as e:  # network errors come in many types
+                reason = " ".join(str(e).split())[:300]
                 raise PipelineError(
-                    f"{folder} not found under {root}/{folder}/raw and the download failed ({type(e).__name__}: {e}). "
+                    f"{folder} not found under {root}/{folder}/raw and the download failed ({reason}). "
                     f"Offline, copy the four {folder} files (train/t10k images and labels, .gz or unpacked) "
                     f"into {root}/{folder}/raw/."
                 ) from None

@@ -85,13 +85,14 @@ class StageRun:
         if not self.enabled:
             return self
         uri = tracking_uri()
+        own_store = "MLFLOW_TRACKING_URI" not in os.environ  # read before set_tracking_uri sets it
         check_reachable(uri)
         import mlflow
         from mlflow import MlflowClient
 
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
-        exp_id = self._experiment_id()
+        exp_id = self._experiment_id(artifacts=(repo_root() / "mlartifacts").as_uri() if own_store else None)
         commit = git_commit()
         tags = {"bvae.stage": self.stage, CONFIG_TAG: config_hash(self.params), ROLE_TAG: "stage"}
         if commit:
@@ -111,16 +112,14 @@ class StageRun:
         mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
         return False
 
-    def _experiment_id(self) -> str:
+    def _experiment_id(self, artifacts: str | None) -> str:
+        """Get or create the experiment; with our own sqlite store its artifacts go to ``artifacts``."""
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
-        location = None
-        if "MLFLOW_TRACKING_URI" not in os.environ:
-            location = (repo_root() / "mlartifacts").as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=artifacts)
         except Exception:  # created meanwhile by a parallel stage
             return self.client.get_experiment_by_name(name).experiment_id
 

@@ -1,0 +1,143 @@
+"""The real `dvc repro` on tiny params in a temporary git repo: outputs, metrics, caching,
+experiments, MLflow runs, determinism, the Inception path and its clear error."""
+
+import csv
+import json
+import time
+
+import pytest
+from mlflow import MlflowClient
+from PIL import Image
+
+from conftest import TINY, make_project, merge, run
+
+STAGES = ["prepare", "reference", "train_vae", "train_stage2", "evaluate"]
+FIDS = ["fid_domain_rec", "fid_domain_gen1", "fid_domain_gen2"]
+
+
+@pytest.fixture(scope="module")
+def repro(tmp_path_factory):
+    """One tiny project, reproduced once by `dvc repro`, shared by the tests below."""
+    project = make_project(tmp_path_factory.mktemp("pipeline"), TINY)
+    out = run(["dvc", "repro"], project)
+    return project, out.stdout + out.stderr
+
+
+def client(project):
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def runs(project):
+    c = client(project)
+    exp = c.get_experiment_by_name("balanced-vae")
+    return c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_repro_runs_every_stage_and_writes_outputs(repro):
+    project, log = repro
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in log
+    for path in [
+        "data/prepared/train.pt", "data/prepared/test.pt", "data/prepared/meta.json", "models/classifier.pt",
+        "reference/real_stats.pt", "models/vae.pt", "models/stage2.pt",
+    ]:  # fmt: skip
+        assert (project / path).is_file(), path
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert (meta["num_train"], meta["num_test"], meta["image_size"], meta["channels"]) == (300, 60, 8, 1)
+    history = list(csv.DictReader(open(project / "plots/train_vae/history.csv")))
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]
+    assert {"rec", "kl", "loss", "gamma", "beta_eff"} <= set(history[0])
+    assert float(history[-1]["gamma"]) < 1.0
+    for name in ("real", "rec", "gen1", "gen2"):
+        img = Image.open(project / f"plots/evaluate/{name}.png")
+        assert img.format == "PNG" and img.size == (8 * 9 + 1, 8 * 9 + 1)  # 8x8 grid of 8x8 images, 1px gaps
+
+
+def test_metrics_show_lists_the_fids(repro):
+    project, _ = repro
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    metrics = shown[""]["data"]["metrics/evaluate.json"]["data"]
+    assert set(FIDS) <= set(metrics)
+    assert all(v >= 0 for v in metrics.values())
+
+
+def test_mlflow_parent_run_with_all_params_and_child_per_stage(repro):
+    project, _ = repro
+    all_runs = runs(project)
+    parents = [r for r in all_runs if r.data.tags.get("bvae.role") == "pipeline"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.data.params["train.balance.strategy"] == "running_gamma"
+    assert parent.data.params["prepare.limit_train"] == "300"
+    assert set(FIDS) <= set(parent.data.metrics)
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    assert parent.data.tags["mlflow.source.git.commit"] == head
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["mlflow.runName"] for r in children) == sorted(STAGES)
+    train = next(r for r in children if r.data.tags["mlflow.runName"] == "train_vae")
+    gamma = client(project).get_metric_history(train.info.run_id, "gamma")
+    assert [m.step for m in gamma] == [1, 2, 3]
+    assert {"rec", "kl", "loss", "beta_eff"} <= set(train.data.metrics)
+    artifacts = {a.path for a in client(project).list_artifacts(train.info.run_id, "model")}
+    assert "model/vae.pt" in artifacts
+    assert (project / "mlartifacts").is_dir()  # artifacts next to mlflow.db at the repo root
+
+
+def test_second_repro_reruns_nothing(repro):
+    project, _ = repro
+    t0 = time.perf_counter()
+    out = run(["dvc", "repro"], project).stdout
+    assert "Running stage" not in out and "Data and pipelines are up to date" in out
+    assert time.perf_counter() - t0 < 15
+
+
+def test_experiment_on_an_evaluate_param_reruns_only_evaluate(repro):
+    project, _ = repro
+    out = run(["dvc", "exp", "run", "-S", "evaluate.num_samples=40"], project)
+    log = out.stdout + out.stderr
+    assert "Running stage 'evaluate'" in log
+    for stage in STAGES[:-1]:
+        assert f"Running stage '{stage}'" not in log
+    # --temp runs in a copy under .dvc/tmp/exps; its runs must land in the project's store
+    run(["dvc", "exp", "run", "--temp", "-S", "evaluate.seed=7"], project)
+    parents = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"]
+    seeds = sorted(p.data.params["evaluate.seed"] for p in parents)
+    assert seeds == ["0", "0", "7"]
+    assert all(set(FIDS) <= set(p.data.metrics) for p in parents)
+
+
+def test_same_params_give_identical_metrics(repro, tmp_path):
+    first, _ = repro
+    second = make_project(tmp_path, TINY)
+    run(["dvc", "repro"], second, BVAE_TRACKING="off")
+    for path in ["metrics/reference.json", "metrics/train_vae.json", "metrics/train_stage2.json",
+                 "plots/train_vae/history.csv", "plots/train_stage2/history.csv"]:  # fmt: skip
+        assert (first / path).read_text() == (second / path).read_text(), path
+    # evaluate.json of the first project changed with the experiments above: rerun its baseline params
+    run(["dvc", "exp", "run", "-S", "evaluate.num_samples=60", "-S", "evaluate.seed=0"], first)
+    assert (first / "metrics/evaluate.json").read_text() == (second / "metrics/evaluate.json").read_text()
+
+
+def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
+    params = merge(TINY, {
+        "prepare": {"limit_test": 12},
+        "evaluate": {"features": "inception", "inception_weights": str(random_inception_weights), "num_samples": 12},
+    })  # fmt: skip
+    project = make_project(tmp_path, params)
+    run(["dvc", "repro"], project, BVAE_TRACKING="off")
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert set(metrics) == {"fid_inception_rec", "fid_inception_gen1", "fid_inception_gen2"}
+    assert "fid_inception_train_vs_test" in json.loads((project / "metrics/reference.json").read_text())
+
+
+def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
+    project = make_project(tmp_path / "p", merge(TINY, {"evaluate": {"features": "inception"}}))
+    t0 = time.perf_counter()
+    out = run(["python", "-m", "stages.reference"], project, check=False,
+              TORCH_HOME=str(tmp_path / "torch"), BVAE_OFFLINE="1")  # fmt: skip
+    assert out.returncode == 2
+    assert "weights-inception-2015-12-05-6726825d.pth" in out.stderr
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in out.stderr
+    assert "Traceback" not in out.stderr
+    assert time.perf_counter() - t0 < 30
+    assert not (project / "models/classifier.pt").exists() and not (project / "mlflow.db").exists()

@@ -9,19 +9,17 @@ only between runs that share the same classifier (same data, params and seed).
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from pipeline.data import Split
+from pipeline.utils import progress
 
 
 class DomainClassifier(nn.Module):
     def __init__(self, channels: int, num_classes: int, feature_dim: int = 64):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Linear(64, feature_dim), nn.ReLU(),
@@ -36,21 +34,29 @@ class DomainClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> None:
-    """Cross-entropy training with Adam on the in-memory uint8 images."""
+def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> list[dict]:
+    """Cross-entropy training with Adam on the in-memory uint8 images; returns the
+    per-epoch mean training loss and accuracy."""
     device = next(model.parameters()).device
     images, labels = train.images.to(device), train.labels.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in tqdm(range(epochs), desc="domain classifier", unit="epoch", dynamic_ncols=True):
+    history = []
+    for epoch in progress(range(1, epochs + 1), desc="domain classifier", unit="epoch"):
         perm = torch.randperm(len(images)).to(device)
+        loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         for i in range(0, len(images), batch_size):
             idx = perm[i : i + batch_size]
-            loss = F.cross_entropy(model(images[idx].float() / 255), labels[idx])
+            logits = model(images[idx].float() / 255)
+            loss = F.cross_entropy(logits, labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.argmax(1) == labels[idx]).sum()
+        history.append({"epoch": epoch, "loss": loss_sum.item() / len(images), "accuracy": correct.item() / len(images)})
     model.eval()
+    return history
 
 
 @torch.no_grad()

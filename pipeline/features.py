@@ -1,4 +1,4 @@
-"""Feature spaces for FID, registered by name (the ``evaluate.features`` param).
+"""Feature spaces for FID, registered by name (the ``reference.features`` param).
 
 - ``domain``: the penultimate layer of the domain classifier (``pipeline.classifier``),
   trained by the pipeline itself: works offline, comparable within this pipeline.
@@ -17,9 +17,9 @@ import socket
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from pipeline import PipelineError
+from pipeline.utils import progress
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
@@ -36,7 +36,7 @@ class FeatureSpace:
     def extract(self, images: torch.Tensor, desc: str = "features") -> torch.Tensor:
         """Features of uint8 images (N, C, H, W), batch by batch, as float64 (N, d) on the CPU."""
         out = []
-        with tqdm(total=len(images), desc=f"{desc} [{self.name}]", unit="img", dynamic_ncols=True, leave=False) as bar:
+        with progress(total=len(images), desc=f"{desc} [{self.name}]", unit="img", leave=False) as bar:
             for i in range(0, len(images), self.batch_size):
                 out.append(self.forward(images[i : i + self.batch_size].to(self.device)).double().cpu())
                 bar.update(len(out[-1]))
@@ -101,7 +101,7 @@ def resolve_inception_weights(path: str | None) -> str | None:
     """
     if path:
         if not Path(path).is_file():
-            raise PipelineError(f"evaluate.inception_weights: file not found: {path}")
+            raise PipelineError(f"reference.inception_weights: file not found: {path}")
         return str(path)
     cached = inception_cache_path()
     if cached.is_file():
@@ -110,7 +110,7 @@ def resolve_inception_weights(path: str | None) -> str | None:
         raise PipelineError(
             f"Inception FID needs the Inception-v3 weights file {INCEPTION_FILE}, which is not on this machine, "
             f"and there is no network to download it. Download it from {INCEPTION_URL} on a connected machine and "
-            f"put it at {cached} (or set evaluate.inception_weights to its path); or use evaluate.features: domain."
+            f"put it at {cached} (or set reference.inception_weights to its path); or use reference.features: domain."
         )
     return None
 
@@ -120,7 +120,7 @@ def build_feature_space(name: str, *, classifier_path, inception_weights: str | 
         return DomainFeatures(classifier_path, device)
     if name == "inception":
         return InceptionFeatures(resolve_inception_weights(inception_weights), device)
-    raise PipelineError(f"evaluate.features: unknown feature space '{name}' (choose one of {', '.join(FEATURE_SPACES)})")
+    raise PipelineError(f"reference.features: unknown feature space '{name}' (choose one of {', '.join(FEATURE_SPACES)})")
 
 
 def statistics(features: torch.Tensor) -> dict:

@@ -15,7 +15,21 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-class ConvVAE(nn.Module):
+class VAE(nn.Module):
+    """What both VAEs share: the split of their parameters into encoder and decoder
+    (named by ``ENCODER`` / ``DECODER``), used by the gradient diagnostics."""
+
+    ENCODER: tuple[str, ...] = ()
+    DECODER: tuple[str, ...] = ()
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for name in self.ENCODER for p in getattr(self, name).parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return [p for name in self.DECODER for p in getattr(self, name).parameters()]
+
+
+class ConvVAE(VAE):
     """Small convolutional VAE for quick runs.
 
     Encoder: 3x3 conv to ``base_channels``, then ``num_down`` stride-2 4x4 convs that
@@ -23,6 +37,9 @@ class ConvVAE(nn.Module):
     for mu and log sigma^2. Decoder mirrors it with transposed convs and ends in a
     3x3 conv and a sigmoid. ``image_size`` must be divisible by 2**num_down.
     """
+
+    ENCODER = ("encoder", "mu", "logvar")
+    DECODER = ("fc_dec", "decoder")
 
     def __init__(self, channels: int, image_size: int, latent_dim: int, base_channels: int = 32, num_down: int = 2):
         super().__init__()
@@ -70,10 +87,13 @@ def _mlp(dim_in: int, width: int, depth: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class DenseVAE(nn.Module):
+class DenseVAE(VAE):
     """Stage-2 VAE on latent codes (Dai & Wipf 2019): ``depth`` dense ReLU layers of
     ``width``; the input is concatenated to the last hidden layer before the output
     heads (encoder and decoder alike). Its latent size equals its data size."""
+
+    ENCODER = ("enc", "mu", "logvar")
+    DECODER = ("dec", "out")
 
     def __init__(self, dim: int, width: int = 1024, depth: int = 3):
         super().__init__()

@@ -6,7 +6,9 @@
   optional gamma_z noise uses the stage-2 decoder's final gamma; the seed paper's
   reference code leaves it out (``gamma_noise: false``).
 
-All return uint8 images on the CPU, produced batch by batch.
+All return uint8 images on the CPU, produced batch by batch. Samplers draw their
+noise from their own ``torch.Generator`` (on the CPU, then moved), so each sampler's
+images depend only on its seed, not on what ran before it.
 """
 
 import torch
@@ -31,24 +33,26 @@ def reconstruct(vae, images: torch.Tensor, batch_size: int = 500) -> torch.Tenso
 
 
 @torch.no_grad()
-def generate_gen1(vae, n: int, batch_size: int = 500) -> torch.Tensor:
+def generate_gen1(vae, n: int, seed: int, batch_size: int = 500) -> torch.Tensor:
     device = next(vae.parameters()).device
+    g = torch.Generator().manual_seed(seed)
     vae.eval()
     return torch.cat(
-        [to_uint8(vae.decode(torch.randn(b, vae.latent_dim).to(device))).cpu() for b in _batches(n, batch_size)]
+        [to_uint8(vae.decode(torch.randn(b, vae.latent_dim, generator=g).to(device))).cpu() for b in _batches(n, batch_size)]
     )
 
 
 @torch.no_grad()
-def generate_gen2(vae, stage2, n: int, gamma_z: float = 0.0, batch_size: int = 500) -> torch.Tensor:
+def generate_gen2(vae, stage2, n: int, seed: int, gamma_z: float = 0.0, batch_size: int = 500) -> torch.Tensor:
     device = next(vae.parameters()).device
+    g = torch.Generator().manual_seed(seed)
     vae.eval()
     stage2.eval()
     out = []
     for b in _batches(n, batch_size):
-        z = stage2.decode(torch.randn(b, stage2.latent_dim).to(device))
+        z = stage2.decode(torch.randn(b, stage2.latent_dim, generator=g).to(device))
         if gamma_z:
-            z = z + gamma_z * torch.randn(z.shape).to(device)
+            z = z + gamma_z * torch.randn(z.shape, generator=g).to(device)
         out.append(to_uint8(vae.decode(z)).cpu())
     return torch.cat(out)
 

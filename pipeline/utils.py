@@ -61,6 +61,10 @@ def write_json(obj, path) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 def write_csv(rows: list[dict], path) -> None:
     """Write a list of same-keyed dicts as CSV (the per-epoch history DVC plots read)."""
     keys = list(rows[0].keys())
@@ -71,6 +75,16 @@ def write_csv(rows: list[dict], path) -> None:
 
 def _fmt(v) -> str:
     return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar; redrawn at most every 30 s when output is not a terminal (logs)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30)
+    return tqdm(iterable, dynamic_ncols=True, **kwargs)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

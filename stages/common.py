@@ -55,6 +55,40 @@ def setup(seed: int) -> torch.device:
     return device
 
 
+def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None) -> list[dict]:
+    """Train a VAE stage and record it: per-epoch metrics to MLflow, and under
+    plots/<name>/ the history (history.csv), the per-dimension latent statistics of
+    every epoch (latents.csv) and of the last (latents_final.csv, latents.png);
+    metrics/<name>.json holds the last epoch's values."""
+    from pipeline.diagnostics import latent_rows
+    from pipeline.plots import latent_figure
+    from pipeline.train import fit
+    from pipeline.utils import write_csv, write_json
+
+    latents = []
+
+    def record(row, timing, latent):
+        run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
+        latents.extend(latent_rows(latent, row["epoch"]))
+        record.last = latent
+        if on_epoch is not None:
+            on_epoch(row)
+
+    history = fit(
+        model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
+        diag_x=diag_x, on_epoch=record,
+    )  # fmt: skip
+    out = PLOTS / name
+    write_csv(history, out / "history.csv")
+    write_csv(latents, out / "latents.csv")
+    write_csv(latent_rows(record.last), out / "latents_final.csv")
+    latent_figure(record.last, out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
+    write_json({f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}, METRICS / f"{name}.json")
+    for f in ("history.csv", "latents.csv", "latents.png"):
+        run.log_artifact(out / f, "diagnostics")
+    return history
+
+
 def load_checkpoint(path: Path, what: str) -> dict:
     if not path.is_file():
         raise PipelineError(f"{what} not found at {path}: run the earlier stages first (dvc repro)")

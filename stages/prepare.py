@@ -8,8 +8,8 @@ import torch
 from pipeline import data
 from pipeline.params import load_params, section
 from pipeline.tracking import StageRun
-from pipeline.utils import write_json
-from stages.common import PREPARED, params_option, setup, stage
+from pipeline.utils import save_grid, write_json
+from stages.common import METRICS, PLOTS, PREPARED, params_option, setup, stage
 
 
 @click.command(name="prepare")
@@ -18,7 +18,8 @@ from stages.common import PREPARED, params_option, setup, stage
 def main(params_path):
     """Load `prepare.dataset`, split it, resize to `prepare.image_size` and write
     data/prepared/{train,test}.pt (uint8 images N x C x H x W, int64 labels) and
-    data/prepared/meta.json (shapes, classes, sha256 of the tensors)."""
+    data/prepared/meta.json (shapes, classes, sha256 of the tensors), the counts in
+    metrics/prepare.json and a grid of training images in plots/prepare/."""
     params = load_params(params_path)
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
     setup(cfg["seed"])
@@ -41,6 +42,8 @@ def main(params_path):
         data.save_split(train, PREPARED / "train.pt")
         data.save_split(test, PREPARED / "test.pt")
         write_json(meta, PREPARED / "meta.json")
+        write_json({k: meta[k] for k in ("num_train", "num_test", "num_classes", "image_size")}, METRICS / "prepare.json")
+        run.log_image(save_grid(train.images[:64], PLOTS / "prepare" / "train_images.png"), key="train_images")
         run.log_params({"data": {k: v for k, v in meta.items() if k != "sha256"}})
         run.set_tags({"bvae.data_sha256": meta["sha256"]})
         click.echo(json.dumps(meta))

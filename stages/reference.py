@@ -1,7 +1,7 @@
 """Stage reference: the evaluation feature space and the real test images' statistics.
 
 Trains the domain classifier, then computes features of the real test images (and of
-as many training images, for the train-vs-test floor) in the `evaluate.features`
+as many training images, for the train-vs-test floor) in the `reference.features`
 space. Cached by DVC: training a new model never recomputes them.
 """
 
@@ -13,8 +13,8 @@ from pipeline.data import load_split
 from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
 from pipeline.params import load_params, section
 from pipeline.tracking import StageRun
-from pipeline.utils import save_torch, write_json
-from stages.common import CLASSIFIER, METRICS, PREPARED, REFERENCE, params_option, setup, stage
+from pipeline.utils import save_torch, write_csv, write_json
+from stages.common import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE, params_option, setup, stage
 
 
 @click.command(name="reference")
@@ -22,30 +22,33 @@ from stages.common import CLASSIFIER, METRICS, PREPARED, REFERENCE, params_optio
 @stage
 def main(params_path):
     """Train the domain classifier (models/classifier.pt) and write the real test
-    images' features and statistics (reference/real_stats.pt) in the feature space
-    `evaluate.features`; metrics/reference.json holds the classifier's test accuracy
+    images' features (reference/real_stats.pt) in the feature space
+    `reference.features`; metrics/reference.json holds the classifier's test accuracy
     and the FID of real training images against the test images (the floor)."""
     params = load_params(params_path)
-    cfg = section(params, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
-    ev = section(params, "evaluate", ("features",))
-    if ev["features"] == "inception":  # fail before any work when the weights cannot be had
-        resolve_inception_weights(ev.get("inception_weights"))
+    ref = section(params, "reference", ("features", "classifier"))
+    cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
+    if ref["features"] == "inception":  # fail before any work when the weights cannot be had
+        resolve_inception_weights(ref.get("inception_weights"))
     device = setup(cfg["seed"])
     train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
     with StageRun("reference", params) as run:
-        run.log_params({"classifier": cfg, "evaluate.features": ev["features"]})
+        run.log_params({"reference": ref})
         config = {
             "channels": train.images.shape[1],
             "num_classes": int(train.labels.max()) + 1,
             "feature_dim": cfg["feature_dim"],
         }
         model = clf.DomainClassifier(**config).to(device)
-        clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
+        history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
+        for row in history:
+            run.log_metrics({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+        write_csv(history, PLOTS / "reference" / "classifier_history.csv")
         acc = clf.accuracy(model, test)
         save_torch({"config": config, "state_dict": model.cpu().state_dict()}, CLASSIFIER)
 
         space = build_feature_space(
-            ev["features"], classifier_path=CLASSIFIER, inception_weights=ev.get("inception_weights"), device=device
+            ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
         real = space.extract(test.images, "test images")
         floor_idx = torch.randperm(len(train))[: len(test)]

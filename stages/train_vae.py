@@ -4,16 +4,14 @@ import click
 import torch
 
 from pipeline import PipelineError
-
 from pipeline.balance import build_balance
 from pipeline.data import load_split
 from pipeline.models import build_stage1
 from pipeline.params import load_params, section
 from pipeline.sampling import reconstruct
 from pipeline.tracking import StageRun
-from pipeline.train import fit
-from pipeline.utils import save_grid, save_torch, write_csv, write_json
-from stages.common import METRICS, PLOTS, PREPARED, VAE, params_option, setup, stage
+from pipeline.utils import read_json, save_grid, save_torch, write_json
+from stages.common import METRICS, PLOTS, PREPARED, VAE, params_option, setup, stage, train_and_record
 
 
 @click.command(name="train-vae")
@@ -22,12 +20,13 @@ from stages.common import METRICS, PLOTS, PREPARED, VAE, params_option, setup, s
 def main(params_path):
     """Train the stage-1 convolutional VAE on data/prepared/train.pt.
 
-    Writes models/vae.pt, the per-epoch history plots/train_vae/history.csv
-    (loss, rec, kl, mse, gamma, beta_eff), a reconstruction grid of test images and
-    metrics/train_vae.json (final epoch and test-set MSE). Logs all of it to MLflow.
+    Writes models/vae.pt; under plots/train_vae/ the per-epoch history (loss, rec, kl,
+    mse, gamma, beta_eff, gradient norms, active units, variance law), the latent
+    statistics per dimension and a reconstruction grid of test images; and
+    metrics/train_vae.json (last epoch and test-set MSE). Logs all of it to MLflow.
     """
     params = load_params(params_path)
-    cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance"))
+    cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
     device = setup(cfg["seed"])
     train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
     channels, size = train.images.shape[1], train.images.shape[-1]
@@ -39,35 +38,33 @@ def main(params_path):
     images = train.images.to(device)
     grid_every = cfg.get("grid_every") or 0
     grid_images = test.images[:64]
+    grid_path = PLOTS / "train_vae" / "reconstructions.png"
 
     with StageRun("train_vae", params) as run:
         run.log_params({"train": cfg})
 
-        def on_epoch(row, timing):
-            run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
+        def log_grid(row):
             if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] == cfg["epochs"]):
-                grid = save_grid(_pairs(model, grid_images), PLOTS / "train_vae" / "reconstructions.png", nrow=min(8, len(grid_images)))
-                run.log_image(grid, key="reconstructions", step=row["epoch"])
+                run.log_image(save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))),
+                              key="reconstructions", step=row["epoch"])  # fmt: skip
 
-        history = fit(
-            model, balance, lambda epoch: images,
-            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc="train_vae", on_epoch=on_epoch,
-        )  # fmt: skip
+        train_and_record(run, "train_vae", model, balance, lambda epoch: images, cfg, images[: cfg["diag_size"]], log_grid)
         model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
         save_torch(
             {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict()}, VAE
         )
         model.to(device)
-        test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
         if not grid_every:
-            save_grid(_pairs(model, grid_images), PLOTS / "train_vae" / "reconstructions.png", nrow=min(8, len(grid_images)))
-        write_csv(history, PLOTS / "train_vae" / "history.csv")
-        metrics = {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"test_mse": test_mse}
+            save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))
+        test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
+        metrics = read_json(METRICS / "train_vae.json") | {"test_mse": test_mse}
         write_json(metrics, METRICS / "train_vae.json")
         run.log_metrics({"test_mse": test_mse})
         run.log_artifact(VAE, "model")
-        run.log_artifact(PLOTS / "train_vae" / "history.csv")
-        click.echo(f"final gamma {history[-1]['gamma']:.4g}, beta_eff {history[-1]['beta_eff']:.3g}, test mse {test_mse:.4g}")
+        click.echo(
+            f"final gamma {metrics['final_gamma']:.4g}, beta_eff {metrics['final_beta_eff']:.3g}, "
+            f"active units {metrics['final_active_units']:.0f}/{cfg['latent_dim']}, test mse {test_mse:.4g}"
+        )
 
 
 def _pairs(model, images, ncol: int = 8):

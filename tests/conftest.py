@@ -19,7 +19,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 # A pipeline that runs in seconds: small subsets, few epochs.
 TINY = {
     "prepare": {"limit_train": 300, "limit_test": 60},
-    "classifier": {"epochs": 2},
+    "reference": {"classifier": {"epochs": 2}},
     "train": {"epochs": 3, "grid_every": 2},
     "stage2": {"epochs": 3, "width": 32},
     "evaluate": {"num_samples": 60},

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pipeline import PipelineError
-from pipeline.balance import RunningGamma
+from pipeline.balance.running_gamma import RunningGamma
 from pipeline.models import ConvVAE, DenseVAE
 from pipeline.train import fit
 
@@ -34,10 +34,14 @@ def test_fit_running_gamma_history():
     data = (torch.rand(64, 1, 8, 8) * 255).to(torch.uint8)
     model, bal = ConvVAE(1, 8, 4, base_channels=4), RunningGamma()
     seen = []
-    history = fit(model, bal, lambda e: data, epochs=3, batch_size=16, lr=1e-3, desc="t",
-                  on_epoch=lambda row, timing: seen.append((row, timing)))  # fmt: skip
+    history = fit(model, bal, lambda e: data, epochs=3, batch_size=16, lr=1e-3, desc="t", diag_x=data[:32],
+                  on_epoch=lambda row, timing, latent: seen.append((row, timing, latent)))  # fmt: skip
     assert [r["epoch"] for r in history] == [1, 2, 3] and len(seen) == 3
-    assert set(history[0]) == {"epoch", "loss", "rec", "kl", "mse", "gamma", "beta_eff"}
+    assert {"loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common", "grad_rec_encoder",
+            "grad_kl_encoder", "kl_grad_share", "active_units", "variance_law_mean"} <= set(history[0])  # fmt: skip
+    for r in history:
+        assert r["loss_common"] == pytest.approx(r["mse"] + r["kl_common"])
+    assert seen[0][2]["kl"].shape == (4,)
     gammas = [r["gamma"] for r in history]
     assert all(a >= b for a, b in zip(gammas, gammas[1:])) and gammas[-1] < 1  # min-clamped: never increases
     assert bal.gamma <= gammas[-1]

@@ -121,7 +121,8 @@ def test_same_params_give_identical_metrics(repro, tmp_path):
 def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
     params = merge(TINY, {
         "prepare": {"limit_test": 12},
-        "evaluate": {"features": "inception", "inception_weights": str(random_inception_weights), "num_samples": 12},
+        "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
+        "evaluate": {"num_samples": 12},
     })  # fmt: skip
     project = make_project(tmp_path, params)
     run(["dvc", "repro"], project, BVAE_TRACKING="off")
@@ -131,7 +132,7 @@ def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
 
 
 def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
-    project = make_project(tmp_path / "p", merge(TINY, {"evaluate": {"features": "inception"}}))
+    project = make_project(tmp_path / "p", merge(TINY, {"reference": {"features": "inception"}}))
     t0 = time.perf_counter()
     out = run(["python", "-m", "stages.reference"], project, check=False,
               TORCH_HOME=str(tmp_path / "torch"), BVAE_OFFLINE="1")  # fmt: skip

@@ -1,39 +1,44 @@
 """Balancing strategies, registered by name (the ``balance.strategy`` param).
 
-A strategy is one small module defining a :class:`Balance` subclass; register it in
-``STRATEGIES`` and its constructor keywords become its params.
+A strategy is one module in this package defining a :class:`Balance` subclass
+decorated with ``@register("name")``; every module here is imported below, so adding
+a strategy touches only its own file (and its test). Its constructor keywords are
+its params.
 """
 
+import importlib
 import inspect
+import pkgutil
 
 from pipeline import PipelineError
-from pipeline.balance.base import Balance, LossTerms, kl_divergence
-from pipeline.balance.fixed import Fixed
-from pipeline.balance.running_gamma import RunningGamma
+from pipeline.balance.base import STRATEGIES, Balance, LossTerms, kl_divergence
 
-STRATEGIES: dict[str, type[Balance]] = {
-    "running_gamma": RunningGamma,
-    "fixed": Fixed,
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def strategy_params() -> set[str]:
+    """Every key any strategy accepts."""
+    return {p for cls in STRATEGIES.values() for p in inspect.signature(cls.__init__).parameters} - {"self"}
 
 
 def build_balance(cfg: dict, where: str = "balance") -> Balance:
     """Build the strategy named by ``cfg['strategy']`` from the keys of ``cfg``.
 
-    Keys that belong to other strategies are ignored (a params section may keep
-    settings for several), unknown keys are an error.
+    Keys that belong to other strategies are ignored (one params block keeps the
+    settings of all of them, so a sweep only changes ``strategy``); unknown keys are
+    an error.
     """
     cfg = dict(cfg)
     name = cfg.pop("strategy", None)
     if name not in STRATEGIES:
         raise PipelineError(f"{where}.strategy: unknown strategy '{name}' (choose one of {', '.join(STRATEGIES)})")
-    known = {p for cls in STRATEGIES.values() for p in inspect.signature(cls.__init__).parameters} - {"self"}
-    unknown = sorted(set(cfg) - known)
+    unknown = sorted(set(cfg) - strategy_params())
     if unknown:
-        raise PipelineError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise PipelineError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(strategy_params()))})")
     cls = STRATEGIES[name]
     own = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in cfg.items() if k in own})
 
 
-__all__ = ["Balance", "LossTerms", "STRATEGIES", "build_balance", "kl_divergence"]
+__all__ = ["Balance", "LossTerms", "STRATEGIES", "build_balance", "kl_divergence", "strategy_params"]

@@ -14,7 +14,7 @@ so ``beta_eff`` says how strongly the KL is weighted against the per-value MSE,
 whatever the strategy.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -27,12 +27,36 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LossTerms:
-    loss: torch.Tensor  # what the optimiser minimises (batch mean)
+    """One batch's loss ``rec + kl_weight * kl`` and its diagnostics."""
+
     rec: torch.Tensor  # the strategy's reconstruction term (batch mean)
     kl: torch.Tensor  # KL per item (batch mean)
+    kl_weight: float  # the KL's factor in the loss
     mse: torch.Tensor  # per-value mean squared error of the batch
     gamma: float  # decoder standard deviation in use (or its equivalent)
     beta_eff: float  # KL weight on the common scale mse + beta_eff * KL
+    loss: torch.Tensor = field(init=False)  # what the optimiser minimises
+
+    def __post_init__(self):
+        self.loss = self.rec + self.kl_weight * self.kl
+
+    @property
+    def loss_common(self) -> float:
+        """The loss on the common scale: mse + beta_eff * KL (comparable across strategies)."""
+        return float(self.mse) + self.beta_eff * float(self.kl)
+
+
+STRATEGIES: dict[str, type["Balance"]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a strategy selectable as ``balance.strategy: <name>``."""
+
+    def add(cls):
+        STRATEGIES[name] = cls
+        return cls
+
+    return add
 
 
 class Balance(nn.Module):

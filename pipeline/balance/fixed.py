@@ -9,9 +9,10 @@ gamma^2 = beta / 2, so it reports gamma = sqrt(beta / 2) and beta_eff = beta / D
 
 import math
 
-from pipeline.balance.base import Balance, LossTerms, kl_divergence, squared_errors
+from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, squared_errors
 
 
+@register("fixed")
 class Fixed(Balance):
     def __init__(self, beta: float = 1.0):
         super().__init__()
@@ -24,11 +25,4 @@ class Fixed(Balance):
     def forward(self, x, x_hat, mu, logvar) -> LossTerms:
         sse, mse, dim = squared_errors(x, x_hat)
         kl = kl_divergence(mu, logvar).mean()
-        return LossTerms(
-            loss=sse + self.beta * kl,
-            rec=sse,
-            kl=kl,
-            mse=mse,
-            gamma=self.gamma,
-            beta_eff=self.beta / dim,
-        )
+        return LossTerms(sse, kl, self.beta, mse, gamma=self.gamma, beta_eff=self.beta / dim)

@@ -19,9 +19,10 @@ non-increasing. The reference code uses ``k = (2 * image_side / latent_dim)^2``
 
 import torch
 
-from pipeline.balance.base import Balance, LossTerms, kl_divergence, squared_errors
+from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, squared_errors
 
 
+@register("running_gamma")
 class RunningGamma(Balance):
     def __init__(self, momentum: float = 0.99, min_clamp: bool = True, k: float = 1.0):
         super().__init__()
@@ -38,14 +39,7 @@ class RunningGamma(Balance):
         sse, mse, dim = squared_errors(x, x_hat)
         kl = kl_divergence(mu, logvar).mean()
         rec = sse / (2 * self.mse_run)  # gamma^2 = mse_run, a buffer: no gradient
-        return LossTerms(
-            loss=rec + self.k * kl,
-            rec=rec,
-            kl=kl,
-            mse=mse,
-            gamma=self.gamma,
-            beta_eff=2 * self.k * float(self.mse_run) / dim,
-        )
+        return LossTerms(rec, kl, self.k, mse, gamma=self.gamma, beta_eff=2 * self.k * float(self.mse_run) / dim)
 
     @torch.no_grad()
     def step(self, terms: LossTerms) -> None:

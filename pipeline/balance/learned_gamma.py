@@ -1,0 +1,36 @@
+"""``learned_gamma``: Dai & Wipf (ICLR 2019), the decoder variance as a trained parameter.
+
+log gamma is a trainable scalar starting at 0 (gamma = 1). The loss is the full
+Gaussian negative log-likelihood plus the KL:
+
+    sse / (2 gamma^2) + D log gamma + D/2 log(2 pi) + KL
+
+The gradient flows into log gamma, whose optimum for a given batch is
+gamma^2 = sse / D = mse: it learns the data's reconstruction error, as running
+gamma estimates it. beta_eff = 2 gamma^2 / D.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, squared_errors
+
+
+@register("learned_gamma")
+class LearnedGamma(Balance):
+    def __init__(self):
+        super().__init__()
+        self.log_gamma = nn.Parameter(torch.zeros(()))
+
+    @property
+    def gamma(self) -> float:
+        return float(self.log_gamma.exp())
+
+    def forward(self, x, x_hat, mu, logvar) -> LossTerms:
+        sse, mse, dim = squared_errors(x, x_hat)
+        gamma2 = torch.exp(2 * self.log_gamma)
+        rec = sse / (2 * gamma2) + dim * self.log_gamma + dim / 2 * math.log(2 * math.pi)
+        return LossTerms(rec, kl_divergence(mu, logvar).mean(), 1.0, mse, gamma=self.gamma,
+                         beta_eff=2 * float(gamma2) / dim)  # fmt: skip

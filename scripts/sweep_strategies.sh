@@ -34,6 +34,6 @@ for config in "${configs[@]}"; do
 done
 dvc queue start -j 1
 sleep 5
-while dvc queue status | grep -qE "Queued|Running"; do sleep 20; done
-dvc queue status
+until status=$(dvc queue status) && ! grep -qE "Queued|Running" <<<"$status"; do sleep 20; done
+echo "$status"
 bvae compare --experiment "${MLFLOW_EXPERIMENT_NAME:-balanced-vae}" --out reports/strategies

@@ -142,3 +142,30 @@ def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
     assert "Traceback" not in out.stderr
     assert time.perf_counter() - t0 < 30
     assert not (project / "models/classifier.pt").exists() and not (project / "mlflow.db").exists()
+
+
+def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
+    project, _ = repro
+    before = {r.info.run_id for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"}
+    for strategy in ("fixed", "sigma"):
+        run(["dvc", "exp", "run", "--queue", "-S", f"train.balance.strategy={strategy}"], project)
+    run(["dvc", "queue", "start", "-j", "1"], project)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], project).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    new = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline" and r.info.run_id not in before]
+    assert sorted(r.data.params["train.balance.strategy"] for r in new) == ["fixed", "sigma"]
+    assert all(set(FIDS) <= set(r.data.metrics) and r.info.status == "FINISHED" for r in new)
+    assert all("train_vae.final_active_units" in r.data.metrics for r in new)
+
+    out = run(["bvae", "compare", "--out", "reports/cmp"], project).stdout
+    table = (project / "reports/cmp/table.md").read_text()
+    assert table in out + "\n" or table.strip() in out
+    for strategy in ("fixed (beta=1.0)", "sigma", "running_gamma (k=1.0)"):
+        assert f"| {strategy} |" in table
+    for png in ("compare.png", "curves.png"):
+        assert Image.open(project / "reports/cmp" / png).format == "PNG"

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from pipeline.utils import atomic_path  # noqa: E402
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -26,5 +26,5 @@ def latent_figure(stats: dict, path, title: str) -> None:
     b.axhline(0.01, color="r", lw=0.8, ls=":", label="active threshold")
     b.set(title="variance law (should be ~1)", xlabel="dimension")
     b.legend(fontsize=7)
-    fig.suptitle(title)
-    _save(fig, path)
+    fig.suptitle(title, y=1.04)
+    save_figure(fig, path)

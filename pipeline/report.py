@@ -91,7 +91,7 @@ def figures(rows: list[Row], out_dir) -> list:
     """compare.png: FIDs, beta_eff and active units per run; curves.png: training curves per run."""
     import numpy as np
 
-    from pipeline.plots import _save, plt
+    from pipeline.plots import plt, save_figure
 
     labels = [r.label for r in rows]
     fids = _fid_keys(rows)
@@ -109,7 +109,7 @@ def figures(rows: list[Row], out_dir) -> list:
     axes[2].set(title="active latent units (stage 1)", xticks=x)
     axes[2].set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     paths = [out_dir / "compare.png", out_dir / "curves.png"]
-    _save(fig, paths[0])
+    save_figure(fig, paths[0])
 
     titles = {"mse": "per-value MSE", "kl_common": "beta_eff * KL (KL term, common scale)",
               "gamma": "gamma (decoder std)", "beta_eff": "beta_eff"}  # fmt: skip
@@ -121,5 +121,5 @@ def figures(rows: list[Row], out_dir) -> list:
                 ax.plot([s for s, _ in pts], [v for _, v in pts], label=r.label)
         ax.set(title=title, xlabel="epoch", yscale="log")
     axes[0, 0].legend(fontsize=7)
-    _save(fig, paths[1])
+    save_figure(fig, paths[1])
     return paths

@@ -65,12 +65,11 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
     from pipeline.train import fit
     from pipeline.utils import write_csv, write_json
 
-    latents = []
+    latents = []  # per-dimension statistics of every epoch, the last one at the end
 
     def record(row, timing, latent):
         run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
-        latents.extend(latent_rows(latent, row["epoch"]))
-        record.last = latent
+        latents.append(latent)
         if on_epoch is not None:
             on_epoch(row)
 
@@ -80,9 +79,9 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
     )  # fmt: skip
     out = PLOTS / name
     write_csv(history, out / "history.csv")
-    write_csv(latents, out / "latents.csv")
-    write_csv(latent_rows(record.last), out / "latents_final.csv")
-    latent_figure(record.last, out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
+    write_csv([r for epoch, stats in enumerate(latents, 1) for r in latent_rows(stats, epoch)], out / "latents.csv")
+    write_csv(latent_rows(latents[-1]), out / "latents_final.csv")
+    latent_figure(latents[-1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
     write_json({f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}, METRICS / f"{name}.json")
     for f in ("history.csv", "latents.csv", "latents.png"):
         run.log_artifact(out / f, "diagnostics")

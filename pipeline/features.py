@@ -14,6 +14,7 @@ Frechet distance itself is torch-fidelity's (``metric_fid``):
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +32,14 @@ class FeatureSpace:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def throughput(self, images: torch.Tensor) -> float:
+        """Images per second on a few images (after one warm-up batch): for the cost estimate."""
+        self.forward(images[:2].to(self.device))
+        t0 = time.perf_counter()
+        self.forward(images.to(self.device)).cpu()
+        return len(images) / max(time.perf_counter() - t0, 1e-9)
 
     @torch.no_grad()
     def extract(self, images: torch.Tensor, desc: str = "features") -> torch.Tensor:
@@ -134,3 +143,29 @@ def frechet_distance(stats_1: dict, stats_2: dict) -> float:
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
     return float(fid_statistics_to_metric(stats_1, stats_2, verbose=False)[KEY_METRIC_FID])
+
+
+def fidelity_metrics(generated: torch.Tensor, real: torch.Tensor, real_stats: dict, seed: int = 0) -> dict:
+    """FID, KID and precision/recall of generated vs real features, all by torch-fidelity.
+
+    - ``fid``: Frechet distance of the two Gaussians fitted to the features.
+    - ``kid_mean`` / ``kid_std``: kernel inception distance, the unbiased MMD^2 with the
+      cubic polynomial kernel over 100 random subsets of min(1000, N) items each.
+    - ``precision`` / ``recall``: share of generated items inside the real manifold
+      (k = 3 nearest-neighbour balls) and of real items inside the generated one
+      (Kynkaanniemi et al. 2019).
+    """
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+    kid = kid_features_to_metric(
+        generated, real, kid_subset_size=min(1000, len(generated), len(real)), rng_seed=seed, verbose=False
+    )
+    prc = prc_features_to_metric(generated.float(), real.float(), verbose=False)
+    return {
+        "fid": frechet_distance(statistics(generated), real_stats),
+        "kid_mean": kid[KEY_METRIC_KID_MEAN],
+        "kid_std": kid[KEY_METRIC_KID_STD],
+        "precision": prc[KEY_METRIC_PRECISION],
+        "recall": prc[KEY_METRIC_RECALL],
+    }

@@ -1,70 +1,82 @@
-"""Images for evaluation: REC, GEN-1 and GEN-2.
+"""Images for evaluation: REC and the samplers.
 
 - REC:   x -> mu(x) -> dec1: reconstructions of held-out images (posterior mean).
-- GEN-1: z ~ N(0, I) -> dec1: the stage-1 prior, no second stage.
-- GEN-2: u ~ N(0, I) -> z = dec2(u) [+ gamma_z * eps] -> dec1 (Dai & Wipf). The
-  optional gamma_z noise uses the stage-2 decoder's final gamma; the seed paper's
-  reference code leaves it out (``gamma_noise: false``).
+- ``gen1``: z ~ N(0, I) -> dec1: the stage-1 prior, no second stage (GEN-1).
+- ``gen2``: u ~ N(0, I) -> z = dec2(u) -> dec1: through the second stage (GEN-2), as the
+  seed paper's reference code does.
+- ``gen2_noise``: GEN-2 with Dai & Wipf's z = dec2(u) + gamma_z * eps, gamma_z the
+  stage-2 decoder's final gamma.
+- ``gmm``: z from a Gaussian mixture fitted on the latent codes (:mod:`pipeline.gmm`).
 
-All return uint8 images on the CPU, produced batch by batch. Samplers draw their
-noise from their own ``torch.Generator`` (on the CPU, then moved), so each sampler's
-images depend only on its seed, not on what ran before it.
+``rescale_latents`` is the variance-law correction (Asperti 2020): generated latents
+have lower variance than the aggregate posterior, so each dimension is rescaled around
+its mean to the expected standard deviation sqrt(Var(mu_j) + E[sigma_j^2]).
+
+Every sampler draws its noise from its own seeded ``torch.Generator`` on the CPU, so
+its images depend only on its seed. Images come back as uint8 on the CPU.
 """
 
 import torch
 
+from pipeline.gmm import sample_gmm
 from pipeline.utils import to_uint8
 
+SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")
 
-def _batches(n: int, batch_size: int):
-    for i in range(0, n, batch_size):
-        yield min(batch_size, n - i)
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def decode(vae, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Stage-1 decoder images of latents z, as uint8."""
+    vae.eval()
+    return torch.cat([to_uint8(vae.decode(z[i : i + batch_size].to(_device(vae)))).cpu()
+                      for i in range(0, len(z), batch_size)])  # fmt: skip
 
 
 @torch.no_grad()
 def reconstruct(vae, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    device = next(vae.parameters()).device
-    vae.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        mu, _ = vae.encode(images[i : i + batch_size].to(device).float() / 255)
-        out.append(to_uint8(vae.decode(mu)).cpu())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def generate_gen1(vae, n: int, seed: int, batch_size: int = 500) -> torch.Tensor:
-    device = next(vae.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    vae.eval()
-    return torch.cat(
-        [to_uint8(vae.decode(torch.randn(b, vae.latent_dim, generator=g).to(device))).cpu() for b in _batches(n, batch_size)]
-    )
-
-
-@torch.no_grad()
-def generate_gen2(vae, stage2, n: int, seed: int, gamma_z: float = 0.0, batch_size: int = 500) -> torch.Tensor:
-    device = next(vae.parameters()).device
-    g = torch.Generator().manual_seed(seed)
-    vae.eval()
-    stage2.eval()
-    out = []
-    for b in _batches(n, batch_size):
-        z = stage2.decode(torch.randn(b, stage2.latent_dim, generator=g).to(device))
-        if gamma_z:
-            z = z + gamma_z * torch.randn(z.shape, generator=g).to(device)
-        out.append(to_uint8(vae.decode(z)).cpu())
-    return torch.cat(out)
+    mu, _ = encode(vae, images, batch_size)
+    return decode(vae, mu, batch_size)
 
 
 @torch.no_grad()
 def encode(vae, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior parameters (mu, logvar) of every image: the stage-2 training data."""
-    device = next(vae.parameters()).device
+    """Posterior parameters (mu, logvar) of every image, on the model's device."""
     vae.eval()
     mus, logvars = [], []
     for i in range(0, len(images), batch_size):
-        mu, logvar = vae.encode(images[i : i + batch_size].to(device).float() / 255)
+        mu, logvar = vae.encode(images[i : i + batch_size].to(_device(vae)).float() / 255)
         mus.append(mu)
         logvars.append(logvar)
     return torch.cat(mus), torch.cat(logvars)
+
+
+@torch.no_grad()
+def latents(sampler: str, n: int, seed: int, *, latent_dim: int, stage2=None, gamma_z: float = 0.0, gmm=None,
+            batch_size: int = 500) -> torch.Tensor:  # fmt: skip
+    """n latent codes (CPU, float32) from ``sampler`` (one of SAMPLERS)."""
+    g = torch.Generator().manual_seed(seed)
+    if sampler == "gen1":
+        return torch.randn(n, latent_dim, generator=g)
+    if sampler == "gmm":
+        return sample_gmm(gmm, n, g)
+    if sampler not in ("gen2", "gen2_noise"):
+        raise ValueError(f"unknown sampler {sampler!r}")
+    stage2.eval()
+    out = []
+    for i in range(0, n, batch_size):
+        u = torch.randn(min(batch_size, n - i), latent_dim, generator=g)
+        z = stage2.decode(u.to(_device(stage2))).cpu()
+        if sampler == "gen2_noise":
+            z = z + gamma_z * torch.randn(z.shape, generator=g)
+        out.append(z)
+    return torch.cat(out)
+
+
+def rescale_latents(z: torch.Tensor, expected_std: torch.Tensor) -> torch.Tensor:
+    """Rescale each dimension of z around its mean to the expected standard deviation."""
+    mean = z.mean(0)
+    return mean + (z - mean) * (expected_std / z.std(0))

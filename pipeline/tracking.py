@@ -158,11 +158,10 @@ class StageRun:
 
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
-    def log_image(self, image, key: str, step: int | None = None) -> None:
+    def log_image(self, image, key: str, step: int | None = None, parent: bool = False) -> None:
+        """An image timeline entry (``key``, ``step``) on this stage's run, or on the parent run."""
         if self.enabled:
-            import mlflow
-
-            mlflow.log_image(image, key=key, step=step or 0)
+            self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
 
     def set_tags(self, tags: dict) -> None:
         if self.enabled:

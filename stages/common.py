@@ -16,6 +16,7 @@ CLASSIFIER = Path("models/classifier.pt")
 REFERENCE = Path("reference/real_stats.pt")
 VAE = Path("models/vae.pt")
 STAGE2 = Path("models/stage2.pt")
+GMM = Path("models/gmm.pt")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 

@@ -1,4 +1,4 @@
-"""Stage evaluate: REC, GEN-1 and GEN-2 FID against the real test images."""
+"""Stage evaluate: REC and every sampler against the real test images."""
 
 import time
 
@@ -7,13 +7,13 @@ import torch
 
 from pipeline import PipelineError, sampling
 from pipeline.data import load_split
-from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
+from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
 from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
 from pipeline.params import load_params, section
 from pipeline.tracking import StageRun
 from pipeline.utils import read_json, save_grid, write_json
 from stages.common import (
-    CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE, load_checkpoint, params_option, setup, stage,
+    CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE, load_checkpoint, params_option, setup, stage,
 )  # fmt: skip
 
 
@@ -23,16 +23,22 @@ from stages.common import (
 def main(params_path):
     """Score the two-stage model on held-out test images.
 
-    REC: reconstructions of the test images; GEN-1: samples with z ~ N(0, I);
-    GEN-2: samples through the second stage. Each is compared with the cached real
-    statistics (reference/real_stats.pt) by the Frechet distance in the feature space
-    `reference.features`; metric names say which (fid_domain_gen2, fid_inception_rec,
-    ...). Writes metrics/evaluate.json and PNG grids in plots/evaluate/. The parent
-    MLflow run gets these and the final metrics of the earlier stages.
+    REC: reconstructions of the test images. Samplers (`evaluate.samplers`): gen1
+    (z ~ N(0, I), GEN-1), gen2 (through the second stage, GEN-2), gen2_noise (GEN-2
+    plus gamma_z noise, Dai & Wipf), gmm (a Gaussian mixture on the latent codes);
+    with `evaluate.rescale`, also gen2_rescaled (variance-law rescale). Each set is
+    compared with the cached real test features (reference/real_stats.pt) by FID, KID
+    and precision/recall in the feature space `reference.features`; metric names say
+    which: fid_domain_gen2, kid_mean_inception_rec, ... Writes metrics/evaluate.json and
+    PNG grids in plots/evaluate/. The parent MLflow run gets these, the grids and the
+    final metrics of the earlier stages.
     """
     params = load_params(params_path)
-    cfg = section(params, "evaluate", ("num_samples", "gamma_noise", "batch_size", "grid_rows", "seed"))
+    cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed"))
     ref = section(params, "reference", ("features",))
+    unknown = sorted(set(cfg["samplers"]) - set(sampling.SAMPLERS))
+    if unknown:
+        raise PipelineError(f"evaluate.samplers: unknown {unknown} (choose from {', '.join(sampling.SAMPLERS)})")
     if ref["features"] == "inception":
         resolve_inception_weights(ref.get("inception_weights"))
     device = setup(cfg["seed"])
@@ -45,39 +51,47 @@ def main(params_path):
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     stage2 = stage2_from_checkpoint(s2).to(device)
+    gmm = load_checkpoint(GMM, "Gaussian mixture")
     test = load_split(PREPARED / "test.pt")
-    n = cfg["num_samples"] or len(test)
-    bs = cfg["batch_size"]
+    n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
 
     with StageRun("evaluate", params) as run:
         run.log_params({"evaluate": cfg})
         space = build_feature_space(
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
-        click.echo(f"evaluate: {len(test) + 2 * n} images through the {space.name} feature network")
-        real_stats = statistics(reference["features"])
-        images = {
-            "real": test.images,
-            "rec": sampling.reconstruct(vae, test.images, bs),
-            "gen1": sampling.generate_gen1(vae, n, cfg["seed"], bs),
-            "gen2": sampling.generate_gen2(vae, stage2, n, cfg["seed"] + 1, s2["gamma"] if cfg["gamma_noise"] else 0.0, bs),
-        }
+        names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
+        total = len(test) + n * (len(names) - 1)
+        rate = space.throughput(test.images[:64])
+        click.echo(f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
+                   f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s")  # fmt: skip
+
+        real_features = reference["features"]
+        real_stats = statistics(real_features)
+        kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": bs}
+        z = {name: sampling.latents(name, n, seed + i, **kw) for i, name in enumerate(cfg["samplers"], 1)}
+        if cfg["rescale"]:
+            gen2 = z["gen2"] if "gen2" in z else sampling.latents("gen2", n, seed + 2, **kw)
+            z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
+        k = cfg["grid_rows"]
+        grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
+        run.log_image(grid, key="samples_real")
         metrics, timing = {}, {}
-        for name, imgs in images.items():
-            k = cfg["grid_rows"]
-            grid = save_grid(imgs[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
-            run.log_image(grid, key=f"samples_{name}")
-            if name == "real":
-                continue
+        for name in names:
             t0 = time.perf_counter()
-            fid = frechet_distance(statistics(space.extract(imgs, name)), real_stats)
+            images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
+            grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
+            run.log_image(grid, key=f"samples_{name}")
+            run.log_image(grid, key=f"samples_{name}", parent=True)
+            values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
+            metrics |= {f"{m}_{space.name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
-            metrics[f"fid_{space.name}_{name}"] = fid
-            click.echo(f"FID[{space.name}] {name.upper():5s} {fid:.4g}")
+            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f}  "
+                       f"precision {values['precision']:.3f}  recall {values['recall']:.3f}")  # fmt: skip
         write_json(metrics, METRICS / "evaluate.json")
         run.log_metrics(metrics | timing)
-        upstream = {f"{name}.{k}": v for name in ("reference", "train_vae", "train_stage2")
-                    for k, v in read_json(METRICS / f"{name}.json").items()}  # fmt: skip
+        upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")
+                    for key, v in read_json(METRICS / f"{stage}.json").items()}  # fmt: skip
         run.finish_parent(metrics | upstream)
         click.echo(f"metrics: {METRICS / 'evaluate.json'}; grids: {PLOTS / 'evaluate'}/")
 

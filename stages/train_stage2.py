@@ -5,12 +5,13 @@ import torch
 
 from pipeline.balance import build_balance
 from pipeline.data import load_split
+from pipeline.gmm import fit_gmm
 from pipeline.models import build_stage2, stage1_from_checkpoint
 from pipeline.params import load_params, section
 from pipeline.sampling import encode
 from pipeline.tracking import StageRun
 from pipeline.utils import save_torch
-from stages.common import PREPARED, STAGE2, VAE, load_checkpoint, params_option, setup, stage, train_and_record
+from stages.common import GMM, PREPARED, STAGE2, VAE, load_checkpoint, params_option, setup, stage, train_and_record
 
 
 @click.command(name="train-stage2")
@@ -20,11 +21,14 @@ def main(params_path):
     """Fit the stage-2 dense VAE on the latent codes of the training images.
 
     The codes are fresh draws z = mu(x) + sigma(x) * eps from the stage-1 posteriors,
-    a new eps every epoch. Writes models/stage2.pt, plots/train_stage2/ (history,
-    latent statistics) and metrics/train_stage2.json; logs them to MLflow.
+    a new eps every epoch. Also fits the Gaussian mixture sampler (`stage2.gmm`) on the
+    posterior means and records the variance law's expected std per dimension,
+    sqrt(Var(mu) + E[sigma^2]), for the rescale option. Writes models/stage2.pt,
+    models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
+    metrics/train_stage2.json; logs them to MLflow.
     """
     params = load_params(params_path)
-    cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
+    cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     mu, logvar = encode(vae, load_split(PREPARED / "train.pt").images)
@@ -40,12 +44,16 @@ def main(params_path):
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
         history = train_and_record(run, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}
+        expected_std = (mu.var(0) + sigma.pow(2).mean(0)).sqrt().cpu()
         save_torch(
             {"config": config, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict(),
-             "gamma": balance.gamma},
+             "gamma": balance.gamma, "expected_std": expected_std},
             STAGE2,
         )  # fmt: skip
+        gmm_cfg = cfg["gmm"]
+        save_torch(fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"]), GMM)
         run.log_artifact(STAGE2, "model")
+        run.log_artifact(GMM, "model")
         click.echo(f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}")
 
 

@@ -39,7 +39,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
         assert f"Running stage '{stage}'" in log
     for path in [
         "data/prepared/train.pt", "data/prepared/test.pt", "data/prepared/meta.json", "models/classifier.pt",
-        "reference/real_stats.pt", "models/vae.pt", "models/stage2.pt",
+        "reference/real_stats.pt", "models/vae.pt", "models/stage2.pt", "models/gmm.pt",
     ]:  # fmt: skip
         assert (project / path).is_file(), path
     meta = json.loads((project / "data/prepared/meta.json").read_text())
@@ -48,7 +48,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     assert [int(r["epoch"]) for r in history] == [1, 2, 3]
     assert {"rec", "kl", "loss", "gamma", "beta_eff"} <= set(history[0])
     assert float(history[-1]["gamma"]) < 1.0
-    for name in ("real", "rec", "gen1", "gen2"):
+    for name in ("real", "rec", "gen1", "gen2", "gmm"):
         img = Image.open(project / f"plots/evaluate/{name}.png")
         assert img.format == "PNG" and img.size == (8 * 9 + 1, 8 * 9 + 1)  # 8x8 grid of 8x8 images, 1px gaps
 
@@ -57,8 +57,13 @@ def test_metrics_show_lists_the_fids(repro):
     project, _ = repro
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     metrics = shown[""]["data"]["metrics/evaluate.json"]["data"]
-    assert set(FIDS) <= set(metrics)
-    assert all(v >= 0 for v in metrics.values())
+    samplers = ("rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")
+    assert {f"{m}_domain_{s}" for m in ("fid", "kid_mean", "kid_std", "precision", "recall") for s in samplers} == set(
+        metrics
+    )
+    assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
+    for name in samplers:
+        assert Image.open(project / f"plots/evaluate/{name}.png").format == "PNG"
 
 
 def test_mlflow_parent_run_with_all_params_and_child_per_stage(repro):
@@ -122,12 +127,13 @@ def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
     params = merge(TINY, {
         "prepare": {"limit_test": 12},
         "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
-        "evaluate": {"num_samples": 12},
+        "evaluate": {"num_samples": 12, "samplers": ["gen2"], "rescale": False},
     })  # fmt: skip
     project = make_project(tmp_path, params)
     run(["dvc", "repro"], project, BVAE_TRACKING="off")
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
-    assert set(metrics) == {"fid_inception_rec", "fid_inception_gen1", "fid_inception_gen2"}
+    assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "precision", "recall")
+            for s in ("rec", "gen2")} == set(metrics)  # fmt: skip
     assert "fid_inception_train_vs_test" in json.loads((project / "metrics/reference.json").read_text())
 
 

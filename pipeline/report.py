@@ -96,7 +96,7 @@ def figures(rows: list[Row], out_dir) -> list:
     labels = [r.label for r in rows]
     fids = _fid_keys(rows)
     x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
     for i, k in enumerate(fids[:3]):
         axes[0].bar(x + (i - 1) * 0.27, [r.metrics.get(k, np.nan) for r in rows], 0.27, label=k)
     axes[0].set(title="FID (lower is better)", xticks=x)
@@ -113,7 +113,7 @@ def figures(rows: list[Row], out_dir) -> list:
 
     titles = {"mse": "per-value MSE", "kl_common": "beta_eff * KL (KL term, common scale)",
               "gamma": "gamma (decoder std)", "beta_eff": "beta_eff"}  # fmt: skip
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), constrained_layout=True)
     for ax, (metric, title) in zip(axes.flat, titles.items()):
         for r in rows:
             pts = r.curves.get(metric, [])

@@ -59,3 +59,28 @@ def test_repo_root_inside_dvc_experiment_copies(tmp_path):
     inner = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
     inner.mkdir(parents=True)
     assert repo_root(inner) == tmp_path
+
+
+def test_every_command_explains_itself():
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    runner = CliRunner()
+    for name in ("prepare", "reference", "train-vae", "train-stage2", "evaluate", "compare"):
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0 and len(result.output.split()) > 30, name
+
+
+def test_stage_errors_are_one_line_and_exit_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("prepare: {dataset: cifar99, data_root: x, image_size: null, "
+                                          "test_fraction: 0.2, seed: 0}\n")  # fmt: skip
+    result = CliRunner().invoke(main, ["prepare"], env={"BVAE_TRACKING": "off"})
+    assert result.exit_code == 2 and "unknown dataset 'cifar99'" in result.output
+    result = CliRunner().invoke(main, ["train-vae", "--params", "missing.yaml"])
+    assert result.exit_code == 2 and "params file not found: missing.yaml" in result.output

@@ -76,6 +76,17 @@ def latents(sampler: str, n: int, seed: int, *, latent_dim: int, stage2=None, ga
     return torch.cat(out)
 
 
+@torch.no_grad()
+def interpolate(vae, a: torch.Tensor, b: torch.Tensor, steps: int, batch_size: int = 500) -> torch.Tensor:
+    """Rows of images: a_i, decoded lerp(mu(a_i), mu(b_i), t) for ``steps`` values of t in [0, 1], b_i."""
+    mu_a, _ = encode(vae, a, batch_size)
+    mu_b, _ = encode(vae, b, batch_size)
+    t = torch.linspace(0, 1, steps, device=mu_a.device)[None, :, None]
+    z = (mu_a[:, None] * (1 - t) + mu_b[:, None] * t).flatten(0, 1)
+    mid = decode(vae, z, batch_size).unflatten(0, (len(a), steps))
+    return torch.cat([a[:, None], mid, b[:, None]], 1).flatten(0, 1)
+
+
 def rescale_latents(z: torch.Tensor, expected_std: torch.Tensor) -> torch.Tensor:
     """Rescale each dimension of z around its mean to the expected standard deviation."""
     mean = z.mean(0)

@@ -103,6 +103,21 @@ def make_grid(images: torch.Tensor, nrow: int = 8, pad: int = 1) -> torch.Tensor
     return grid
 
 
+def save_pngs(images: torch.Tensor, folder) -> list[Path]:
+    """Write uint8 images (N, C, H, W) as numbered PNG files 000000.png, ... (grey or RGB)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images.cpu()):
+        path = folder / f"{i:06d}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+        paths.append(path)
+    return paths
+
+
 def save_grid(images: torch.Tensor, path, nrow: int = 8):
     """Save uint8 images (N, C, H, W) as one PNG grid; returns the grid as a PIL image."""
     from PIL import Image

@@ -5,6 +5,7 @@ from pathlib import Path
 import click
 
 from stages import evaluate, prepare, reference, train_stage2, train_vae
+from pipeline import PipelineError
 from stages.common import stage
 
 
@@ -20,6 +21,70 @@ def main():
 
 for module in (prepare, reference, train_vae, train_stage2, evaluate):
     main.add_command(module.main)
+
+
+def _trained_models(device):
+    from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
+    from stages.common import GMM, STAGE2, VAE, load_checkpoint
+
+    s2 = load_checkpoint(STAGE2, "stage-2 model")
+    return (stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device), s2,
+            stage2_from_checkpoint(s2).to(device), load_checkpoint(GMM, "Gaussian mixture"))  # fmt: skip
+
+
+@main.command()
+@click.option("--sampler", type=click.Choice(["gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"]), default="gen2",
+              show_default=True, help="gen1: z ~ N(0, I); gen2: through stage 2; gen2_noise: plus gamma_z noise; "
+              "gmm: Gaussian mixture on the codes; gen2_rescaled: variance-law rescale of gen2.")
+@click.option("-n", "--num", type=click.IntRange(1), default=1000, show_default=True, help="How many images.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the PNG files (000000.png, ...).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
+@stage
+def sample(sampler, num, out_dir, seed, batch_size):
+    """Write N generated images as PNG files, from the trained models in models/.
+
+    Any external FID tool can then score the folder (e.g. `fidelity --gpu 0 --fid
+    --input1 <folder> --input2 <real images>`).
+    """
+    from pipeline import sampling
+    from pipeline.utils import pick_device, save_pngs
+
+    vae, s2, stage2, gmm = _trained_models(pick_device())
+    kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": batch_size}
+    z = sampling.latents("gen2" if sampler == "gen2_rescaled" else sampler, num, seed, **kw)
+    if sampler == "gen2_rescaled":
+        z = sampling.rescale_latents(z, s2["expected_std"])
+    paths = save_pngs(sampling.decode(vae, z, batch_size), out_dir)
+    click.echo(f"wrote {len(paths)} {sampler} images to {out_dir}/")
+
+
+@main.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/interpolation.png"),
+              show_default=True, help="PNG grid to write.")
+@click.option("--pairs", type=click.IntRange(1), default=8, show_default=True, help="Rows: pairs of test images.")
+@click.option("--steps", type=click.IntRange(2), default=10, show_default=True, help="Interpolation points per row.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses the test images.")
+@stage
+def interpolate(out_path, pairs, steps, seed):
+    """Latent interpolation grid: each row goes from one test image to another
+    through the decoded linear interpolation of their stage-1 codes mu(x)."""
+    import torch
+
+    from pipeline import sampling
+    from pipeline.data import load_split
+    from pipeline.utils import pick_device, save_grid
+    from stages.common import PREPARED
+
+    vae = _trained_models(pick_device())[0]
+    test = load_split(PREPARED / "test.pt")
+    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
+    if len(idx) < 2 * pairs:
+        raise PipelineError(f"--pairs {pairs} needs {2 * pairs} test images, there are {len(test)}")
+    images = sampling.interpolate(vae, test.images[idx[:pairs]], test.images[idx[pairs:]], steps)
+    save_grid(images, out_path, nrow=steps + 2)
+    click.echo(f"wrote {out_path}")
 
 
 @main.command()

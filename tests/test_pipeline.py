@@ -88,6 +88,24 @@ def test_mlflow_parent_run_with_all_params_and_child_per_stage(repro):
     assert (project / "mlartifacts").is_dir()  # artifacts next to mlflow.db at the repo root
 
 
+@pytest.mark.parametrize("sampler", ["gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"])
+def test_sample_writes_the_asked_number_of_valid_pngs(repro, sampler, tmp_path):
+    project, _ = repro
+    run(["bvae", "sample", "--sampler", sampler, "-n", "7", "--out", str(tmp_path / sampler)], project)
+    files = sorted((tmp_path / sampler).iterdir())
+    assert [f.name for f in files] == [f"{i:06d}.png" for i in range(7)]
+    for f in files:
+        img = Image.open(f)
+        img.verify()
+        assert Image.open(f).size == (8, 8) and Image.open(f).mode == "L"
+
+
+def test_interpolation_grid(repro, tmp_path):
+    project, _ = repro
+    run(["bvae", "interpolate", "--out", str(tmp_path / "i.png"), "--pairs", "3", "--steps", "5"], project)
+    assert Image.open(tmp_path / "i.png").size == (7 * 9 + 1, 3 * 9 + 1)  # 3 rows of a, 5 steps, b
+
+
 def test_second_repro_reruns_nothing(repro):
     project, _ = repro
     t0 = time.perf_counter()

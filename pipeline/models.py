@@ -139,3 +139,27 @@ def stage2_from_checkpoint(ckpt: dict) -> DenseVAE:
     model = build_stage2(cfg, cfg["latent_dim"])
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
+
+
+class Reconstruct(nn.Module):
+    """A VAE as a deployable model: x -> decode(mu(x)), the posterior-mean reconstruction."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.vae.encode(x)[0])
+
+
+class Generator(nn.Module):
+    """The two-stage generator: u ~ N(0, I) of shape (N, latent_dim) -> z = dec2(u) ->
+    images dec1(z) in [0, 1], shape (N, C, H, W)."""
+
+    def __init__(self, vae: ConvVAE, stage2: DenseVAE):
+        super().__init__()
+        self.vae, self.stage2 = vae.eval(), stage2.eval()
+        self.latent_dim = stage2.latent_dim
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.stage2.decode(u))

@@ -163,6 +163,32 @@ class StageRun:
         if self.enabled:
             self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
 
+    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None):
+        """Log a torch module as an MLflow model (signature from ``example``); optionally
+        register it and point ``alias`` at the new version. Returns the version or None.
+
+        Pickle serialisation with this package's code bundled (``code_paths``), so the
+        model loads with ``mlflow.pytorch.load_model`` wherever torch is installed.
+        """
+        if not self.enabled:
+            return None
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            out = model(example)
+        info = mlflow.pytorch.log_model(
+            model, name=name, signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
+            input_example=example.cpu().numpy(), serialization_format="pickle",
+            code_paths=[str(Path(__file__).parent)], pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            registered_model_name=register_as,
+        )  # fmt: skip
+        version = info.registered_model_version
+        if register_as and alias:
+            self.client.set_registered_model_alias(register_as, alias, version)
+        return version
+
     def set_tags(self, tags: dict) -> None:
         if self.enabled:
             import mlflow

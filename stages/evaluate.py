@@ -8,7 +8,7 @@ import torch
 from pipeline import PipelineError, sampling
 from pipeline.data import load_split
 from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
-from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
+from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
 from pipeline.params import load_params, section
 from pipeline.tracking import StageRun
 from pipeline.utils import read_json, save_grid, write_json
@@ -31,7 +31,9 @@ def main(params_path):
     and precision/recall in the feature space `reference.features`; metric names say
     which: fid_domain_gen2, kid_mean_inception_rec, ... Writes metrics/evaluate.json and
     PNG grids in plots/evaluate/. The parent MLflow run gets these, the grids and the
-    final metrics of the earlier stages.
+    final metrics of the earlier stages; the two-stage generator (u -> images) is logged
+    as an MLflow model and registered as `evaluate.register.name` with alias
+    `evaluate.register.alias`.
     """
     params = load_params(params_path)
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed"))
@@ -39,6 +41,9 @@ def main(params_path):
     unknown = sorted(set(cfg["samplers"]) - set(sampling.SAMPLERS))
     if unknown:
         raise PipelineError(f"evaluate.samplers: unknown {unknown} (choose from {', '.join(sampling.SAMPLERS)})")
+    reg = cfg.get("register") or {}
+    if str(reg.get("alias")).lower() == "latest":
+        raise PipelineError("evaluate.register.alias: 'latest' is reserved by MLflow; choose another alias")
     if ref["features"] == "inception":
         resolve_inception_weights(ref.get("inception_weights"))
     device = setup(cfg["seed"])
@@ -93,6 +98,10 @@ def main(params_path):
         upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")
                     for key, v in read_json(METRICS / f"{stage}.json").items()}  # fmt: skip
         run.finish_parent(metrics | upstream)
+        version = run.log_model(Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim),
+                                register_as=reg.get("name"), alias=reg.get("alias"))  # fmt: skip
+        if version:
+            click.echo(f"registered model {reg['name']} version {version}" + (f" as @{reg['alias']}" if reg.get("alias") else ""))
         click.echo(f"metrics: {METRICS / 'evaluate.json'}; grids: {PLOTS / 'evaluate'}/")
 
 

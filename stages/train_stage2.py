@@ -6,7 +6,7 @@ import torch
 from pipeline.balance import build_balance
 from pipeline.data import load_split
 from pipeline.gmm import fit_gmm
-from pipeline.models import build_stage2, stage1_from_checkpoint
+from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
 from pipeline.params import load_params, section
 from pipeline.sampling import encode
 from pipeline.tracking import StageRun
@@ -53,6 +53,7 @@ def main(params_path):
         gmm_cfg = cfg["gmm"]
         save_torch(fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"]), GMM)
         run.log_artifact(STAGE2, "model")
+        run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")
         click.echo(f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}")
 

@@ -6,7 +6,7 @@ import torch
 from pipeline import PipelineError
 from pipeline.balance import build_balance
 from pipeline.data import load_split
-from pipeline.models import build_stage1
+from pipeline.models import Reconstruct, build_stage1
 from pipeline.params import load_params, section
 from pipeline.sampling import reconstruct
 from pipeline.tracking import StageRun
@@ -61,6 +61,7 @@ def main(params_path):
         write_json(metrics, METRICS / "train_vae.json")
         run.log_metrics({"test_mse": test_mse})
         run.log_artifact(VAE, "model")
+        run.log_model(Reconstruct(model.cpu()), "vae", grid_images[:4].float() / 255)
         click.echo(
             f"final gamma {metrics['final_gamma']:.4g}, beta_eff {metrics['final_beta_eff']:.3g}, "
             f"active units {metrics['final_active_units']:.0f}/{cfg['latent_dim']}, test mse {test_mse:.4g}"

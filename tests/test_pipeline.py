@@ -106,6 +106,27 @@ def test_interpolation_grid(repro, tmp_path):
     assert Image.open(tmp_path / "i.png").size == (7 * 9 + 1, 3 * 9 + 1)  # 3 rows of a, 5 steps, b
 
 
+def test_registered_generator_and_stage_models_load_back_and_generate(repro):
+    import mlflow
+    import numpy as np
+    import torch
+
+    project, _ = repro
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        generator = mlflow.pytorch.load_model("models:/balanced-vae-generator@candidate")
+        images = generator(torch.randn(5, generator.latent_dim))
+        assert images.shape == (5, 1, 8, 8) and 0 <= images.min() and images.max() <= 1
+        pyfunc = mlflow.pyfunc.load_model("models:/balanced-vae-generator@candidate")
+        assert list(pyfunc.metadata.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 8]
+        assert pyfunc.predict(np.zeros((2, generator.latent_dim), dtype="float32")).shape == (2, 1, 8, 8)
+        train = next(r for r in runs(project) if r.data.tags.get("mlflow.runName") == "train_vae")
+        vae = mlflow.pytorch.load_model(f"runs:/{train.info.run_id}/vae")
+        assert vae(torch.rand(3, 1, 8, 8)).shape == (3, 1, 8, 8)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def test_second_repro_reruns_nothing(repro):
     project, _ = repro
     t0 = time.perf_counter()

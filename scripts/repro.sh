@@ -9,11 +9,16 @@ dvc repro "$@"
 echo
 echo "pipeline time: $(( $(date +%s) - start )) s"
 echo
-dvc metrics show
+python - <<'PY'
+import json
+m = json.load(open("metrics/evaluate.json"))
+for key in sorted(k for k in m if k.startswith("fid_")):
+    print(f"  {key:28s} {m[key]:8.3f}")
+PY
 cat <<TXT
 
 Results
-  metrics:        metrics/*.json            (dvc metrics show)
+  metrics:        metrics/*.json            (dvc metrics show: FID, KID, precision/recall per sampler)
   sample grids:   plots/evaluate/{real,rec,gen1,gen2}.png
   loss curves:    plots/train_vae/history.csv, plots/train_stage2/history.csv   (dvc plots show)
   models:         models/vae.pt, models/stage2.pt, models/classifier.pt

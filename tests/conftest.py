@@ -1,7 +1,6 @@
 """Shared helpers: a throwaway copy of the project as its own git + DVC repo, tiny params,
 and generated dataset files in torchvision's real on-disk (idx) format."""
 
-import gzip
 import os
 import shutil
 import struct
@@ -77,16 +76,11 @@ def tiny_project(tmp_path) -> Path:
     return make_project(tmp_path / "project", TINY)
 
 
-def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
+def write_idx(path: Path, array: np.ndarray) -> None:
     """Write an array in the MNIST idx format (big-endian header: magic, dims; then uint8 data)."""
     header = struct.pack(">I", 0x800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    blob = header + array.astype(np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if compress:
-        with gzip.open(path, "wb") as f:
-            f.write(blob)
-    else:
-        path.write_bytes(blob)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def write_fake_mnist(root: Path, folder: str = "MNIST", n_train: int = 40, n_test: int = 20, seed: int = 0):

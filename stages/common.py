@@ -59,12 +59,12 @@ def setup(seed: int) -> torch.device:
 def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None) -> list[dict]:
     """Train a VAE stage and record it: per-epoch metrics to MLflow, and under
     plots/<name>/ the history (history.csv), the per-dimension latent statistics of
-    every epoch (latents.csv) and of the last (latents_final.csv, latents.png);
-    metrics/<name>.json holds the last epoch's values."""
+    every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
+    Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
     from pipeline.diagnostics import latent_rows
     from pipeline.plots import latent_figure
     from pipeline.train import fit
-    from pipeline.utils import write_csv, write_json
+    from pipeline.utils import write_csv
 
     latents = []  # per-dimension statistics of every epoch, the last one at the end
 
@@ -83,10 +83,14 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
     write_csv([r for epoch, stats in enumerate(latents, 1) for r in latent_rows(stats, epoch)], out / "latents.csv")
     write_csv(latent_rows(latents[-1]), out / "latents_final.csv")
     latent_figure(latents[-1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
-    write_json({f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}, METRICS / f"{name}.json")
     for f in ("history.csv", "latents.csv", "latents.png"):
         run.log_artifact(out / f, "diagnostics")
     return history
+
+
+def final_metrics(history: list[dict]) -> dict:
+    """The last epoch's values as metrics: final_loss, final_gamma, ..."""
+    return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}
 
 
 def load_checkpoint(path: Path, what: str) -> dict:

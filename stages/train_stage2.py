@@ -10,8 +10,10 @@ from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
 from pipeline.params import load_params, section
 from pipeline.sampling import encode
 from pipeline.tracking import StageRun
-from pipeline.utils import save_torch
-from stages.common import GMM, PREPARED, STAGE2, VAE, load_checkpoint, params_option, setup, stage, train_and_record
+from pipeline.utils import save_torch, write_json
+from stages.common import (
+    GMM, METRICS, PREPARED, STAGE2, VAE, final_metrics, load_checkpoint, params_option, setup, stage, train_and_record,
+)  # fmt: skip
 
 
 @click.command(name="train-stage2")
@@ -52,6 +54,7 @@ def main(params_path):
         )  # fmt: skip
         gmm_cfg = cfg["gmm"]
         save_torch(fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"]), GMM)
+        write_json(final_metrics(history), METRICS / "train_stage2.json")
         run.log_artifact(STAGE2, "model")
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")

@@ -10,8 +10,10 @@ from pipeline.models import Reconstruct, build_stage1
 from pipeline.params import load_params, section
 from pipeline.sampling import reconstruct
 from pipeline.tracking import StageRun
-from pipeline.utils import read_json, save_grid, save_torch, write_json
-from stages.common import METRICS, PLOTS, PREPARED, VAE, params_option, setup, stage, train_and_record
+from pipeline.utils import save_grid, save_torch, write_json
+from stages.common import (
+    METRICS, PLOTS, PREPARED, VAE, final_metrics, params_option, setup, stage, train_and_record,
+)  # fmt: skip
 
 
 @click.command(name="train-vae")
@@ -48,7 +50,8 @@ def main(params_path):
                 run.log_image(save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))),
                               key="reconstructions", step=row["epoch"])  # fmt: skip
 
-        train_and_record(run, "train_vae", model, balance, lambda epoch: images, cfg, images[: cfg["diag_size"]], log_grid)
+        history = train_and_record(run, "train_vae", model, balance, lambda epoch: images, cfg,
+                                   images[: cfg["diag_size"]], log_grid)  # fmt: skip
         model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
         save_torch(
             {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict()}, VAE
@@ -57,7 +60,7 @@ def main(params_path):
         if not grid_every:
             save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))
         test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
-        metrics = read_json(METRICS / "train_vae.json") | {"test_mse": test_mse}
+        metrics = final_metrics(history) | {"test_mse": test_mse}
         write_json(metrics, METRICS / "train_vae.json")
         run.log_metrics({"test_mse": test_mse})
         run.log_artifact(VAE, "model")

@@ -24,7 +24,8 @@ from pipeline.classifier import DomainClassifier
 from pipeline.features import DomainFeatures, fidelity_metrics, statistics
 from pipeline.gmm import fit_gmm
 from pipeline.models import ConvVAE, DenseVAE
-from pipeline.utils import save_torch, set_cpu_threads
+from pipeline.speed import set_cpu_threads
+from pipeline.utils import save_torch
 
 
 def real_images(root: str, n: int) -> tuple[torch.Tensor, str]:

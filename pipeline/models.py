@@ -1,10 +1,12 @@
 """The two VAEs.
 
-Stage 1 (:class:`ConvVAE`): images x in [0, 1]; encoder q(z|x) = N(mu(x), diag sigma(x)^2),
-decoder x_hat = sigmoid(f(z)). Stage 2 (:class:`DenseVAE`): the same on stage-1 latent
+Stage 1 (:class:`ConvVAE`, small and quick, or :class:`ResNetVAE`, the papers' model):
+images x in [0, 1]; encoder q(z|x) = N(mu(x), diag sigma(x)^2), decoder x_hat = sigmoid(f(z)). Stage 2 (:class:`DenseVAE`): the same on stage-1 latent
 codes z, with a linear decoder output (codes are real-valued). Both use the
 reparameterisation z = mu + sigma * eps and expose encode / decode / forward.
 """
+
+import inspect
 
 import torch
 from torch import nn
@@ -79,6 +81,101 @@ class ConvVAE(VAE):
         return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
+class ResBlock(nn.Module):
+    """Residual block of the Dai & Wipf / Asperti ResNet: x + (BN-ReLU-conv3x3) twice."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1), nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c, 3, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class DenseResBlock(nn.Module):
+    """The dense residual block between the convolutions and the latent: x + (BN-ReLU-linear) twice."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(),
+            nn.Linear(width, width),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def decoder_start(image_size: int) -> tuple[int, int]:
+    """(side, number of 2x upsamplings) of the decoder's first feature map: the image side
+    halved while it stays even and above 2 (64 -> 2 and 5 steps, 28 -> 7 and 2)."""
+    side, steps = image_size, 0
+    while side % 2 == 0 and side > 2:
+        side, steps = side // 2, steps + 1
+    return side, steps
+
+
+class ResNetVAE(VAE):
+    """The ResNet VAE of Dai & Wipf (2019) and Asperti & Trentin (2020).
+
+    Encoder: 3x3 conv to ``base_channels``; ``num_scale`` scales of ``blocks_per_scale``
+    residual blocks, a stride-2 3x3 conv doubling the channels between scales; global
+    average pooling; a dense layer to ``fc_width`` and a dense residual block; linear
+    heads for mu and log sigma^2. Decoder: dense to ``fc_width``, a dense residual block,
+    dense to a small s x s x C map (s = 2 for power-of-two sides, see
+    :func:`decoder_start`), then per scale a stride-2 transposed conv halving the channels
+    (not below ``base_channels``) and a residual block; BN-ReLU, 3x3 conv, sigmoid.
+    ``image_size`` must be divisible by 2**(num_scale - 1). The paper: CIFAR-10
+    num_scale 3, CelebA 64x64 num_scale 4, base 32, fc 512, latent 64.
+    """
+
+    ENCODER = ("encoder", "fc_enc", "mu", "logvar")
+    DECODER = ("fc_dec", "decoder")
+
+    def __init__(self, channels: int, image_size: int, latent_dim: int, base_channels: int = 32, num_scale: int = 3,
+                 fc_width: int = 512, blocks_per_scale: int = 1):  # fmt: skip
+        super().__init__()
+        if num_scale < 1 or image_size % 2 ** (num_scale - 1):
+            raise ValueError(f"image_size {image_size} is not divisible by 2**(num_scale - 1) = {2 ** (num_scale - 1)}")
+        self.latent_dim = latent_dim
+        c = base_channels
+        enc: list[nn.Module] = [nn.Conv2d(channels, c, 3, 1, 1)]
+        for scale in range(num_scale):
+            if scale:
+                enc.append(nn.Conv2d(c, 2 * c, 3, 2, 1))
+                c *= 2
+            enc += [ResBlock(c) for _ in range(blocks_per_scale)]
+        self.encoder = nn.Sequential(*enc, nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc_enc = nn.Sequential(nn.Linear(c, fc_width), DenseResBlock(fc_width), nn.ReLU())
+        self.mu = nn.Linear(fc_width, latent_dim)
+        self.logvar = nn.Linear(fc_width, latent_dim)
+
+        self.start, steps = decoder_start(image_size)
+        self.start_channels = c
+        self.fc_dec = nn.Sequential(
+            nn.Linear(latent_dim, fc_width), DenseResBlock(fc_width), nn.ReLU(), nn.Linear(fc_width, c * self.start**2)
+        )
+        dec: list[nn.Module] = []
+        for _ in range(steps):
+            out = max(c // 2, base_channels)
+            dec += [nn.ConvTranspose2d(c, out, 4, 2, 1), *[ResBlock(out) for _ in range(blocks_per_scale)]]
+            c = out
+        self.decoder = nn.Sequential(*dec, nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, channels, 3, 1, 1), nn.Sigmoid())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc_enc(self.encoder(x))
+        return self.mu(h), self.logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.fc_dec(z).view(-1, self.start_channels, self.start, self.start))
+
+    def forward(self, x: torch.Tensor):
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
 def _mlp(dim_in: int, width: int, depth: int) -> nn.Sequential:
     layers, d = [], dim_in
     for _ in range(depth):
@@ -116,16 +213,27 @@ class DenseVAE(VAE):
         return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
-def build_stage1(cfg: dict, channels: int, image_size: int) -> ConvVAE:
-    m = cfg.get("model", {})
-    return ConvVAE(channels, image_size, cfg["latent_dim"], m.get("base_channels", 32), m.get("num_down", 2))
+ARCHITECTURES = {"conv": ConvVAE, "resnet": ResNetVAE}
+
+
+def build_stage1(cfg: dict, channels: int, image_size: int) -> VAE:
+    """The stage-1 VAE named by ``cfg["model"]["arch"]`` (default ``conv``). The model block
+    holds the settings of every architecture (a sweep only changes ``arch``); each
+    takes the keys of its own constructor."""
+    m = dict(cfg.get("model", {}))
+    arch = m.pop("arch", "conv")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r} (choose one of {', '.join(ARCHITECTURES)})")
+    cls = ARCHITECTURES[arch]
+    own = inspect.signature(cls).parameters
+    return cls(channels, image_size, cfg["latent_dim"], **{k: v for k, v in m.items() if k in own})
 
 
 def build_stage2(cfg: dict, latent_dim: int) -> DenseVAE:
     return DenseVAE(latent_dim, cfg["width"], cfg["depth"])
 
 
-def stage1_from_checkpoint(ckpt: dict) -> ConvVAE:
+def stage1_from_checkpoint(ckpt: dict) -> VAE:
     """Rebuild a trained stage-1 VAE from the dict saved by the train_vae stage."""
     cfg = ckpt["config"]
     model = build_stage1(cfg, cfg["channels"], cfg["image_size"])
@@ -156,7 +264,7 @@ class Generator(nn.Module):
     """The two-stage generator: u ~ N(0, I) of shape (N, latent_dim) -> z = dec2(u) ->
     images dec1(z) in [0, 1], shape (N, C, H, W)."""
 
-    def __init__(self, vae: ConvVAE, stage2: DenseVAE):
+    def __init__(self, vae: VAE, stage2: DenseVAE):
         super().__init__()
         self.vae, self.stage2 = vae.eval(), stage2.eval()
         self.latent_dim = stage2.latent_dim

@@ -49,3 +49,40 @@ def config_hash(params: dict) -> str:
     """A short stable id of a whole configuration: the key of its MLflow parent run."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _yaml11_float(v: float) -> str:
+    """A float as YAML 1.1 (PyYAML, DVC) reads it back as a float: 5e-05 -> 5.0e-05."""
+    text = repr(v)
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+
+
+def apply_overlay(path: str | Path, overlay: dict) -> list[tuple[str, object, object]]:
+    """Set every leaf of ``overlay`` in the params file at ``path``, keeping its comments
+    and layout (ruamel.yaml round trip, as DVC's ``-S`` does). Every key must already
+    exist there. Returns the changes as (key, old, new); writes atomically."""
+    from ruamel.yaml import YAML
+
+    from pipeline.utils import atomic_path
+
+    yaml_rt = YAML()
+    yaml_rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    yaml_rt.representer.add_representer(float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", _yaml11_float(v)))
+    path = Path(path)
+    load_params(path)  # clear errors for a missing or broken file
+    doc = yaml_rt.load(path.read_text())
+    changes = []
+    for key, new in flatten(overlay).items():
+        node, *parents = doc, *key.split(".")[:-1]
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        leaf = key.split(".")[-1]
+        if not isinstance(node, dict) or leaf not in node:
+            raise PipelineError(f"{path} has no key {key}")
+        if node[leaf] != new:
+            changes.append((key, node[leaf], new))
+            node[leaf] = new
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        yaml_rt.dump(doc, f)
+    return changes

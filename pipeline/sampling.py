@@ -19,7 +19,7 @@ its images depend only on its seed. Images come back as uint8 on the CPU.
 import torch
 
 from pipeline.gmm import sample_gmm
-from pipeline.utils import to_uint8
+from pipeline.utils import progress, to_uint8
 
 SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")
 
@@ -28,12 +28,20 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _batches(n: int, batch_size: int, desc: str):
+    """Batch start indices with a progress bar in images (images/s shown)."""
+    with progress(total=n, desc=desc, unit="img", unit_scale=True, leave=False) as bar:
+        for i in range(0, n, batch_size):
+            yield i
+            bar.update(min(batch_size, n - i))
+
+
 @torch.no_grad()
 def decode(vae, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Stage-1 decoder images of latents z, as uint8."""
     vae.eval()
     return torch.cat([to_uint8(vae.decode(z[i : i + batch_size].to(_device(vae)))).cpu()
-                      for i in range(0, len(z), batch_size)])  # fmt: skip
+                      for i in _batches(len(z), batch_size, "decode")])  # fmt: skip
 
 
 @torch.no_grad()
@@ -47,7 +55,7 @@ def encode(vae, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tens
     """Posterior parameters (mu, logvar) of every image, on the model's device."""
     vae.eval()
     mus, logvars = [], []
-    for i in range(0, len(images), batch_size):
+    for i in _batches(len(images), batch_size, "encode"):
         mu, logvar = vae.encode(images[i : i + batch_size].to(_device(vae)).float() / 255)
         mus.append(mu)
         logvars.append(logvar)

@@ -2,7 +2,7 @@
 
 Data live in memory as one tensor (uint8 images for stage 1, float latent codes for
 stage 2) on the training device; each epoch is a seeded permutation sliced into
-batches. After every optimiser step the balancing strategy updates its running
+batches (no DataLoader, no per-item work). After every optimiser step the balancing strategy updates its running
 state (``Balance.step``), e.g. the running-gamma estimate.
 
 Per epoch it records the batch-size-weighted means of: ``loss`` (what is minimised),
@@ -21,6 +21,7 @@ import torch
 from pipeline import PipelineError
 from pipeline.balance import Balance
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
+from pipeline.speed import Speed
 from pipeline.utils import progress
 
 STEP_KEYS = ("loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common")
@@ -40,51 +41,72 @@ def fit(
     batch_size: int,
     lr: float,
     desc: str,
+    lr_halve_every: int | None = None,
+    speed: Speed = Speed(),
     diag_x: torch.Tensor | None = None,
     on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
 ) -> list[dict]:
-    """Train ``model`` with ``balance`` and return the per-epoch history rows.
+    """Train ``model`` with ``balance`` (Adam at ``lr``, halved every ``lr_halve_every``
+    epochs when set) and return the per-epoch history rows.
 
     ``epoch_data(epoch)`` returns the epoch's training set (N, ...) on the model's
     device. ``on_epoch(row, timing, latent)`` is called after every epoch with the
     history row, the timing (seconds, images/s: kept apart, not reproducible) and the
-    per-dimension latent statistics (None without ``diag_x``).
+    per-dimension latent statistics (None without ``diag_x``). The per-step values stay
+    on the device and are read once per epoch, so a GPU never waits for the host.
     """
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if speed.compile else model
     opt = torch.optim.Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_halve_every, gamma=0.5) if lr_halve_every else None
     history = []
     step = 0
-    bar = progress(range(1, epochs + 1), desc=desc, unit="epoch")
-    for epoch in bar:
+    bar = progress(desc=desc, unit="img", unit_scale=True)
+    for epoch in range(1, epochs + 1):
         model.train()
         data = epoch_data(epoch)
         n = len(data)
+        if bar.total is None:
+            bar.reset(total=epochs * n)
         perm = torch.randperm(n).to(data.device)
-        sums = torch.zeros(len(STEP_KEYS), dtype=torch.float64)
+        steps = -(-n // batch_size)
+        values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
         t0 = time.perf_counter()
-        for i in range(0, n, batch_size):
-            x = as_input(data[perm[i : i + batch_size]])
-            x_hat, mu, logvar = model(x)
-            terms = balance(x, x_hat, mu, logvar)
-            step += 1
-            if not torch.isfinite(terms.loss):
-                raise PipelineError(f"{desc}: loss became {terms.loss.item()} at epoch {epoch}, step {step}")
+        for i in range(steps):
+            x = as_input(data[perm[i * batch_size : (i + 1) * batch_size]])
+            if speed.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
+                x_hat, mu, logvar = forward(x)
+            terms = balance(x, x_hat.float(), mu.float(), logvar.float())
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()
             balance.step(terms)
-            kl = terms.kl.item()
-            values = (terms.loss.item(), terms.rec.item(), kl, terms.mse.item(), terms.gamma, terms.beta_eff,
-                      terms.beta_eff * kl, terms.loss_common)  # fmt: skip
-            sums += torch.tensor(values, dtype=torch.float64) * len(x)
+            kl = terms.kl.detach()
+            row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
+                   terms.beta_eff * kl, terms.loss_common)  # fmt: skip
+            values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row]) * len(x)
+            bar.update(len(x))
+        if sched is not None:
+            sched.step()
+        values = values.cpu()
+        bad = (~values[:, 0].isfinite()).nonzero()
+        if len(bad):
+            first = int(bad[0])
+            raise PipelineError(f"{desc}: loss became {float(values[first, 0])} at epoch {epoch}, step {step + first + 1}")
+        step += steps
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, sums)}}
+        row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
         latent = None
         if diag_x is not None:
             latent = latent_statistics(model, diag_x)
             row |= gradient_norms(model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
-        timing = {"epoch_seconds": seconds, "images_per_s": n / seconds}
+        timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.param_groups[0]["lr"]}
         history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}", img_s=f"{timing['images_per_s']:.0f}")
+        bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
         if on_epoch is not None:
             on_epoch(row, timing, latent)
+    bar.close()
     return history

@@ -1,4 +1,4 @@
-"""Small helpers: seeding, device choice, atomic writes, image grids."""
+"""Small helpers: seeding, atomic writes, CSV/JSON, progress bars, image grids."""
 
 import json
 import os
@@ -20,20 +20,6 @@ def seed_everything(seed: int, device: torch.device) -> None:
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def pick_device() -> torch.device:
-    """CUDA when available, else CPU; ``BVAE_DEVICE=cpu|cuda|cuda:1`` overrides."""
-    name = os.environ.get("BVAE_DEVICE", "auto")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-def set_cpu_threads() -> None:
-    """Use every core for intra-op work (torch's default can be lower inside DVC's subprocesses)."""
-    n = int(os.environ.get("BVAE_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(max(1, n))
 
 
 @contextmanager

@@ -49,7 +49,8 @@ def sample(sampler, num, out_dir, seed, batch_size):
     --input1 <folder> --input2 <real images>`).
     """
     from pipeline import sampling
-    from pipeline.utils import pick_device, save_pngs
+    from pipeline.speed import pick_device
+    from pipeline.utils import save_pngs
 
     vae, s2, stage2, gmm = _trained_models(pick_device())
     kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": batch_size}
@@ -74,7 +75,8 @@ def interpolate(out_path, pairs, steps, seed):
 
     from pipeline import sampling
     from pipeline.data import load_split
-    from pipeline.utils import pick_device, save_grid
+    from pipeline.speed import pick_device
+    from pipeline.utils import save_grid
     from stages.common import PREPARED
 
     vae = _trained_models(pick_device())[0]
@@ -118,6 +120,46 @@ def compare(experiment, filter_string, out_dir):
     paths = report.figures(rows, out_dir)
     click.echo(table)
     click.echo(f"wrote {out_dir / 'table.md'}, " + ", ".join(str(p) for p in paths))
+
+
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
+
+
+def _preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml"))
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
+              show_default=True, help="Params file to change (its comments and layout are kept).")
+@click.option("--list", "list_only", is_flag=True, help="List the presets with their first comment line.")
+@stage
+def preset(name, params_path, list_only):
+    """Apply the preset NAME (presets/NAME.yaml) to params.yaml.
+
+    Presets set the papers' set-ups: `mnist`, `cifar10` and `celeba` (architecture,
+    batch 100, epochs and learning-rate schedule of both stages, evaluation protocol),
+    and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
+    the changes are printed. Then `dvc repro` (or `dvc exp run`) runs it. Undo with
+    `git checkout params.yaml`.
+    """
+    import yaml
+
+    from pipeline.params import apply_overlay
+
+    if list_only or name is None:
+        for n in _preset_names():
+            first = (PRESETS / f"{n}.yaml").read_text().splitlines()[0].lstrip("# ")
+            click.echo(f"{n:10s} {first}")
+        return
+    if name not in _preset_names():
+        raise PipelineError(f"unknown preset '{name}' (choose one of {', '.join(_preset_names())})")
+    changes = apply_overlay(params_path, yaml.safe_load((PRESETS / f"{name}.yaml").read_text()))
+    for key, old, new in changes:
+        click.echo(f"{key}: {old} -> {new}")
+    click.echo(f"applied preset {name} to {params_path} ({len(changes)} changes); run `dvc repro` next")
+
 
 if __name__ == "__main__":
     main()

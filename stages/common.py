@@ -8,7 +8,8 @@ import click
 import torch
 
 from pipeline import PipelineError
-from pipeline.utils import pick_device, seed_everything, set_cpu_threads
+from pipeline.speed import Speed, pick_device, set_cpu_threads
+from pipeline.utils import seed_everything
 
 # The output layout (mirrors dvc.yaml).
 PREPARED = Path("data/prepared")
@@ -74,9 +75,12 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
         if on_epoch is not None:
             on_epoch(row)
 
+    device = next(model.parameters()).device
+    speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
+    click.echo(f"{name}: {speed.describe()} on {device}")
     history = fit(
         model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
-        diag_x=diag_x, on_epoch=record,
+        lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
     )  # fmt: skip
     out = PLOTS / name
     write_csv(history, out / "history.csv")

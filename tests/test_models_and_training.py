@@ -5,7 +5,8 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.balance.running_gamma import RunningGamma
-from pipeline.models import ConvVAE, DenseVAE
+from pipeline.models import ConvVAE, DenseVAE, ResNetVAE, build_stage1
+from pipeline.speed import Speed
 from pipeline.train import fit
 
 
@@ -21,6 +22,56 @@ def test_conv_vae_shapes(channels, size, num_down):
 def test_conv_vae_rejects_indivisible_size():
     with pytest.raises(ValueError, match="not divisible"):
         ConvVAE(1, 28, 4, num_down=3)
+
+
+@pytest.mark.parametrize(
+    "channels, size, num_scale, bottom, start, params",
+    [(1, 8, 2, 4, 2, 1516769), (1, 28, 3, 7, 7, 5175617), (3, 32, 3, 8, 2, 2291971), (3, 64, 4, 8, 2, 4916867),
+     (3, 128, 5, 8, 2, 14754179)],
+)  # fmt: skip
+def test_resnet_vae_at_several_sizes(channels, size, num_scale, bottom, start, params):
+    model = ResNetVAE(channels, size, latent_dim=64, base_channels=32, num_scale=num_scale, fc_width=512)
+    x = torch.rand(2, channels, size, size)
+    x_hat, mu, logvar = model(x)
+    assert x_hat.shape == x.shape and mu.shape == logvar.shape == (2, 64)
+    assert x_hat.min() >= 0 and x_hat.max() <= 1
+    # num_scale - 1 stride-2 convs, channels doubling from base: (2, 32 * 2**(num_scale-1), bottom, bottom)
+    assert model.encoder[:-2](x).shape == (2, 32 * 2 ** (num_scale - 1), bottom, bottom)
+    assert model.start == start  # the decoder's first map: 2x2 for power-of-two sides, 7x7 for 28
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+def test_resnet_vae_rejects_indivisible_size_and_builder_picks_arch():
+    with pytest.raises(ValueError, match="not divisible"):
+        ResNetVAE(1, 28, 8, num_scale=4)
+    cfg = {"latent_dim": 4, "model": {"arch": "resnet", "base_channels": 8, "num_scale": 2, "num_down": 9}}
+    assert isinstance(build_stage1(cfg, 1, 8), ResNetVAE)  # num_down belongs to conv: ignored
+    cfg["model"]["arch"] = "conv"
+    cfg["model"]["num_down"] = 1
+    assert isinstance(build_stage1(cfg, 1, 8), ConvVAE)
+    with pytest.raises(ValueError, match="unknown arch 'vit'"):
+        build_stage1({"latent_dim": 4, "model": {"arch": "vit"}}, 1, 8)
+
+
+def test_fit_bf16_channels_last_and_lr_schedule():
+    torch.manual_seed(0)
+    data = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    model = ResNetVAE(1, 8, 4, base_channels=8, num_scale=2, fc_width=16)
+    lrs = []
+    history = fit(model, RunningGamma(), lambda e: data, epochs=3, batch_size=16, lr=1e-3, desc="t", lr_halve_every=1,
+                  speed=Speed(bf16=True, channels_last=True), on_epoch=lambda row, timing, lat: lrs.append(timing["lr"]))
+    assert lrs == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
+    assert model.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert history[-1]["mse"] < history[0]["mse"]
+
+
+def test_speed_resolve():
+    cpu = torch.device("cpu")
+    assert Speed.resolve("fp32", False, cpu, images=True) == Speed(False, True, False)
+    assert Speed.resolve("bf16", True, cpu, images=False) == Speed(True, False, True)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Speed.resolve("fp16", False, cpu, images=True)
 
 
 def test_dense_vae_shapes():

@@ -27,23 +27,25 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LossTerms:
-    """One batch's loss ``rec + kl_weight * kl`` and its diagnostics."""
+    """One batch's loss ``rec + kl_weight * kl`` and its diagnostics. ``gamma`` and
+    ``beta_eff`` may be 0-d tensors on the training device: reading them as Python
+    floats would make the GPU wait at every step."""
 
     rec: torch.Tensor  # the strategy's reconstruction term (batch mean)
     kl: torch.Tensor  # KL per item (batch mean)
     kl_weight: float  # the KL's factor in the loss
     mse: torch.Tensor  # per-value mean squared error of the batch
-    gamma: float  # decoder standard deviation in use (or its equivalent)
-    beta_eff: float  # KL weight on the common scale mse + beta_eff * KL
+    gamma: torch.Tensor | float  # decoder standard deviation in use (or its equivalent)
+    beta_eff: torch.Tensor | float  # KL weight on the common scale mse + beta_eff * KL
     loss: torch.Tensor = field(init=False)  # what the optimiser minimises
 
     def __post_init__(self):
         self.loss = self.rec + self.kl_weight * self.kl
 
     @property
-    def loss_common(self) -> float:
+    def loss_common(self) -> torch.Tensor:
         """The loss on the common scale: mse + beta_eff * KL (comparable across strategies)."""
-        return float(self.mse) + self.beta_eff * float(self.kl)
+        return (self.mse + self.beta_eff * self.kl).detach()
 
 
 STRATEGIES: dict[str, type["Balance"]] = {}

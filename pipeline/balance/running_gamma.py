@@ -39,7 +39,7 @@ class RunningGamma(Balance):
         sse, mse, dim = squared_errors(x, x_hat)
         kl = kl_divergence(mu, logvar).mean()
         rec = sse / (2 * self.mse_run)  # gamma^2 = mse_run, a buffer: no gradient
-        return LossTerms(rec, kl, self.k, mse, gamma=self.gamma, beta_eff=2 * self.k * float(self.mse_run) / dim)
+        return LossTerms(rec, kl, self.k, mse, gamma=self.mse_run.sqrt(), beta_eff=2 * self.k * self.mse_run / dim)
 
     @torch.no_grad()
     def step(self, terms: LossTerms) -> None:

@@ -37,6 +37,6 @@ class Sigma(Balance):
         m = mse.detach() if self.detach else mse
         log_gamma = self.min_log_gamma + F.softplus(0.5 * torch.log(m) - self.min_log_gamma)
         rec = sse / (2 * torch.exp(2 * log_gamma)) + dim * log_gamma + dim / 2 * math.log(2 * math.pi)
-        gamma = float(log_gamma.exp())
-        self.last_gamma.fill_(gamma)
+        gamma = log_gamma.detach().exp()
+        self.last_gamma.copy_(gamma)
         return LossTerms(rec, kl_divergence(mu, logvar).mean(), 1.0, mse, gamma=gamma, beta_eff=2 * gamma**2 / dim)

@@ -1,0 +1,78 @@
+"""Presets: `bvae preset NAME` rewrites params.yaml in place, and each preset's models train."""
+
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, run
+from pipeline import PipelineError
+from pipeline.balance import build_balance
+from pipeline.models import build_stage1, build_stage2
+from pipeline.params import apply_overlay
+from pipeline.speed import Speed
+from pipeline.train import fit
+
+NATIVE = {"mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64)}  # channels, side
+PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
+
+
+def test_every_paper_preset_and_quick_exist():
+    assert {"mnist", "cifar10", "celeba", "quick"} <= set(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_applies_and_trains_a_step(tmp_path, name):
+    params_path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params_path)
+    proc = run(["bvae", "preset", name, "--params", str(params_path)], cwd=tmp_path)
+    assert f"applied preset {name}" in proc.stdout
+    params = yaml.safe_load(params_path.read_text())
+    preset = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())
+    assert params["train"]["model"] == params["train"]["model"] | preset["train"]["model"]
+    assert params["train"]["batch_size"] == preset["train"]["batch_size"]
+    assert "# stage train_vae" in params_path.read_text()  # comments kept
+
+    channels, side = NATIVE[params["prepare"]["dataset"]]
+    side = params["prepare"]["image_size"] or side
+    train, stage2 = params["train"], params["stage2"]
+    batch = train["batch_size"]
+    torch.manual_seed(0)
+    data = torch.randint(0, 256, (batch, channels, side, side), dtype=torch.uint8)
+    model = build_stage1(train, channels, side)
+    history = fit(model, build_balance(train["balance"], "train.balance"), lambda e: data, epochs=1, batch_size=batch,
+                  lr=train["lr"], desc=name, lr_halve_every=train["lr_halve_every"], speed=Speed(channels_last=True))
+    assert torch.isfinite(torch.tensor(history[0]["loss"]))
+    codes = torch.randn(stage2["batch_size"], train["latent_dim"])
+    history2 = fit(build_stage2(stage2, train["latent_dim"]), build_balance(stage2["balance"], "stage2.balance"),
+                   lambda e: codes, epochs=1, batch_size=stage2["batch_size"], lr=stage2["lr"], desc=name)
+    assert torch.isfinite(torch.tensor(history2[0]["loss"]))
+
+
+def test_paper_presets_use_the_papers_settings():
+    cifar = yaml.safe_load((ROOT / "presets" / "cifar10.yaml").read_text())
+    celeba = yaml.safe_load((ROOT / "presets" / "celeba.yaml").read_text())
+    assert (cifar["train"]["model"]["num_scale"], celeba["train"]["model"]["num_scale"]) == (3, 4)
+    assert (cifar["train"]["epochs"], cifar["train"]["lr"], cifar["train"]["lr_halve_every"]) == (700, 1e-4, 250)
+    assert (celeba["train"]["epochs"], celeba["train"]["lr"], celeba["train"]["lr_halve_every"]) == (70, 5e-5, 60)
+    assert (cifar["stage2"]["epochs"], celeba["stage2"]["epochs"]) == (1400, 140)
+    assert {p["train"]["batch_size"] for p in (cifar, celeba)} == {100}
+
+
+def test_overlay_keeps_comments_and_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("train:  # the section\n  lr: 0.1   # learning rate\n  epochs: null\n")
+    assert apply_overlay(path, {"train": {"lr": 5e-5}}) == [("train.lr", 0.1, 5e-5)]
+    assert path.read_text() == "train:  # the section\n  lr: 5.0e-05 # learning rate\n  epochs: null\n"
+    assert yaml.safe_load(path.read_text())["train"]["lr"] == 5e-5  # YAML 1.1 reads 5e-05 as a string
+    with pytest.raises(PipelineError, match="has no key train.lrr"):
+        apply_overlay(path, {"train": {"lrr": 1}})
+    assert "lrr" not in path.read_text()
+
+
+def test_unknown_preset_is_a_clear_error(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    proc = run(["bvae", "preset", "imagenet"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unknown preset 'imagenet' (choose one of celeba, cifar10, mnist" in proc.stderr
+    assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()

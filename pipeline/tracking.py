@@ -189,6 +189,17 @@ class StageRun:
             self.client.set_registered_model_alias(register_as, alias, version)
         return version
 
+    def log_input(self, name: str, source: str, digest: str) -> None:
+        """Record the raw data as this run's training dataset input: its ``name``, ``source``
+        (a local path) and ``digest`` (a content hash; MLflow keeps its first 36 characters)."""
+        if self.enabled:
+            import mlflow
+            from mlflow.data.meta_dataset import MetaDataset
+            from mlflow.data.sources import LocalArtifactDatasetSource
+
+            dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
+            mlflow.log_input(dataset, context="training")
+
     def set_tags(self, tags: dict) -> None:
         if self.enabled:
             import mlflow

@@ -3,7 +3,6 @@
 import json
 
 import click
-import torch
 
 from pipeline import data
 from pipeline.params import load_params, section
@@ -16,37 +15,47 @@ from stages.common import METRICS, PLOTS, PREPARED, params_option, setup, stage
 @params_option
 @stage
 def main(params_path):
-    """Load `prepare.dataset`, split it, resize to `prepare.image_size` and write
-    data/prepared/{train,test}.pt (uint8 images N x C x H x W, int64 labels) and
-    data/prepared/meta.json (shapes, classes, sha256 of the tensors), the counts in
-    metrics/prepare.json and a grid of training images in plots/prepare/."""
+    """Load `prepare.dataset`, split it, resize to `prepare.image_size`, convert to
+    `prepare.channels` and write data/prepared/{train,test}.pt (uint8 images N x C x H x W,
+    int64 labels, -1 when unlabelled) and data/prepared/meta.json (shapes, classes, skipped
+    unreadable images, sha256 of the tensors and of the raw files read), the counts in
+    metrics/prepare.json and a grid of training images in plots/prepare/. The raw files'
+    hash is the MLflow run's dataset input."""
     params = load_params(params_path)
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
     setup(cfg["seed"])
     with StageRun("prepare", params) as run:
         run.log_params({"prepare": cfg})
-        train, test = data.load(cfg["dataset"], cfg["data_root"], cfg["test_fraction"], cfg["seed"])
-        train = train.subset(cfg.get("limit_train"), cfg["seed"])
-        test = test.subset(cfg.get("limit_test"), cfg["seed"] + 1)
-        train.images = data.resize(train.images, cfg["image_size"])
-        test.images = data.resize(test.images, cfg["image_size"])
+        ds = data.load(cfg)
+        train, test = ds.train, ds.test
+        root = data.raw_root(cfg)
         meta = {
             "dataset": cfg["dataset"],
+            "source": str(root.resolve()),
             "channels": train.images.shape[1],
             "image_size": train.images.shape[-1],
-            "num_classes": int(torch.cat([train.labels, test.labels]).max()) + 1,
+            "classes": ds.classes,
+            "num_classes": len(ds.classes or []),
+            "labelled": ds.classes is not None,
             "num_train": len(train),
             "num_test": len(test),
             "sha256": data.checksum(train.images, train.labels, test.images, test.labels),
+            "raw_sha256": data.content_hash(ds.files, root),
+            "skipped": [{"path": path, "reason": reason} for path, reason in ds.skipped],
         }
         data.save_split(train, PREPARED / "train.pt")
         data.save_split(test, PREPARED / "test.pt")
         write_json(meta, PREPARED / "meta.json")
-        write_json({k: meta[k] for k in ("num_train", "num_test", "num_classes", "image_size")}, METRICS / "prepare.json")
+        counts = ("num_train", "num_test", "num_classes", "image_size")
+        write_json({k: meta[k] for k in counts} | {"num_skipped": len(ds.skipped)}, METRICS / "prepare.json")
         run.log_image(save_grid(train.images[:64], PLOTS / "prepare" / "train_images.png"), key="train_images")
-        run.log_params({"data": {k: v for k, v in meta.items() if k != "sha256"}})
-        run.set_tags({"bvae.data_sha256": meta["sha256"]})
-        click.echo(json.dumps(meta))
+        shown = ("dataset", "channels", "image_size", "num_classes", "labelled", "num_train", "num_test")
+        run.log_params({"data": {k: meta[k] for k in shown}})
+        run.log_input(cfg["dataset"], meta["source"], meta["raw_sha256"])
+        run.set_tags({"bvae.data_sha256": meta["sha256"], "bvae.raw_sha256": meta["raw_sha256"]})
+        if ds.skipped:
+            click.echo(f"skipped {data.describe_skipped(ds.skipped)}; the full list is in {PREPARED / 'meta.json'}")
+        click.echo(json.dumps({k: v for k, v in meta.items() if k not in ("classes", "skipped")}))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ space. Cached by DVC: training a new model never recomputes them.
 import click
 import torch
 
+from pipeline import PipelineError
 from pipeline import classifier as clf
 from pipeline.data import load_split
 from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
 from pipeline.params import load_params, section
 from pipeline.tracking import StageRun
-from pipeline.utils import save_torch, write_csv, write_json
+from pipeline.utils import read_json, save_torch, write_csv, write_json
 from stages.common import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE, params_option, setup, stage
 
 
@@ -30,22 +31,36 @@ def main(params_path):
     cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
     if ref["features"] == "inception":  # fail before any work when the weights cannot be had
         resolve_inception_weights(ref.get("inception_weights"))
+    if not (PREPARED / "meta.json").is_file():
+        raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
+    labelled = read_json(PREPARED / "meta.json").get("num_classes", 0) >= 2
+    if ref["features"] == "domain" and not labelled:
+        raise PipelineError(
+            "reference.features: domain needs class labels (it trains a classifier on them), but the prepared "
+            "data is unlabelled (for the folder dataset, put each class in its own subfolder); or use "
+            "reference.features: inception (needs the Inception-v3 weights)"
+        )
     device = setup(cfg["seed"])
     train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
     with StageRun("reference", params) as run:
         run.log_params({"reference": ref})
-        config = {
-            "channels": train.images.shape[1],
-            "num_classes": int(train.labels.max()) + 1,
-            "feature_dim": cfg["feature_dim"],
-        }
-        model = clf.DomainClassifier(**config).to(device)
-        history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
-        for row in history:
-            run.log_metrics({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
-        write_csv(history, PLOTS / "reference" / "classifier_history.csv")
-        acc = clf.accuracy(model, test)
-        save_torch({"config": config, "state_dict": model.cpu().state_dict()}, CLASSIFIER)
+        metrics = {}
+        if labelled:
+            config = {
+                "channels": train.images.shape[1],
+                "num_classes": int(train.labels.max()) + 1,
+                "feature_dim": cfg["feature_dim"],
+            }
+            model = clf.DomainClassifier(**config).to(device)
+            history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
+            for row in history:
+                run.log_metrics({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+            write_csv(history, PLOTS / "reference" / "classifier_history.csv")
+            metrics["classifier_test_accuracy"] = clf.accuracy(model, test)
+            save_torch({"config": config, "state_dict": model.cpu().state_dict()}, CLASSIFIER)
+        else:  # the output DVC expects; no domain feature space without labels
+            click.echo("unlabelled data: no domain classifier")
+            save_torch({"config": None, "state_dict": {}}, CLASSIFIER)
 
         space = build_feature_space(
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
@@ -54,12 +69,16 @@ def main(params_path):
         floor_idx = torch.randperm(len(train))[: len(test)]
         floor = frechet_distance(statistics(space.extract(train.images[floor_idx], "train images")), statistics(real))
         save_torch({"space": space.name, "features": real}, REFERENCE)
+        write_json({"space": space.name, "real_test_images": len(real), "labelled": labelled},
+                   PLOTS / "reference" / "features.json")  # fmt: skip
 
-        metrics = {"classifier_test_accuracy": acc, f"fid_{space.name}_train_vs_test": floor}
+        metrics[f"fid_{space.name}_train_vs_test"] = floor
         write_json(metrics, METRICS / "reference.json")
         run.log_metrics(metrics)
         run.log_artifact(CLASSIFIER, "model")
-        click.echo(f"domain classifier test accuracy {acc:.4f}; FID[{space.name}] train vs test {floor:.4g}")
+        if labelled:
+            click.echo(f"domain classifier test accuracy {metrics['classifier_test_accuracy']:.4f}")
+        click.echo(f"FID[{space.name}] train vs test {floor:.4g}")
 
 
 if __name__ == "__main__":

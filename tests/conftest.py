@@ -1,7 +1,8 @@
 """Shared helpers: a throwaway copy of the project as its own git + DVC repo, tiny params,
-and generated dataset files in torchvision's real on-disk (idx) format."""
+and generated dataset files in their real on-disk formats (idx, CIFAR-10 pickles, JPEG, PNG, ...)."""
 
 import os
+import pickle
 import shutil
 import struct
 import subprocess
@@ -111,3 +112,97 @@ def random_inception_weights(tmp_path_factory) -> Path:
         model = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     torch.save(model.state_dict(), path)
     return path
+
+
+def write_fake_cifar10(root: Path, n_per_batch: int = 3, n_test: int = 4, seed: int = 0) -> dict:
+    """torchvision's CIFAR-10 layout <root>/cifar-10-batches-py/: five training batches, test_batch and
+    batches.meta, python pickles with b"data" (uint8 N x 3072, channel-major) and b"labels"."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {"train": [], "test": []}
+    for name, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).tolist()
+        batch = {b"batch_label": name.encode(), b"data": images.reshape(n, 3072), b"labels": labels}
+        (folder / name).write_bytes(pickle.dumps(batch))
+        out["test" if name == "test_batch" else "train"].append((images, labels))
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    meta = {b"num_cases_per_batch": n_per_batch, b"label_names": [c.encode() for c in classes]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    return {k: (np.concatenate([i for i, _ in v]), np.concatenate([y for _, y in v])) for k, v in out.items()}
+
+
+CELEBA_FACE = (200, 40, 40)  # the colour of the 128x128 crop region in write_fake_celeba's images
+CELEBA_BACKGROUND = (30, 60, 220)  # the colour outside it
+
+
+def write_fake_celeba(root: Path, partitions: list[int]) -> list[str]:
+    """torchvision's CelebA layout: <root>/celeba/img_align_celeba/NNNNNN.jpg (178x218, the
+    crop region rows 45:173, cols 25:153 painted CELEBA_FACE, the rest CELEBA_BACKGROUND) and
+    <root>/celeba/list_eval_partition.txt with one "<name> <partition>" line per image."""
+    from PIL import Image
+
+    folder = root / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:06d}.jpg" for i in range(1, len(partitions) + 1)]
+    for name in names:
+        img = Image.new("RGB", (178, 218), CELEBA_BACKGROUND)
+        img.paste(CELEBA_FACE, (25, 45, 153, 173))
+        img.save(folder / name, quality=100, subsampling=0)
+    lines = [f"{name} {part}" for name, part in zip(names, partitions)]
+    (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return names
+
+
+def save_image(path: Path, img, **save_kwargs) -> Path:
+    """Save a PIL image (creating the folder); the format follows the suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, **save_kwargs)
+    return path
+
+
+def write_truncated_jpeg(path: Path, size=(40, 30)) -> Path:
+    """A valid JPEG cut to half its bytes: Pillow opens it, but decoding fails."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    save_image(path, Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def write_mixed_folder(root: Path) -> None:
+    """An image folder with two classes (cats, dogs) in every common mode and format, of
+    different sizes and aspect ratios, plus broken and non-image files:
+
+    cats/: rgb.png (RGB 40x30, red), grey.jpg (L 30x50), rgba.png (RGBA, fully transparent),
+    palette.png (P, left half transparent, right half blue), deep/grey16.png (I;16: 32896, 257 * 128)
+    dogs/: photo.webp (RGB 64x64), cmyk.jpg (CMYK), rotated.png (20x10, left half red, right half
+    blue, EXIF orientation 6: shown rotated 90 degrees clockwise), tiny.bmp (RGB 5x5), broken.png
+    (random bytes), cut.jpg (truncated), notes.txt, .hidden.png, .cache/x.png."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    cats, dogs = root / "cats", root / "dogs"
+    save_image(cats / "rgb.png", Image.new("RGB", (40, 30), (255, 0, 0)))
+    save_image(cats / "grey.jpg", Image.fromarray(rng.integers(0, 256, (50, 30), dtype=np.uint8)))
+    save_image(cats / "rgba.png", Image.new("RGBA", (30, 30), (0, 0, 0, 0)))
+    palette = Image.new("P", (20, 20), 0)
+    palette.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (10, 0, 20, 20))
+    save_image(cats / "palette.png", palette, transparency=0)
+    save_image(cats / "deep" / "grey16.png", Image.fromarray(np.full((16, 24), 32896, dtype=np.uint16)))
+    save_image(dogs / "photo.webp", Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)))
+    save_image(dogs / "cmyk.jpg", Image.new("CMYK", (24, 24), (0, 255, 255, 0)))
+    rotated = Image.new("RGB", (20, 10), (255, 0, 0))
+    rotated.paste((0, 0, 255), (10, 0, 20, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save_image(dogs / "rotated.png", rotated, exif=exif)
+    save_image(dogs / "tiny.bmp", Image.new("RGB", (5, 5), (0, 255, 0)))
+    (dogs / "broken.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    write_truncated_jpeg(dogs / "cut.jpg")
+    (dogs / "notes.txt").write_text("not an image")
+    save_image(dogs / ".hidden.png", Image.new("RGB", (8, 8)))
+    save_image(dogs / ".cache" / "x.png", Image.new("RGB", (8, 8)))

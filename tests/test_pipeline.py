@@ -5,6 +5,8 @@ import csv
 import json
 import time
 
+import numpy as np
+
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
@@ -162,9 +164,16 @@ def test_same_params_give_identical_metrics(repro, tmp_path):
     assert (first / "metrics/evaluate.json").read_text() == (second / "metrics/evaluate.json").read_text()
 
 
-def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
+def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_inception_weights):
+    """A folder of images without class subfolders, outside the project (an external DVC
+    dependency), scored with Inception features (random weights: plumbing, not numbers)."""
+    art = tmp_path / "artworks"
+    art.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (20 + i % 7, 18, 3), dtype=np.uint8)).save(art / f"{i:03d}.jpg")
     params = merge(TINY, {
-        "prepare": {"limit_test": 12},
+        "prepare": {"dataset": "folder", "data_root": str(art), "image_size": 16, "limit_test": 12},
         "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
         "evaluate": {"num_samples": 12, "samplers": ["gen2"], "rescale": False},
     })  # fmt: skip
@@ -173,7 +182,10 @@ def test_inception_fid_with_random_weights(tmp_path, random_inception_weights):
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "precision", "recall")
             for s in ("rec", "gen2")} == set(metrics)  # fmt: skip
-    assert "fid_inception_train_vs_test" in json.loads((project / "metrics/reference.json").read_text())
+    assert set(json.loads((project / "metrics/reference.json").read_text())) == {"fid_inception_train_vs_test"}
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert (meta["labelled"], meta["channels"], meta["image_size"], meta["num_test"]) == (False, 3, 16, 12)
+    assert str(art) in (project / "dvc.lock").read_text()  # the raw images are a tracked dependency
 
 
 def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):

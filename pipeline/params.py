@@ -9,16 +9,23 @@ import yaml
 from pipeline import PipelineError
 
 
-def load_params(path: str | Path = "params.yaml") -> dict:
+def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict:
+    """Read params.yaml and check every key (:mod:`pipeline.schema`) before any work."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"params file not found: {path}")
     try:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise PipelineError(f"{path} is not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise PipelineError(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(params, dict):
         raise PipelineError(f"{path} must be a mapping of sections (prepare, train, ...)")
+    if validate:
+        from pipeline.schema import validate as check
+
+        check(params)
     return params
 
 
@@ -70,7 +77,7 @@ def apply_overlay(path: str | Path, overlay: dict) -> list[tuple[str, object, ob
     yaml_rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     yaml_rt.representer.add_representer(float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", _yaml11_float(v)))
     path = Path(path)
-    load_params(path)  # clear errors for a missing or broken file
+    load_params(path, validate=False)  # clear errors for a missing or broken file
     doc = yaml_rt.load(path.read_text())
     changes = []
     for key, new in flatten(overlay).items():
@@ -83,6 +90,8 @@ def apply_overlay(path: str | Path, overlay: dict) -> list[tuple[str, object, ob
         if node[leaf] != new:
             changes.append((key, node[leaf], new))
             node[leaf] = new
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        yaml_rt.dump(doc, f)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml_rt.dump(doc, f)
+        load_params(tmp)  # the result must be valid before it replaces the file
     return changes

@@ -1,0 +1,180 @@
+"""What params.yaml may hold: every key, its type and range, and the combinations that
+cannot work. :func:`validate` runs before any stage does any work and raises one
+:class:`PipelineError` naming the first bad key (with a did-you-mean for unknown keys).
+
+The balance blocks take their keys and types from the registered strategies'
+constructors, so a new strategy needs no change here.
+"""
+
+import difflib
+import inspect
+import math
+from dataclasses import dataclass
+
+from pipeline import PipelineError
+
+NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}
+UNLABELLED = ("celeba",)
+
+
+@dataclass(frozen=True)
+class Value:
+    """One leaf: its type (int, float, bool, str, list), whether null is allowed, the allowed
+    choices, and bounds (``lo``/``hi`` inclusive, ``gt``/``lt`` exclusive)."""
+
+    type: type
+    null: bool = False
+    choices: tuple = ()
+    lo: float | None = None
+    hi: float | None = None
+    gt: float | None = None
+    lt: float | None = None
+    item_choices: tuple = ()  # for lists: the allowed items
+
+    def check(self, key: str, v) -> None:
+        if v is None:
+            if not self.null:
+                raise PipelineError(f"{key}: must not be null (expected {self._what()})")
+            return
+        if self.type is float and isinstance(v, str) and _number(v):
+            raise PipelineError(f"{key}: {v!r} is read as a string (YAML 1.1); write it with a dot, e.g. "
+                                f"{v.replace('e', '.0e', 1) if '.' not in v else v}")  # fmt: skip
+        ok = {
+            int: isinstance(v, int) and not isinstance(v, bool),
+            float: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+            bool: isinstance(v, bool),
+            str: isinstance(v, str) and v != "",
+            list: isinstance(v, list),
+        }[self.type]
+        if not ok:
+            raise PipelineError(f"{key}: expected {self._what()}, got {v!r}")
+        if self.choices and v not in self.choices:
+            raise PipelineError(f"{key}: {v!r} is not one of {', '.join(map(str, self.choices))}{_guess(v, self.choices)}")
+        for item in v if self.type is list else ():
+            if item not in self.item_choices:
+                raise PipelineError(f"{key}: {item!r} is not one of {', '.join(self.item_choices)}"
+                                    f"{_guess(item, self.item_choices)}")  # fmt: skip
+        if self.type is list and len(set(map(str, v))) < len(v):
+            raise PipelineError(f"{key}: lists an entry twice")
+        for bound, fails, word in ((self.lo, lambda b: v < b, ">="), (self.hi, lambda b: v > b, "<="),
+                                   (self.gt, lambda b: v <= b, ">"), (self.lt, lambda b: v >= b, "<")):  # fmt: skip
+            if bound is not None and self.type in (int, float) and fails(bound):
+                raise PipelineError(f"{key}: {v} is out of range (must be {word} {bound})")
+
+    def _what(self) -> str:
+        name = {int: "an integer", float: "a number", bool: "true or false", str: "a non-empty string", list: "a list"}
+        return name[self.type] + (" or null" if self.null else "")
+
+
+def _number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _guess(word, options, prefix: str = "") -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+COUNT, SEED = Value(int, lo=1), Value(int, lo=0)
+LR = Value(float, gt=0)
+
+
+def _schema() -> dict:
+    from pipeline.data import DATASETS
+    from pipeline.models import ARCHITECTURES
+    from pipeline.sampling import SAMPLERS
+    from pipeline.speed import PRECISIONS
+
+    speed = {"lr_halve_every": Value(int, null=True, lo=1), "precision": Value(str, choices=PRECISIONS),
+             "compile": Value(bool), "checkpoint_every": COUNT}  # fmt: skip
+    return {
+        "prepare": {
+            "dataset": Value(str, choices=DATASETS), "data_root": Value(str), "image_size": Value(int, null=True, lo=4),
+            "channels": Value(int, null=True, choices=(1, 3)), "bad_images": Value(str, choices=("skip", "fail")),
+            "test_fraction": Value(float, gt=0, lt=1), "limit_train": Value(int, null=True, lo=2),
+            "limit_test": Value(int, null=True, lo=1), "seed": SEED,
+        },
+        "reference": {
+            "features": Value(str, choices=("domain", "inception")), "inception_weights": Value(str, null=True),
+            "classifier": {"feature_dim": COUNT, "epochs": COUNT, "batch_size": COUNT, "lr": LR, "seed": SEED},
+        },
+        "train": {
+            "latent_dim": COUNT,
+            "model": {"arch": Value(str, choices=tuple(ARCHITECTURES)), "base_channels": COUNT,
+                      "num_down": Value(int, lo=0, hi=8), "num_scale": Value(int, lo=1, hi=8), "fc_width": COUNT,
+                      "blocks_per_scale": COUNT},
+            "epochs": COUNT, "batch_size": COUNT, "lr": LR, **speed, "seed": SEED,
+            "grid_every": Value(int, null=True, lo=0), "diag_size": Value(int, lo=2), "balance": _balance_schema(),
+        },
+        "stage2": {
+            "width": COUNT, "depth": COUNT, "epochs": COUNT, "batch_size": COUNT, "lr": LR, **speed, "seed": SEED,
+            "diag_size": Value(int, lo=2),
+            "gmm": {"components": COUNT, "covariance": Value(str, choices=("full", "tied", "diag", "spherical"))},
+            "balance": _balance_schema(),
+        },
+        "evaluate": {
+            "num_samples": Value(int, null=True, lo=2), "samplers": Value(list, item_choices=SAMPLERS),
+            "rescale": Value(bool), "batch_size": COUNT, "grid_rows": COUNT, "seed": SEED,
+            "register": {"name": Value(str, null=True), "alias": Value(str)},
+        },
+    }  # fmt: skip
+
+
+BALANCE_RANGES = {"beta": {"lo": 0}, "anneal_steps": {"lo": 1}, "ramp_fraction": {"gt": 0, "hi": 1},
+                  "momentum": {"lo": 0, "lt": 1}, "k": {"gt": 0}}  # fmt: skip
+
+
+def _balance_schema() -> dict:
+    """Every strategy's constructor keys, typed by their defaults, plus ``strategy``."""
+    from pipeline.balance import STRATEGIES
+
+    keys = {"strategy": Value(str, choices=tuple(STRATEGIES))}
+    for cls in STRATEGIES.values():
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if name != "self":
+                keys[name] = Value(type(p.default), **BALANCE_RANGES.get(name, {}))
+    return keys
+
+
+def validate(params: dict) -> None:
+    """Check every key of ``params`` (a loaded params.yaml), then the combinations."""
+    _walk(params, _schema(), "")
+    _combinations(params)
+
+
+def _walk(node, schema: dict, prefix: str) -> None:
+    if not isinstance(node, dict):
+        raise PipelineError(f"{prefix.rstrip('.') or 'params'}: expected a mapping of keys, got {node!r}")
+    for key in node:
+        if key not in schema:
+            raise PipelineError(f"unknown key {prefix}{key}{_guess(key, list(schema), prefix)}")
+    for key, spec in schema.items():
+        if key not in node:
+            raise PipelineError(f"missing key {prefix}{key}")
+        if isinstance(spec, dict):
+            _walk(node[key], spec, f"{prefix}{key}.")
+        else:
+            spec.check(f"{prefix}{key}", node[key])
+
+
+def _combinations(p: dict) -> None:
+    prep, model = p["prepare"], p["train"]["model"]
+    size = prep["image_size"] or NATIVE_SIZE.get(prep["dataset"])
+    if size is None:
+        raise PipelineError(f"prepare.image_size: required for dataset {prep['dataset']} (its images have any size)")
+    if model["arch"] == "conv" and size % 2 ** model["num_down"]:
+        raise PipelineError(f"train.model.num_down: the image size {size} is not divisible by 2**{model['num_down']}; "
+                            "lower num_down or change prepare.image_size")  # fmt: skip
+    if model["arch"] == "resnet" and size % 2 ** (model["num_scale"] - 1):
+        raise PipelineError(f"train.model.num_scale: the image size {size} is not divisible by "
+                            f"2**(num_scale - 1) = {2 ** (model['num_scale'] - 1)}; lower num_scale or change "
+                            "prepare.image_size")  # fmt: skip
+    if p["reference"]["features"] == "domain" and prep["dataset"] in UNLABELLED:
+        raise PipelineError(f"reference.features: domain needs class labels and {prep['dataset']} has none; "
+                            "use inception")  # fmt: skip
+    if p["evaluate"]["register"]["alias"] == "latest":
+        raise PipelineError("evaluate.register.alias: 'latest' is reserved by MLflow; choose another alias")

@@ -1,0 +1,91 @@
+"""Bad params files: every one stops the stage before any work with one message naming the
+key, exit code 2, and nothing written (no outputs, no MLflow store)."""
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import ROOT, merge, run
+from stages import evaluate, prepare, train_stage2, train_vae
+
+DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def drop(section: str, key: str) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params[section][key]
+    return params
+
+
+BAD = [  # (params or a mutation of the defaults, expected message)
+    (merge(DEFAULT, {"trian": {"lr": 1}}), "unknown key trian (did you mean train?)"),
+    (merge(DEFAULT, {"train": {"lrr": 0.1}}), "unknown key train.lrr (did you mean train.lr?)"),
+    (drop("train", "epochs"), "missing key train.epochs"),
+    (merge(DEFAULT, {"train": {"lr": "5e-5"}}), "train.lr: '5e-5' is read as a string (YAML 1.1); write it with a dot, e.g. 5.0e-5"),
+    (merge(DEFAULT, {"train": {"lr": -0.1}}), "train.lr: -0.1 is out of range (must be > 0)"),
+    (merge(DEFAULT, {"train": {"epochs": 0}}), "train.epochs: 0 is out of range (must be >= 1)"),
+    (merge(DEFAULT, {"train": {"epochs": 2.5}}), "train.epochs: expected an integer, got 2.5"),
+    (merge(DEFAULT, {"train": {"batch_size": True}}), "train.batch_size: expected an integer, got True"),
+    (merge(DEFAULT, {"prepare": {"dataset": "mnsit"}}), "prepare.dataset: 'mnsit' is not one of digits, mnist, fashion_mnist, cifar10, celeba, folder (did you mean mnist?)"),
+    (merge(DEFAULT, {"prepare": {"channels": 2}}), "prepare.channels: 2 is not one of 1, 3"),
+    (merge(DEFAULT, {"prepare": {"test_fraction": 1.5}}), "prepare.test_fraction: 1.5 is out of range (must be < 1)"),
+    (merge(DEFAULT, {"prepare": {"image_size": 30}}), "train.model.num_down: the image size 30 is not divisible by 2**2"),
+    (merge(DEFAULT, {"prepare": {"dataset": "mnist"}, "train": {"model": {"arch": "resnet", "num_scale": 4}}}),
+     "train.model.num_scale: the image size 28 is not divisible by 2**(num_scale - 1) = 8"),
+    (merge(DEFAULT, {"train": {"model": {"arch": "transformer"}}}), "train.model.arch: 'transformer' is not one of conv, resnet"),
+    (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "train.balance.strategy: 'runing_gamma' is not one of"),
+    (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "(did you mean running_gamma?)"),
+    (merge(DEFAULT, {"train": {"balance": {"momentum": 1.0}}}), "train.balance.momentum: 1.0 is out of range (must be < 1)"),
+    (merge(DEFAULT, {"train": {"balance": {"min_clamp": "yes"}}}), "train.balance.min_clamp: expected true or false, got 'yes'"),
+    (merge(DEFAULT, {"stage2": {"balance": {"temperature": 1}}}), "unknown key stage2.balance.temperature"),
+    (merge(DEFAULT, {"stage2": {"gmm": {"covariance": "diagonal"}}}), "stage2.gmm.covariance: 'diagonal' is not one of full, tied, diag, spherical (did you mean diag?)"),
+    (merge(DEFAULT, {"train": {"precision": "fp16"}}), "train.precision: 'fp16' is not one of auto, fp32, bf16"),
+    (merge(DEFAULT, {"evaluate": {"samplers": ["gen3"]}}), "evaluate.samplers: 'gen3' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)"),
+    (merge(DEFAULT, {"evaluate": {"samplers": ["gen1", "gen1"]}}), "evaluate.samplers: lists an entry twice"),
+    (merge(DEFAULT, {"evaluate": {"register": {"alias": "latest"}}}), "evaluate.register.alias: 'latest' is reserved by MLflow"),
+    (merge(DEFAULT, {"prepare": {"dataset": "celeba"}}), "reference.features: domain needs class labels and celeba has none; use inception"),
+    (merge(DEFAULT, {"prepare": {"dataset": "folder"}}), "prepare.image_size: required for dataset folder"),
+    (merge(DEFAULT, {"stage2": {"lr_halve_every": 0}}), "stage2.lr_halve_every: 0 is out of range (must be >= 1)"),
+    (merge(DEFAULT, {"train": {"model": None}}), "train.model: expected a mapping of keys, got None"),
+    (merge(DEFAULT, {"evaluate": {"num_samples": "all"}}), "evaluate.num_samples: expected an integer or null, got 'all'"),
+    (merge(DEFAULT, {"train": {"lr": float("nan")}}), "train.lr: expected a number, got nan"),
+    ("train: [1, 2\n", "params.yaml is not valid YAML"),
+    ("- just\n- a list\n", "params.yaml must be a mapping of sections"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", [prepare, train_vae, train_stage2, evaluate], ids=lambda m: m.__name__.split(".")[-1])
+@pytest.mark.parametrize("params, message", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_params_stop_every_stage_before_any_work(tmp_path, monkeypatch, stage, params, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    path = tmp_path / "params.yaml"
+    path.write_text(params if isinstance(params, str) else yaml.safe_dump(params))
+    result = CliRunner().invoke(stage.main, ["--params", str(path)])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")  # one line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_bad_params_in_a_real_process_exit_2(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(DEFAULT, {"train": {"lrr": 0.1}})))
+    proc = run(["python", "-m", "stages.train_vae", "--params", str(path)], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown key train.lrr (did you mean train.lr?)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_missing_params_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(prepare.main, ["--params", "nope.yaml"])
+    assert result.exit_code == 2 and "params file not found: nope.yaml" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "celeba", "quick"])
+def test_presets_are_valid_params(name):
+    from pipeline.schema import validate
+
+    validate(merge(DEFAULT, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())))

@@ -17,7 +17,7 @@ from conftest import (
     CELEBA_FACE, ROOT, SHARED_DATA, save_image, write_fake_celeba, write_fake_cifar10, write_fake_mnist,
     write_mixed_folder, write_truncated_jpeg,
 )  # fmt: skip
-from pipeline import PipelineError, data
+from pipeline import PipelineError, data, speed
 
 MIXED_IMAGES = [  # the image files write_mixed_folder writes (hidden ones excluded), sorted
     "cats/deep/grey16.png", "cats/grey.jpg", "cats/palette.png", "cats/rgb.png", "cats/rgba.png", "dogs/broken.png",
@@ -274,7 +274,7 @@ def test_folder_decodes_the_same_with_a_process_pool(tmp_path, monkeypatch):
     pools, real_pool = [], multiprocessing.Pool
     monkeypatch.setattr(multiprocessing, "Pool", lambda n: pools.append(n) or real_pool(n))
     monkeypatch.setattr(data, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(speed, "available_cpus", lambda: 3)  # one worker per usable CPU
     many = data.load(cfg)
     assert pools == [3]
     assert torch.equal(images_of(one), images_of(many)) and torch.equal(one.train.labels, many.train.labels)

@@ -60,15 +60,19 @@ def test_paper_presets_use_the_papers_settings():
     assert {p["train"]["batch_size"] for p in (cifar, celeba)} == {100}
 
 
-def test_overlay_keeps_comments_and_rejects_unknown_keys(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text("train:  # the section\n  lr: 0.1   # learning rate\n  epochs: null\n")
-    assert apply_overlay(path, {"train": {"lr": 5e-5}}) == [("train.lr", 0.1, 5e-5)]
-    assert path.read_text() == "train:  # the section\n  lr: 5.0e-05 # learning rate\n  epochs: null\n"
-    assert yaml.safe_load(path.read_text())["train"]["lr"] == 5e-5  # YAML 1.1 reads 5e-05 as a string
+def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    before = path.read_text()
+    assert apply_overlay(path, {"train": {"lr": 5e-5}}) == [("train.lr", 0.001, 5e-5)]
+    after = path.read_text()
+    assert after == before.replace("  lr: 0.001\n", "  lr: 5.0e-05\n", 1)  # only that line; comments kept
+    assert yaml.safe_load(after)["train"]["lr"] == 5e-5  # YAML 1.1 would read 5e-05 as a string
     with pytest.raises(PipelineError, match="has no key train.lrr"):
         apply_overlay(path, {"train": {"lrr": 1}})
-    assert "lrr" not in path.read_text()
+    with pytest.raises(PipelineError, match="train.epochs: 0 is out of range"):
+        apply_overlay(path, {"train": {"epochs": 0}})
+    assert path.read_text() == after
 
 
 def test_unknown_preset_is_a_clear_error(tmp_path):

@@ -14,9 +14,11 @@ with ``parent_run_id``. The parent carries all params, the git commit and the
 final metrics.
 """
 
+import functools
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -70,12 +72,35 @@ def check_reachable(uri: str, timeout: float = 3.0) -> None:
         ) from None
 
 
-class StageRun:
-    """Context manager around one stage's MLflow run (a no-op when tracking is off)."""
+def tolerant(method):
+    """A logging call that must not cost the user their training: the first MLflow error
+    (a tracking server gone mid-run, a full disk) prints one warning and switches
+    tracking off for the rest of the stage; the stage's outputs are written as usual."""
 
-    def __init__(self, stage: str, params: dict):
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if not self.enabled:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:
+            self.enabled = False
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            print(f"warning: MLflow tracking failed ({reason}); continuing without tracking, the stage's outputs "
+                  "are still written", file=sys.stderr)  # fmt: skip
+            return None
+
+    return wrapper
+
+
+class StageRun:
+    """Context manager around one stage's MLflow run (a no-op when tracking is off).
+    ``resume_run_id``: continue that run (a training stage resuming from a checkpoint)."""
+
+    def __init__(self, stage: str, params: dict, resume_run_id: str | None = None):
         self.stage = stage
         self.params = params
+        self.resume_run_id = resume_run_id
         self.enabled = tracking_enabled()
         self.run_id = None
         self.parent_id = None
@@ -90,8 +115,13 @@ class StageRun:
         import mlflow
         from mlflow import MlflowClient
 
+        if urlparse(uri).scheme in ("http", "https"):  # fail in seconds, not after minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
+        if self.resume_run_id and self._resume():
+            return self
         exp_id = self._experiment_id(artifacts=(repo_root() / "mlartifacts").as_uri() if own_store else None)
         commit = git_commit()
         tags = {"bvae.stage": self.stage, CONFIG_TAG: config_hash(self.params), ROLE_TAG: "stage"}
@@ -103,14 +133,30 @@ class StageRun:
         print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}")
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if not self.enabled:
-            return False
+    def _resume(self) -> bool:
+        """Continue the run ``resume_run_id`` when the store still has it."""
         import mlflow
 
+        try:
+            run = self.client.get_run(self.resume_run_id)
+        except Exception:
+            print(f"MLflow: run {self.resume_run_id} of the checkpoint not found; starting a new run")
+            return False
+        self.run_id = mlflow.start_run(run_id=self.resume_run_id).info.run_id
+        self.parent_id = run.data.tags.get("mlflow.parentRunId")
+        print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})")
+        return True
+
+    def __exit__(self, exc_type, exc, tb):
         self.log_metrics({"stage_wall_time_s": time.perf_counter() - self._t0})
-        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        self._end("FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED")
         return False
+
+    @tolerant
+    def _end(self, status: str) -> None:
+        import mlflow
+
+        mlflow.end_run(status=status)
 
     def _experiment_id(self, artifacts: str | None) -> str:
         """Get or create the experiment; with our own sqlite store its artifacts go to ``artifacts``."""
@@ -140,29 +186,30 @@ class StageRun:
 
     # -- logging (all no-ops when tracking is off) --
 
+    @tolerant
     def log_params(self, params: dict) -> None:
-        if self.enabled:
-            import mlflow
+        import mlflow
 
-            mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
+        mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
 
+    @tolerant
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        if self.enabled:
-            import mlflow
+        import mlflow
 
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
+    @tolerant
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
-        if self.enabled:
-            import mlflow
+        import mlflow
 
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
+    @tolerant
     def log_image(self, image, key: str, step: int | None = None, parent: bool = False) -> None:
         """An image timeline entry (``key``, ``step``) on this stage's run, or on the parent run."""
-        if self.enabled:
-            self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
+        self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
 
+    @tolerant
     def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None):
         """Log a torch module as an MLflow model (signature from ``example``); optionally
         register it and point ``alias`` at the new version. Returns the version or None.
@@ -170,8 +217,6 @@ class StageRun:
         Pickle serialisation with this package's code bundled (``code_paths``), so the
         model loads with ``mlflow.pytorch.load_model`` wherever torch is installed.
         """
-        if not self.enabled:
-            return None
         import mlflow
         import torch
         from mlflow.models import infer_signature
@@ -189,28 +234,28 @@ class StageRun:
             self.client.set_registered_model_alias(register_as, alias, version)
         return version
 
+    @tolerant
     def log_input(self, name: str, source: str, digest: str) -> None:
         """Record the raw data as this run's training dataset input: its ``name``, ``source``
         (a local path) and ``digest`` (a content hash; MLflow keeps its first 36 characters)."""
-        if self.enabled:
-            import mlflow
-            from mlflow.data.meta_dataset import MetaDataset
-            from mlflow.data.sources import LocalArtifactDatasetSource
+        import mlflow
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
 
-            dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
-            mlflow.log_input(dataset, context="training")
+        dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
+        mlflow.log_input(dataset, context="training")
 
+    @tolerant
     def set_tags(self, tags: dict) -> None:
-        if self.enabled:
-            import mlflow
+        import mlflow
 
-            mlflow.set_tags(tags)
+        mlflow.set_tags(tags)
 
+    @tolerant
     def finish_parent(self, metrics: dict) -> None:
         """Put the pipeline's final metrics on the parent run and mark it finished."""
-        if self.enabled:
-            from mlflow.entities import Metric
+        from mlflow.entities import Metric
 
-            now = int(time.time() * 1000)
-            self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-            self.client.set_terminated(self.parent_id, "FINISHED")
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.set_terminated(self.parent_id, "FINISHED")

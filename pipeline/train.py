@@ -13,6 +13,8 @@ the diagnostics of :mod:`pipeline.diagnostics` (gradient norms, active units,
 variance law) measured at the end of the epoch.
 """
 
+import copy
+import os
 import time
 from typing import Callable
 
@@ -20,6 +22,7 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.balance import Balance
+from pipeline.checkpoint import rng_state, set_rng_state
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
 from pipeline.speed import Speed
 from pipeline.utils import progress
@@ -45,6 +48,9 @@ def fit(
     speed: Speed = Speed(),
     diag_x: torch.Tensor | None = None,
     on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
+    resume: dict | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int = 1,
 ) -> list[dict]:
     """Train ``model`` with ``balance`` (Adam at ``lr``, halved every ``lr_halve_every``
     epochs when set) and return the per-epoch history rows.
@@ -53,60 +59,99 @@ def fit(
     device. ``on_epoch(row, timing, latent)`` is called after every epoch with the
     history row, the timing (seconds, images/s: kept apart, not reproducible) and the
     per-dimension latent statistics (None without ``diag_x``). The per-step values stay
-    on the device and are read once per epoch, so a GPU never waits for the host.
+    on the device and are read once per epoch, so a GPU never waits for the host; a
+    non-finite loss is reported then, naming its epoch and step.
+
+    Checkpoints: every ``checkpoint_every`` epochs (and after the last)
+    ``on_checkpoint(state)`` receives the full training state (see
+    :mod:`pipeline.checkpoint`); ``resume=state`` continues from one exactly (same
+    numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
+    state is handed to ``on_checkpoint`` before the interrupt propagates.
     """
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if speed.compile else model
     opt = torch.optim.Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_halve_every, gamma=0.5) if lr_halve_every else None
-    history = []
-    step = 0
-    bar = progress(desc=desc, unit="img", unit_scale=True)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        data = epoch_data(epoch)
-        n = len(data)
-        if bar.total is None:
-            bar.reset(total=epochs * n)
-        perm = torch.randperm(n).to(data.device)
-        steps = -(-n // batch_size)
-        values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
-        t0 = time.perf_counter()
-        for i in range(steps):
-            x = as_input(data[perm[i * batch_size : (i + 1) * batch_size]])
-            if speed.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
-                x_hat, mu, logvar = forward(x)
-            terms = balance(x, x_hat.float(), mu.float(), logvar.float())
-            opt.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            opt.step()
-            balance.step(terms)
-            kl = terms.kl.detach()
-            row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
-                   terms.beta_eff * kl, terms.loss_common)  # fmt: skip
-            values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row]) * len(x)
-            bar.update(len(x))
+    history, step, start = [], 0, 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        balance.load_state_dict(resume["balance"])
+        opt.load_state_dict(resume["optimizer"])
         if sched is not None:
-            sched.step()
-        values = values.cpu()
-        bad = (~values[:, 0].isfinite()).nonzero()
-        if len(bad):
-            first = int(bad[0])
-            raise PipelineError(f"{desc}: loss became {float(values[first, 0])} at epoch {epoch}, step {step + first + 1}")
-        step += steps
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
-        latent = None
-        if diag_x is not None:
-            latent = latent_statistics(model, diag_x)
-            row |= gradient_norms(model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
-        timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.param_groups[0]["lr"]}
-        history.append(row)
-        bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
-        if on_epoch is not None:
-            on_epoch(row, timing, latent)
-    bar.close()
+            sched.load_state_dict(resume["scheduler"])
+        history, step, start = list(resume["history"]), resume["step"], resume["epoch"] + 1
+        set_rng_state(resume["rng"])
+
+    def state(epoch: int) -> dict:
+        return copy.deepcopy({
+            "model": model.state_dict(), "balance": balance.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else None, "epoch": epoch, "step": step,
+            "history": history, "rng": rng_state(),
+        })  # fmt: skip
+
+    inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", 0))  # fault injection for tests: NaN loss at this step
+    last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
+    bar = progress(desc=desc, unit="img", unit_scale=True)
+    try:
+        for epoch in range(start, epochs + 1):
+            model.train()
+            data = epoch_data(epoch)
+            n = len(data)
+            if bar.total is None:
+                bar.reset(total=(epochs - start + 1) * n)
+            perm = torch.randperm(n).to(data.device)
+            steps = -(-n // batch_size)
+            values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
+            t0 = time.perf_counter()
+            for i in range(steps):
+                x = as_input(data[perm[i * batch_size : (i + 1) * batch_size]])
+                if speed.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
+                    x_hat, mu, logvar = forward(x)
+                terms = balance(x, x_hat.float(), mu.float(), logvar.float())
+                if step + i + 1 == inject_nan:
+                    terms.loss = terms.loss * float("nan")
+                opt.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                opt.step()
+                balance.step(terms)
+                kl = terms.kl.detach()
+                row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
+                       terms.beta_eff * kl, terms.loss_common)  # fmt: skip
+                values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
+                values[i] *= len(x)
+                bar.update(len(x))
+            if sched is not None:
+                sched.step()
+            values = values.cpu()
+            bad = (~values[:, 0].isfinite()).nonzero()
+            if len(bad):
+                first = int(bad[0])
+                raise PipelineError(f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, "
+                                    f"step {step + first + 1}")  # fmt: skip
+            step += steps
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
+            latent = None
+            if diag_x is not None:
+                latent = latent_statistics(model, diag_x)
+                row |= gradient_norms(model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
+            timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.param_groups[0]["lr"]}
+            history.append(row)
+            bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
+            if on_epoch is not None:
+                on_epoch(row, timing, latent)
+            if on_checkpoint is not None:
+                last, saved = state(epoch), False
+                if epoch % checkpoint_every == 0 or epoch == epochs:
+                    on_checkpoint(last)
+                    saved = True
+    except KeyboardInterrupt:
+        if not saved:
+            on_checkpoint(last)
+        raise
+    finally:
+        bar.close()
     return history

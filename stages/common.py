@@ -18,6 +18,7 @@ REFERENCE = Path("reference/real_stats.pt")
 VAE = Path("models/vae.pt")
 STAGE2 = Path("models/stage2.pt")
 GMM = Path("models/gmm.pt")
+CHECKPOINTS = Path("checkpoints")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 
@@ -41,8 +42,8 @@ def stage(fn):
         except PipelineError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+        except KeyboardInterrupt as e:
+            click.echo(f"interrupted{': ' + str(e) if str(e) else ''}", err=True)
             sys.exit(130)
 
     return wrapper
@@ -57,9 +58,37 @@ def setup(seed: int) -> torch.device:
     return device
 
 
-def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None) -> list[dict]:
-    """Train a VAE stage and record it: per-epoch metrics to MLflow, and under
-    plots/<name>/ the history (history.csv), the per-dimension latent statistics of
+class StageCheckpoint:
+    """The resumable state of a training stage in checkpoints/<name>.pt (not a DVC output:
+    DVC would delete it before re-running the stage). Found again only for the same params
+    section and input files; removed once the stage's outputs are written."""
+
+    def __init__(self, name: str, cfg: dict, inputs: list[Path]):
+        from pipeline import checkpoint
+
+        self.path = CHECKPOINTS / f"{name}.pt"
+        self.ident = checkpoint.identity(cfg, inputs)
+        self.found = checkpoint.load(self.path, self.ident)
+        self.epoch = self.found["training"]["epoch"] if self.found else 0
+        self.run_id = self.found.get("run_id") if self.found else None
+        if self.found:
+            click.echo(f"{name}: resuming from {self.path} after epoch {self.epoch}")
+
+    def save(self, training: dict, **extra) -> None:
+        from pipeline import checkpoint
+
+        checkpoint.save(self.path, self.ident, {"training": training, **extra})
+        self.epoch = training["epoch"]
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x,
+                     on_epoch=None) -> list[dict]:  # fmt: skip
+    """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
+    per-epoch metrics to MLflow, checkpoints every ``cfg["checkpoint_every"]`` epochs, and
+    under plots/<name>/ the history (history.csv), the per-dimension latent statistics of
     every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
     Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
     from pipeline.diagnostics import latent_rows
@@ -67,7 +96,7 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
     from pipeline.train import fit
     from pipeline.utils import write_csv
 
-    latents = []  # per-dimension statistics of every epoch, the last one at the end
+    latents = list(ckpt.found["latents"]) if ckpt.found else []  # per-dimension statistics of every epoch
 
     def record(row, timing, latent):
         run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
@@ -75,13 +104,25 @@ def train_and_record(run, name: str, model, balance, epoch_data, cfg: dict, diag
         if on_epoch is not None:
             on_epoch(row)
 
+    def save(state):
+        ckpt.save(state, run_id=run.run_id, latents=latents[: state["epoch"]])
+
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
     click.echo(f"{name}: {speed.describe()} on {device}")
-    history = fit(
-        model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
-        lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
-    )  # fmt: skip
+    try:
+        history = fit(
+            model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
+            lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
+            resume=ckpt.found and ckpt.found["training"], on_checkpoint=save,
+            checkpoint_every=cfg.get("checkpoint_every", 1),
+        )  # fmt: skip
+    except PipelineError as e:
+        last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
+        raise PipelineError(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
+                            "params, then dvc repro") from None  # fmt: skip
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     out = PLOTS / name
     write_csv(history, out / "history.csv")
     write_csv([r for epoch, stats in enumerate(latents, 1) for r in latent_rows(stats, epoch)], out / "latents.csv")

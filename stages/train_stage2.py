@@ -12,7 +12,7 @@ from pipeline.sampling import encode
 from pipeline.tracking import StageRun
 from pipeline.utils import save_torch, write_json
 from stages.common import (
-    GMM, METRICS, PREPARED, STAGE2, VAE, final_metrics, load_checkpoint, params_option, setup, stage, train_and_record,
+    GMM, METRICS, PREPARED, STAGE2, VAE, StageCheckpoint, final_metrics, load_checkpoint, params_option, setup, stage, train_and_record,
 )  # fmt: skip
 
 
@@ -41,10 +41,11 @@ def main(params_path):
 
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
-    with StageRun("train_stage2", params) as run:
+    ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
+    with StageRun("train_stage2", params, resume_run_id=ckpt.run_id) as run:
         run.log_params({"stage2": cfg})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
-        history = train_and_record(run, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
+        history = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}
         expected_std = (mu.var(0) + sigma.pow(2).mean(0)).sqrt().cpu()
         save_torch(
@@ -59,6 +60,7 @@ def main(params_path):
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")
         click.echo(f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}")
+    ckpt.done()
 
 
 if __name__ == "__main__":

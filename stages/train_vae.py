@@ -12,7 +12,7 @@ from pipeline.sampling import reconstruct
 from pipeline.tracking import StageRun
 from pipeline.utils import save_grid, save_torch, write_json
 from stages.common import (
-    METRICS, PLOTS, PREPARED, VAE, final_metrics, params_option, setup, stage, train_and_record,
+    METRICS, PLOTS, PREPARED, VAE, StageCheckpoint, final_metrics, params_option, setup, stage, train_and_record,
 )  # fmt: skip
 
 
@@ -42,7 +42,8 @@ def main(params_path):
     grid_images = test.images[:64]
     grid_path = PLOTS / "train_vae" / "reconstructions.png"
 
-    with StageRun("train_vae", params) as run:
+    ckpt = StageCheckpoint("train_vae", cfg, [PREPARED / "train.pt"])
+    with StageRun("train_vae", params, resume_run_id=ckpt.run_id) as run:
         run.log_params({"train": cfg})
 
         def log_grid(row):
@@ -50,7 +51,7 @@ def main(params_path):
                 run.log_image(save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))),
                               key="reconstructions", step=row["epoch"])  # fmt: skip
 
-        history = train_and_record(run, "train_vae", model, balance, lambda epoch: images, cfg,
+        history = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
                                    images[: cfg["diag_size"]], log_grid)  # fmt: skip
         model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
         save_torch(
@@ -69,6 +70,7 @@ def main(params_path):
             f"final gamma {metrics['final_gamma']:.4g}, beta_eff {metrics['final_beta_eff']:.3g}, "
             f"active units {metrics['final_active_units']:.0f}/{cfg['latent_dim']}, test mse {test_mse:.4g}"
         )
+    ckpt.done()
 
 
 def _pairs(model, images, ncol: int = 8):

@@ -1,0 +1,67 @@
+"""Resumable training: the state of a training stage, saved atomically, and found again.
+
+A checkpoint holds what the next epoch needs to run exactly as if nothing had stopped:
+model, balance (e.g. the running-gamma estimate), optimiser and LR schedule states, the
+epoch and step counters, the history so far, every RNG state, plus what the stage adds
+(its MLflow run id, per-epoch latent statistics). It is written to a temporary file and
+renamed, so a kill at any moment leaves the previous checkpoint or the new one, never a
+torn file.
+
+A checkpoint belongs to one ``identity``: a hash of the stage's params section and of
+its input files. A checkpoint of other params or inputs is ignored (and replaced), so
+editing params.yaml never resumes a stale run.
+"""
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.utils import save_torch
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def identity(params: dict, inputs: list[Path]) -> str:
+    """sha256 of the params and of the bytes of every input file."""
+    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for path in inputs:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def save(path: Path, ident: str, state: dict) -> None:
+    save_torch({"identity": ident, **state}, path)
+
+
+def load(path: Path, ident: str) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to ``ident``; None when absent, foreign or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a torn or foreign file: start afresh rather than fail
+        print(f"ignoring unreadable checkpoint {path} ({type(e).__name__})")
+        return None
+    if ckpt.get("identity") != ident:
+        print(f"ignoring checkpoint {path}: it belongs to other params or inputs")
+        return None
+    return ckpt

@@ -1,0 +1,222 @@
+"""Fault injection with the real tools: SIGKILL and Ctrl-C in the middle of training, a NaN
+at a chosen step, a tracking server that is closed or dies mid-run, messy data folders.
+Each checks the message, the exit code, and that nothing half-written is left."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from conftest import TINY, make_project, merge, run, tool_env
+from pipeline.utils import save_torch
+
+PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 10}})  # 1,437 digits, 23 steps/epoch
+CKPT = "checkpoints/train_vae.pt"
+
+
+def checkpoint_epoch(project: Path) -> int:
+    try:
+        return torch.load(project / CKPT, weights_only=False)["training"]["epoch"]
+    except Exception:  # absent (or, never with atomic writes, torn)
+        return 0
+
+
+def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **env) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group; send ``sig`` to the group once a checkpoint of
+    ``after_epoch`` exists, a moment later (mid-epoch)."""
+    proc = subprocess.Popen(cmd, cwd=project, env=tool_env(**env), start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 300
+    while checkpoint_epoch(project) < after_epoch:
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.1)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=120)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict]:
+    """A project whose train_vae ran once uninterrupted: (path, {file: text} of its results)."""
+    project = make_project(tmp_path_factory.mktemp("faults"), PARAMS)
+    run(["dvc", "repro", "train_vae"], project)
+    results = {f: (project / f).read_text() for f in ("metrics/train_vae.json", "plots/train_vae/history.csv")}
+    assert not (project / CKPT).exists()  # removed once the stage finished
+    return project, results
+
+
+def stage_runs(project: Path, stage: str):
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    exp = client.get_experiment_by_name("balanced-vae")
+    return client, client.search_runs([exp.experiment_id], f"tags.`bvae.stage` = '{stage}'")
+
+
+def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
+    project, expected = project
+    _, before = stage_runs(project, "train_vae")
+    proc = start_and_stop(project, ["dvc", "repro", "-f", "train_vae"], signal.SIGKILL, after_epoch=3)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (project / "models/vae.pt").exists()  # DVC removed the old output; nothing half-written in its place
+    out = run(["dvc", "repro", "train_vae"], project)
+    assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
+    for f, text in expected.items():
+        assert (project / f).read_text() == text, f  # the same final metrics and history as without the kill
+    assert not (project / CKPT).exists()
+    client, after = stage_runs(project, "train_vae")
+    new = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
+    assert len(new) == 1 and new[0].info.status == "FINISHED"  # the killed run was continued, not duplicated
+    steps = {m.step for m in client.get_metric_history(new[0].info.run_id, "loss")}
+    assert steps == set(range(1, 11))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130_then_resumes(project):
+    project, expected = project
+    proc = start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGINT, after_epoch=2)
+    _, err = proc.communicate()
+    assert proc.returncode == 130
+    assert "interrupted: train_vae stopped; checkpoints/train_vae.pt holds epoch" in err and "Traceback" not in err
+    assert checkpoint_epoch(project) >= 2
+    out = run(["python", "-m", "stages.train_vae"], project)
+    assert "resuming from checkpoints/train_vae.pt" in out.stdout
+    for f, text in expected.items():
+        assert (project / f).read_text() == text, f
+
+
+def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):
+    project, _ = project
+    start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=1)
+    params = tmp_path / "params.yaml"
+    params.write_text((project / "params.yaml").read_text().replace("epochs: 10", "epochs: 2"))
+    out = run(["python", "-m", "stages.train_vae", "--params", str(params)], project)
+    assert "ignoring checkpoint checkpoints/train_vae.pt: it belongs to other params or inputs" in out.stdout
+    assert "resuming" not in out.stdout
+    assert len((project / "plots/train_vae/history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
+    project = make_project(tmp_path, PARAMS)
+    run(["dvc", "repro", "prepare"], project)
+    committed = (project / "metrics/train_vae.json").read_text()  # metrics files are kept in git
+    out = run(["python", "-m", "stages.train_vae"], project, check=False, BVAE_INJECT_NAN_STEP="30")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: train_vae: the loss became nan at epoch 2, step 30; the last good checkpoint is "
+        "checkpoints/train_vae.pt (epoch 1). Nothing was written: lower the learning rate or change the balance "
+        "params, then dvc repro"
+    )
+    assert checkpoint_epoch(project) == 1
+    assert not (project / "models/vae.pt").exists()
+    assert (project / "metrics/train_vae.json").read_text() == committed
+    assert [p.name for p in (project / "models").iterdir()] == [".gitignore"]  # no temp files either
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_closed_tracking_port_is_detected_in_seconds(tmp_path):
+    project = make_project(tmp_path, PARAMS)
+    t0 = time.perf_counter()
+    out = run(["python", "-m", "stages.prepare"], project, check=False,
+              MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    assert out.returncode == 2 and time.perf_counter() - t0 < 30
+    assert "is unreachable" in out.stderr and "BVAE_TRACKING=off" in out.stderr and "Traceback" not in out.stderr
+    assert not (project / "data/prepared").exists() and not (project / "mlflow.db").exists()
+
+
+def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
+    project = make_project(tmp_path, PARAMS)
+    run(["dvc", "repro", "prepare"], project, BVAE_TRACKING="off")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "art"),
+         "--workers", "1"],
+        env=tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        stage = subprocess.Popen(["python", "-m", "stages.train_vae"], cwd=project, text=True,
+                                 env=tool_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}"),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        while checkpoint_epoch(project) < 2:
+            assert stage.poll() is None, stage.communicate()
+            time.sleep(0.05)
+        os.killpg(server.pid, signal.SIGKILL)
+        _, err = stage.communicate(timeout=600)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+    assert stage.returncode == 0, err
+    assert "warning: MLflow tracking failed" in err
+    assert (project / "models/vae.pt").is_file() and (project / "metrics/train_vae.json").is_file()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "prepare.data_root: "),
+    ("empty", "no images found in"),
+    ("unreadable", "too few readable images in"),
+    ("fail", "1 unreadable image(s): 0.png"),
+])  # fmt: skip
+def test_messy_folders_stop_prepare_with_one_message(tmp_path, monkeypatch, case, message):
+    import yaml
+
+    from stages import prepare
+
+    images = tmp_path / "images"
+    images.mkdir()
+    if case in ("unreadable", "fail"):
+        for i in range(6):
+            (images / f"{i}.png").write_bytes(os.urandom(200) if case == "unreadable" or i == 0 else b"")
+    if case == "fail":
+        from PIL import Image
+
+        for i in range(1, 6):
+            Image.new("RGB", (9, 9), (i, 0, 0)).save(images / f"{i}.png")
+    root = str(tmp_path / "nope") if case == "missing" else str(images)
+    params = merge(yaml.safe_load(open(Path(__file__).parents[1] / "params.yaml")), {
+        "prepare": {"dataset": "folder", "data_root": root, "image_size": 8, "bad_images": "fail" if case == "fail" else "skip"},
+        "reference": {"features": "inception"},
+    })  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("BVAE_TRACKING", "off")
+    result = CliRunner().invoke(prepare.main, [])
+    assert result.exit_code == 2, result.output
+    last = result.stderr.strip().splitlines()[-1]  # after the decoding progress bar
+    assert message in last and last.startswith("error: ")
+    assert not (work / "data").exists()  # nothing written
+
+
+def test_atomic_writes_leave_the_old_file_or_none(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("interrupted while writing")
+
+    path = tmp_path / "model.pt"
+    save_torch({"a": 1}, path)
+    with pytest.raises(RuntimeError):
+        save_torch({"a": Unpicklable()}, path)
+    assert torch.load(path) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # usual permissions, not mkstemp's

@@ -42,7 +42,8 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     history = []
-    for epoch in progress(range(1, epochs + 1), desc="domain classifier", unit="epoch"):
+    bar = progress(total=epochs * len(images), desc="domain classifier", unit="img", unit_scale=True)
+    for epoch in range(1, epochs + 1):
         perm = torch.randperm(len(images)).to(device)
         loss_sum, correct = torch.zeros((), device=device), torch.zeros((), device=device)
         for i in range(0, len(images), batch_size):
@@ -54,7 +55,10 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
             opt.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == labels[idx]).sum()
+            bar.update(len(idx))
         history.append({"epoch": epoch, "loss": loss_sum.item() / len(images), "accuracy": correct.item() / len(images)})
+        bar.set_postfix(epoch=epoch, accuracy=f"{history[-1]['accuracy']:.3f}")
+    bar.close()
     model.eval()
     return history
 

@@ -16,7 +16,7 @@ variance law) measured at the end of the epoch.
 import copy
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -45,7 +45,7 @@ def fit(
     lr: float,
     desc: str,
     lr_halve_every: int | None = None,
-    speed: Speed = Speed(),
+    speed: Speed | None = None,
     diag_x: torch.Tensor | None = None,
     on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
     resume: dict | None = None,
@@ -68,6 +68,7 @@ def fit(
     numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
     state is handed to ``on_checkpoint`` before the interrupt propagates.
     """
+    speed = speed or Speed()
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if speed.compile else model
@@ -90,7 +91,7 @@ def fit(
             "history": history, "rng": rng_state(),
         })  # fmt: skip
 
-    inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", 0))  # fault injection for tests: NaN loss at this step
+    inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
     bar = progress(desc=desc, unit="img", unit_scale=True)
     try:

@@ -3,7 +3,6 @@ and reference stages' handling of them."""
 
 import json
 import multiprocessing
-import os
 import shutil
 from pathlib import Path
 

@@ -2,7 +2,6 @@
 at a chosen step, a tracking server that is closed or dies mid-run, messy data folders.
 Each checks the message, the exit code, and that nothing half-written is left."""
 
-import json
 import os
 import signal
 import socket
@@ -193,7 +192,7 @@ def test_messy_folders_stop_prepare_with_one_message(tmp_path, monkeypatch, case
         for i in range(1, 6):
             Image.new("RGB", (9, 9), (i, 0, 0)).save(images / f"{i}.png")
     root = str(tmp_path / "nope") if case == "missing" else str(images)
-    params = merge(yaml.safe_load(open(Path(__file__).parents[1] / "params.yaml")), {
+    params = merge(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()), {
         "prepare": {"dataset": "folder", "data_root": root, "image_size": 8, "bad_images": "fail" if case == "fail" else "skip"},
         "reference": {"features": "inception"},
     })  # fmt: skip

@@ -81,6 +81,6 @@ def test_stage_errors_are_one_line_and_exit_2(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("prepare: {dataset: cifar99, data_root: x, image_size: null, "
                                           "test_fraction: 0.2, seed: 0}\n")  # fmt: skip
     result = CliRunner().invoke(main, ["prepare"], env={"BVAE_TRACKING": "off"})
-    assert result.exit_code == 2 and "unknown dataset 'cifar99'" in result.output
+    assert result.exit_code == 2 and "prepare.dataset: 'cifar99' is not one of" in result.output
     result = CliRunner().invoke(main, ["train-vae", "--params", "missing.yaml"])
     assert result.exit_code == 2 and "params file not found: missing.yaml" in result.output

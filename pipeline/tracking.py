@@ -101,7 +101,7 @@ class StageRun:
         self.stage = stage
         self.params = params
         self.resume_run_id = resume_run_id
-        self.enabled = tracking_enabled()
+        self.enabled = tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
         self.run_id = None
         self.parent_id = None
         self._t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from pipeline import PipelineError
+from pipeline import PipelineError, distributed
 from pipeline.balance import Balance
 from pipeline.checkpoint import rng_state, set_rng_state
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
@@ -71,7 +71,9 @@ def fit(
     speed = speed or Speed()
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if speed.compile else model
+    rank, size = distributed.world()
+    forward = distributed.wrap(model)
+    forward = torch.compile(forward) if speed.compile else forward
     opt = torch.optim.Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, lr_halve_every, gamma=0.5) if lr_halve_every else None
     history, step, start = [], 0, 1
@@ -93,20 +95,27 @@ def fit(
 
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
-    bar = progress(desc=desc, unit="img", unit_scale=True)
+    bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0)
     try:
         for epoch in range(start, epochs + 1):
             model.train()
+            if size > 1:
+                distributed.sync_rng()
             data = epoch_data(epoch)
             n = len(data)
             if bar.total is None:
                 bar.reset(total=(epochs - start + 1) * n)
             perm = torch.randperm(n).to(data.device)
+            if size > 1:
+                distributed.own_noise(rank)
             steps = -(-n // batch_size)
             values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
             t0 = time.perf_counter()
             for i in range(steps):
-                x = as_input(data[perm[i * batch_size : (i + 1) * batch_size]])
+                idx = perm[i * batch_size : (i + 1) * batch_size]
+                if len(idx) < size:  # a last batch too small to give every rank an item
+                    continue
+                x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
                 if speed.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
@@ -117,16 +126,19 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 terms.loss.backward()
                 opt.step()
+                terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
                 balance.step(terms)
                 kl = terms.kl.detach()
                 row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
                        terms.beta_eff * kl, terms.loss_common)  # fmt: skip
                 values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
                 values[i] *= len(x)
-                bar.update(len(x))
+                bar.update(len(idx))
             if sched is not None:
                 sched.step()
-            values = values.cpu()
+            values = distributed.total(values).cpu()  # sums over the global batches
+            if 0 < n % batch_size < size:
+                n -= n % batch_size  # the skipped last batch
             bad = (~values[:, 0].isfinite()).nonzero()
             if len(bad):
                 first = int(bad[0])
@@ -136,15 +148,16 @@ def fit(
             seconds = time.perf_counter() - t0
             row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
             latent = None
-            if diag_x is not None:
-                latent = latent_statistics(model, diag_x)
-                row |= gradient_norms(model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
+            if diag_x is not None and rank == 0:  # a copy under DDP: its gradient hooks stay out of the way
+                diag_model = copy.deepcopy(model) if size > 1 else model
+                latent = latent_statistics(diag_model, diag_x)
+                row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
             timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.param_groups[0]["lr"]}
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
-            if on_epoch is not None:
+            if on_epoch is not None and rank == 0:
                 on_epoch(row, timing, latent)
-            if on_checkpoint is not None:
+            if on_checkpoint is not None and rank == 0:
                 last, saved = state(epoch), False
                 if epoch % checkpoint_every == 0 or epoch == epochs:
                     on_checkpoint(last)

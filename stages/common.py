@@ -1,6 +1,7 @@
 """What every stage shares: the output layout, the --params option, error handling."""
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import click
 import torch
 
 from pipeline import PipelineError
-from pipeline.speed import Speed, pick_device, set_cpu_threads
+from pipeline.speed import Speed, available_cpus, pick_device, set_cpu_threads
 from pipeline.utils import seed_everything
 
 # The output layout (mirrors dvc.yaml).
@@ -50,11 +51,16 @@ def stage(fn):
 
 
 def setup(seed: int) -> torch.device:
-    """Threads, seeds and device for a stage; prints the device."""
+    """Threads, seeds and device for a stage (this rank's, under torchrun); prints the device."""
+    from pipeline import distributed
+
+    if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
+        os.environ["BVAE_THREADS"] = str(max(1, available_cpus() // int(os.environ["LOCAL_WORLD_SIZE"])))
     set_cpu_threads()
-    device = pick_device()
+    device = distributed.init(pick_device())
     seed_everything(seed, device)
-    click.echo(f"device: {device} ({torch.get_num_threads()} CPU threads)")
+    rank, size = distributed.world()
+    click.echo(f"device: {device} ({torch.get_num_threads()} CPU threads)" + (f", rank {rank} of {size}" if size > 1 else ""))
     return device
 
 
@@ -75,13 +81,18 @@ class StageCheckpoint:
             click.echo(f"{name}: resuming from {self.path} after epoch {self.epoch}")
 
     def save(self, training: dict, **extra) -> None:
-        from pipeline import checkpoint
+        from pipeline import checkpoint, distributed
 
+        if not distributed.is_main():
+            return
         checkpoint.save(self.path, self.ident, {"training": training, **extra})
         self.epoch = training["epoch"]
 
     def done(self) -> None:
-        self.path.unlink(missing_ok=True)
+        from pipeline import distributed
+
+        if distributed.is_main():
+            self.path.unlink(missing_ok=True)
 
 
 def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x,
@@ -91,6 +102,7 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     under plots/<name>/ the history (history.csv), the per-dimension latent statistics of
     every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
     Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
+    from pipeline import distributed
     from pipeline.diagnostics import latent_rows
     from pipeline.plots import latent_figure
     from pipeline.train import fit
@@ -123,6 +135,8 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
                             "params, then dvc repro") from None  # fmt: skip
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
+    if not distributed.is_main():
+        return history
     out = PLOTS / name
     write_csv(history, out / "history.csv")
     write_csv([r for epoch, stats in enumerate(latents, 1) for r in latent_rows(stats, epoch)], out / "latents.csv")

@@ -7,6 +7,7 @@ from pipeline.balance import build_balance
 from pipeline.data import load_split
 from pipeline.gmm import fit_gmm
 from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
+from pipeline import distributed
 from pipeline.params import load_params, section
 from pipeline.sampling import encode
 from pipeline.tracking import StageRun
@@ -30,6 +31,7 @@ def main(params_path):
     metrics/train_stage2.json; logs them to MLflow.
     """
     params = load_params(params_path)
+    distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
@@ -46,6 +48,8 @@ def main(params_path):
         run.log_params({"stage2": cfg})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
         history = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
+        if not distributed.is_main():
+            return
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}
         expected_std = (mu.var(0) + sigma.pow(2).mean(0)).sqrt().cpu()
         save_torch(

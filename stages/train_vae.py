@@ -3,7 +3,7 @@
 import click
 import torch
 
-from pipeline import PipelineError
+from pipeline import PipelineError, distributed
 from pipeline.balance import build_balance
 from pipeline.data import load_split
 from pipeline.models import Reconstruct, build_stage1
@@ -28,6 +28,7 @@ def main(params_path):
     metrics/train_vae.json (last epoch and test-set MSE). Logs all of it to MLflow.
     """
     params = load_params(params_path)
+    distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
     device = setup(cfg["seed"])
     train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
@@ -53,6 +54,8 @@ def main(params_path):
 
         history = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
                                    images[: cfg["diag_size"]], log_grid)  # fmt: skip
+        if not distributed.is_main():
+            return
         model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
         save_torch(
             {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict()}, VAE

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from click.testing import CliRunner
@@ -30,7 +31,8 @@ def checkpoint_epoch(project: Path) -> int:
 
 
 def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **env) -> subprocess.Popen:
-    """Start ``cmd`` in its own process group; send ``sig`` to the group once a checkpoint of
+    """Start ``cmd`` in its own process group; send ``sig`` to the group and to every
+    descendant (torchrun starts its workers in their own sessions) once a checkpoint of
     ``after_epoch`` exists, a moment later (mid-epoch)."""
     proc = subprocess.Popen(cmd, cwd=project, env=tool_env(**env), start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
@@ -39,7 +41,13 @@ def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.05)
     time.sleep(0.1)
+    descendants = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, sig)
+    for child in descendants:
+        try:
+            child.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
     proc.wait(timeout=120)
     return proc
 

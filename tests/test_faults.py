@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from conftest import TINY, make_project, merge, run, tool_env
 from pipeline.utils import save_torch
 
-PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 10}})  # 1,437 digits, 23 steps/epoch
+PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 8}})  # 1,437 digits, 23 steps/epoch
 CKPT = "checkpoints/train_vae.pt"
 
 
@@ -83,7 +83,7 @@ def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
     new = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
     assert len(new) == 1 and new[0].info.status == "FINISHED"  # the killed run was continued, not duplicated
     steps = {m.step for m in client.get_metric_history(new[0].info.run_id, "loss")}
-    assert steps == set(range(1, 11))
+    assert steps == set(range(1, 9))
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130_then_resumes(project):
@@ -103,7 +103,7 @@ def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):
     project, _ = project
     start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=1)
     params = tmp_path / "params.yaml"
-    params.write_text((project / "params.yaml").read_text().replace("epochs: 10", "epochs: 2"))
+    params.write_text((project / "params.yaml").read_text().replace("epochs: 8", "epochs: 2"))
     out = run(["python", "-m", "stages.train_vae", "--params", str(params)], project)
     assert "ignoring checkpoint checkpoints/train_vae.pt: it belongs to other params or inputs" in out.stdout
     assert "resuming" not in out.stdout
@@ -143,6 +143,7 @@ def test_closed_tracking_port_is_detected_in_seconds(tmp_path):
     assert not (project / "data/prepared").exists() and not (project / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # starts a real mlflow server (about a minute): `bash scripts/test.sh -m slow`
 def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
     project = make_project(tmp_path, PARAMS)
     run(["dvc", "repro", "prepare"], project, BVAE_TRACKING="off")

@@ -201,6 +201,7 @@ def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
     assert not (project / "models/classifier.pt").exists() and not (project / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # about 3 minutes: `bash scripts/test.sh -m slow`
 def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
     project, _ = repro
     before = {r.info.run_id for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"}

@@ -4,9 +4,11 @@ and generated dataset files in their real on-disk formats (idx, CIFAR-10 pickles
 import os
 import pickle
 import shutil
+import socket
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,22 @@ def make_project(dst: Path, params: dict) -> Path:
     ):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
     return dst
+
+
+def wait_for_queue(project: Path, timeout: float, **env) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; returns the last status."""
+    deadline = time.time() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], project, **env).stdout
+        if ("Queued" not in status and "Running" not in status) or time.time() > deadline:
+            return status
+        time.sleep(3)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import torch
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import TINY, make_project, merge, run, tool_env
+from conftest import TINY, free_port, make_project, merge, run, tool_env
 from pipeline.utils import save_torch
 
 PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 8}})  # 1,437 digits, 23 steps/epoch
@@ -125,12 +125,6 @@ def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
     assert not (project / "models/vae.pt").exists()
     assert (project / "metrics/train_vae.json").read_text() == committed
     assert [p.name for p in (project / "models").iterdir()] == [".gitignore"]  # no temp files either
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_closed_tracking_port_is_detected_in_seconds(tmp_path):

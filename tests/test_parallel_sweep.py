@@ -2,19 +2,10 @@
 started with scripts/tracking_server.sh; every run lands with its own params and metrics.
 Slow (about 5 minutes on 2 cores): `bash scripts/test.sh -m slow`."""
 
-import socket
-import time
-
 import pytest
 from mlflow import MlflowClient
 
-from conftest import TINY, make_project, run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import TINY, free_port, make_project, run, wait_for_queue
 
 
 @pytest.mark.slow
@@ -30,12 +21,7 @@ def test_four_queued_experiments_on_two_workers_all_land_in_the_server(tmp_path)
         for seed in seeds:
             run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, MLFLOW_TRACKING_URI=uri)
         run(["dvc", "queue", "start", "-j", "2"], project, MLFLOW_TRACKING_URI=uri)
-        deadline = time.time() + 1200
-        while time.time() < deadline:
-            status = run(["dvc", "queue", "status"], project).stdout
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(5)
+        status = wait_for_queue(project, 1200)
         assert status.count("Success") == 4, status
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("balanced-vae")

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import TINY, make_project, merge, run
+from conftest import TINY, make_project, merge, run, wait_for_queue
 
 STAGES = ["prepare", "reference", "train_vae", "train_stage2", "evaluate"]
 FIDS = ["fid_domain_rec", "fid_domain_gen1", "fid_domain_gen2"]
@@ -208,12 +208,7 @@ def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
     for strategy in ("fixed", "sigma"):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.balance.strategy={strategy}"], project)
     run(["dvc", "queue", "start", "-j", "1"], project)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = run(["dvc", "queue", "status"], project).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
+    status = wait_for_queue(project, 600)
     assert "Failed" not in status, status
     new = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline" and r.info.run_id not in before]
     assert sorted(r.data.params["train.balance.strategy"] for r in new) == ["fixed", "sigma"]

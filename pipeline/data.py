@@ -27,6 +27,8 @@ keep seeded random subsets, chosen before any image is decoded for celeba and fo
 :attr:`Dataset.skipped`) or ``fail``. More than PARALLEL_MIN image files are decoded in a
 process pool of one worker per usable CPU, with the same result. ``channels`` converts: grey -> RGB
 repeats the channel, RGB -> grey is Pillow's "L" (0.299 R + 0.587 G + 0.114 B).
+``jpeg_quality`` (null: off) round-trips every train and test image through JPEG at that
+quality, as both reference codes prepare CIFAR-10 (their published FIDs carry it).
 """
 
 import hashlib
@@ -118,7 +120,33 @@ def load(cfg: dict) -> Dataset:
     ds.train, ds.test = ds.train.subset(limits[0], seed), ds.test.subset(limits[1], seed + 1)
     for split in (ds.train, ds.test):
         split.images = to_channels(resize(split.images, size), channels)
+        if cfg.get("jpeg_quality"):
+            split.images = jpeg_roundtrip(split.images, cfg["jpeg_quality"])
     return ds
+
+
+def jpeg_roundtrip(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """uint8 images written as JPEG at ``quality`` (Pillow, 4:2:0 chroma subsampling for RGB)
+    and decoded again. The references do this to CIFAR-10 before training and scoring
+    (TwoStageVAE preprocess.py load_cifar10_data: scipy.misc.imsave / imread; BalancingVAE
+    computed_gamma.py lines 43-56: imageio.imwrite / imread; both Pillow at its default
+    quality 75)."""
+    import io
+
+    from PIL import Image
+
+    from pipeline.utils import progress
+
+    out = torch.empty_like(images)
+    arrays = images.permute(0, 2, 3, 1).numpy()
+    with progress(total=len(images), desc="jpeg round trip", unit="img", leave=False) as bar:
+        for i, a in enumerate(arrays):
+            buf = io.BytesIO()
+            Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(buf, format="JPEG", quality=quality)
+            decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+            out[i] = torch.from_numpy(decoded.reshape(a.shape).copy()).permute(2, 0, 1)
+            bar.update(1)
+    return out
 
 
 def raw_root(cfg: dict) -> Path:

@@ -150,7 +150,8 @@ def fidelity_metrics(generated: torch.Tensor, real: torch.Tensor, real_stats: di
 
     - ``fid``: Frechet distance of the two Gaussians fitted to the features.
     - ``kid_mean`` / ``kid_std``: kernel inception distance, the unbiased MMD^2 with the
-      cubic polynomial kernel over 100 random subsets of min(1000, N) items each.
+      cubic polynomial kernel over 100 random subsets of ``kid_subset_size`` items of each
+      set (:func:`kid_subset_size`), in the units torch-fidelity reports.
     - ``precision`` / ``recall``: share of generated items inside the real manifold
       (k = 3 nearest-neighbour balls) and of real items inside the generated one
       (Kynkaanniemi et al. 2019).
@@ -158,14 +159,21 @@ def fidelity_metrics(generated: torch.Tensor, real: torch.Tensor, real_stats: di
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
-    kid = kid_features_to_metric(
-        generated, real, kid_subset_size=min(1000, len(generated), len(real)), rng_seed=seed, verbose=False
-    )
+    subset = kid_subset_size(len(generated), len(real))
+    kid = kid_features_to_metric(generated, real, kid_subset_size=subset, rng_seed=seed, verbose=False)
     prc = prc_features_to_metric(generated.float(), real.float(), verbose=False)
     return {
         "fid": frechet_distance(statistics(generated), real_stats),
         "kid_mean": kid[KEY_METRIC_KID_MEAN],
         "kid_std": kid[KEY_METRIC_KID_STD],
+        "kid_subset_size": subset,
         "precision": prc[KEY_METRIC_PRECISION],
         "recall": prc[KEY_METRIC_RECALL],
     }
+
+
+def kid_subset_size(n_generated: int, n_real: int) -> int:
+    """KID's subset size: 1000 (torch-fidelity's default) or half the smaller set, whichever is
+    less, so that subsets differ and kid_std measures their spread (a subset as large as a
+    set is that set every time, and the std is 0)."""
+    return max(2, min(1000, min(n_generated, n_real) // 2))

@@ -2,7 +2,8 @@
 
 Reads the parent runs (one per configuration) of an experiment, optionally narrowed
 by an MLflow filter (e.g. the runs of one `dvc exp` sweep), and for each: the
-balancing strategy, REC / GEN-1 / GEN-2 FID, the first stage's final beta_eff,
+balancing strategy, REC / GEN-1 / GEN-2 FID, the likelihood bound in bits/dim (stage 1
+at its trained and at the test-optimal gamma, two-stage), the first stage's final beta_eff,
 active units and KL gradient share, and the training wall time (its stage runs).
 """
 
@@ -15,6 +16,13 @@ LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in th
     "fixed": ("beta",),
     "annealed": ("beta", "cyclical"),
     "running_gamma": ("k",),
+}
+
+
+LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.likelihood)
+    "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",
+    "bpd_iwae_stage1_gamma_test": "bits/dim stage 1 (IWAE, test gamma)",
+    "bpd_iwae_twostage_gamma_test": "bits/dim two-stage (IWAE, test gamma)",
 }
 
 
@@ -69,6 +77,7 @@ def markdown_table(rows: list[Row]) -> str:
     fids = _fid_keys(rows)
     head = ["run", "strategy"] + [k.replace("fid_", "FID ").replace("_rec", " REC").replace("_gen1", " GEN-1")
                                   .replace("_gen2", " GEN-2") for k in fids]  # fmt: skip
+    head += [LIKELIHOOD[k] for k in LIKELIHOOD]
     head += ["final beta_eff", "active units", "KL grad share", "train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -77,7 +86,7 @@ def markdown_table(rows: list[Row]) -> str:
 
     for r in rows:
         m = r.metrics
-        cells = [r.name, r.label] + [fmt(m.get(k), ".2f") for k in fids] + [
+        cells = [r.name, r.label] + [fmt(m.get(k), ".2f") for k in fids] + [fmt(m.get(k), ".3f") for k in LIKELIHOOD] + [
             fmt(m.get("train_vae.final_beta_eff"), ".3g"),
             fmt(m.get("train_vae.final_active_units"), ".0f"),
             fmt(m.get("train_vae.final_kl_grad_share"), ".3f"),

@@ -95,6 +95,17 @@ def interpolate(vae, a: torch.Tensor, b: torch.Tensor, steps: int, batch_size: i
     return torch.cat([a[:, None], mid, b[:, None]], 1).flatten(0, 1)
 
 
+def posterior_draws(mu: torch.Tensor, sigma: torch.Tensor):
+    """The second stage's training data: ``epoch -> z = mu + sigma * eps`` with a fresh
+    eps ~ N(0, I) at every call (every epoch), from the global RNG, as Dai & Wipf's demo.py
+    redraws the stage-1 posterior samples every stage-2 epoch (lines 65-75)."""
+
+    def draw(epoch: int) -> torch.Tensor:
+        return mu + sigma * torch.randn(mu.shape).to(mu.device)
+
+    return draw
+
+
 def rescale_latents(z: torch.Tensor, expected_std: torch.Tensor) -> torch.Tensor:
     """Rescale each dimension of z around its mean to the expected standard deviation."""
     mean = z.mean(0)

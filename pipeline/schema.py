@@ -86,6 +86,7 @@ LR = Value(float, gt=0)
 def _schema() -> dict:
     from pipeline.data import DATASETS
     from pipeline.models import ARCHITECTURES
+    from pipeline.protocol import PROTOCOLS
     from pipeline.sampling import SAMPLERS
     from pipeline.speed import PRECISIONS
 
@@ -96,7 +97,7 @@ def _schema() -> dict:
             "dataset": Value(str, choices=DATASETS), "data_root": Value(str), "image_size": Value(int, null=True, lo=4),
             "channels": Value(int, null=True, choices=(1, 3)), "bad_images": Value(str, choices=("skip", "fail")),
             "test_fraction": Value(float, gt=0, lt=1), "limit_train": Value(int, null=True, lo=2),
-            "limit_test": Value(int, null=True, lo=1), "seed": SEED,
+            "limit_test": Value(int, null=True, lo=1), "jpeg_quality": Value(int, null=True, lo=1, hi=95), "seed": SEED,
         },
         "reference": {
             "features": Value(str, choices=("domain", "inception")), "inception_weights": Value(str, null=True),
@@ -119,6 +120,7 @@ def _schema() -> dict:
         "evaluate": {
             "num_samples": Value(int, null=True, lo=2), "samplers": Value(list, item_choices=SAMPLERS),
             "rescale": Value(bool), "batch_size": COUNT, "grid_rows": COUNT, "seed": SEED,
+            "protocol": Value(str, choices=PROTOCOLS), "nll_samples": Value(int, lo=0), "nll_prior_samples": COUNT,
             "register": {"name": Value(str, null=True), "alias": Value(str)},
         },
     }  # fmt: skip
@@ -169,7 +171,13 @@ def _combinations(p: dict) -> None:
     if model["arch"] == "conv" and size % 2 ** model["num_down"]:
         raise PipelineError(f"train.model.num_down: the image size {size} is not divisible by 2**{model['num_down']}; "
                             "lower num_down or change prepare.image_size")  # fmt: skip
-    if model["arch"] == "resnet" and size % 2 ** (model["num_scale"] - 1):
+    if model["arch"] == "resnet_ref" and size & (size - 1):
+        raise PipelineError(f"train.model.arch: resnet_ref needs a power-of-two image side (its decoder doubles "
+                            f"from 2x2), not {size}; use infogan, resnet or conv, or change prepare.image_size")  # fmt: skip
+    if model["arch"] == "infogan" and size % 4:
+        raise PipelineError(f"train.model.arch: infogan needs an image side divisible by 4, not {size}; "
+                            "change prepare.image_size")  # fmt: skip
+    if model["arch"] in ("resnet", "resnet_ref") and size % 2 ** (model["num_scale"] - 1):
         raise PipelineError(f"train.model.num_scale: the image size {size} is not divisible by "
                             f"2**(num_scale - 1) = {2 ** (model['num_scale'] - 1)}; lower num_scale or change "
                             "prepare.image_size")  # fmt: skip

@@ -14,11 +14,13 @@ import json
 m = json.load(open("metrics/evaluate.json"))
 for key in sorted(k for k in m if k.startswith("fid_")):
     print(f"  {key:28s} {m[key]:8.3f}")
+for key in sorted(k for k in m if k.startswith(("nll_iwae", "bpd_iwae"))):
+    print(f"  {key:34s} {m[key]:8.3f}")
 PY
 cat <<TXT
 
 Results
-  metrics:        metrics/*.json            (dvc metrics show: FID, KID, precision/recall per sampler)
+  metrics:        metrics/*.json            (dvc metrics show: FID, KID, precision/recall per sampler; NLL bounds)
   sample grids:   plots/evaluate/{real,rec,gen1,gen2}.png
   loss curves:    plots/train_vae/history.csv, plots/train_stage2/history.csv   (dvc plots show)
   models:         models/vae.pt, models/stage2.pt, models/classifier.pt

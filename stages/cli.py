@@ -101,7 +101,7 @@ def compare(experiment, filter_string, out_dir):
     """Compare finished pipeline runs side by side.
 
     One row per configuration (MLflow parent run): strategy, REC / GEN-1 / GEN-2
-    FID, final beta_eff, active units, the KL's share of the encoder gradient and
+    FID, the test likelihood bound in bits/dim, final beta_eff, active units, the KL's share of the encoder gradient and
     the training wall time. Writes a markdown table and two figures (FIDs per run;
     training curves of MSE, KL term, gamma and beta_eff) and prints the table.
     Reads MLFLOW_TRACKING_URI, or the project's mlflow.db.
@@ -138,9 +138,10 @@ def _preset_names() -> list[str]:
 def preset(name, params_path, list_only):
     """Apply the preset NAME (presets/NAME.yaml) to params.yaml.
 
-    Presets set the papers' set-ups: `mnist`, `cifar10` and `celeba` (architecture,
-    batch 100, epochs and learning-rate schedule of both stages, evaluation protocol),
-    and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
+    Presets set the reference code's set-ups: `mnist` and `fashion_mnist` (the InfoGAN-style
+    network, batch 64), `cifar10` and `celeba` (the reference ResNet, batch 100): the
+    architecture, epochs and learning-rate schedule of both stages, data preparation and
+    the paper evaluation protocol; and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
     the changes are printed. Then `dvc repro` (or `dvc exp run`) runs it. Undo with
     `git checkout params.yaml`.
     """

@@ -5,7 +5,7 @@ import time
 import click
 import torch
 
-from pipeline import PipelineError, sampling
+from pipeline import PipelineError, likelihood, protocol, sampling
 from pipeline.data import load_split
 from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
 from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
@@ -28,15 +28,23 @@ def main(params_path):
     plus gamma_z noise, Dai & Wipf), gmm (a Gaussian mixture on the latent codes);
     with `evaluate.rescale`, also gen2_rescaled (variance-law rescale). Each set is
     compared with the cached real test features (reference/real_stats.pt) by FID, KID
-    and precision/recall in the feature space `reference.features`; metric names say
-    which: fid_domain_gen2, kid_mean_inception_rec, ... Writes metrics/evaluate.json and
-    PNG grids in plots/evaluate/. The parent MLflow run gets these, the grids and the
-    final metrics of the earlier stages; the two-stage generator (u -> images) is logged
-    as an MLflow model and registered as `evaluate.register.name` with alias
-    `evaluate.register.alias`.
+    and precision/recall in the feature space `reference.features`, after the
+    preprocessing of `evaluate.protocol` (clean: none; paper: the references'); metric
+    names say both: fid_domain_gen2, kid_mean_inception-paper_rec, ...
+
+    Likelihood of the test images (`evaluate.nll_samples` importance samples, 0: off):
+    negative ELBO and IWAE bound in nats per image and bits/dim, for stage 1 and the
+    two-stage model, at the trained and the test-optimal decoder variance
+    (nll_iwae_twostage_gamma_test, bpd_elbo_stage1_gamma_trained, ...).
+
+    Writes metrics/evaluate.json and PNG grids in plots/evaluate/. The parent MLflow run
+    gets these, the grids and the final metrics of the earlier stages; the two-stage
+    generator (u -> images) is logged as an MLflow model and registered as
+    `evaluate.register.name` with alias `evaluate.register.alias`.
     """
     params = load_params(params_path)
-    cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed"))
+    cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
+                                        "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip
     ref = section(params, "reference", ("features",))
     unknown = sorted(set(cfg["samplers"]) - set(sampling.SAMPLERS))
     if unknown:
@@ -53,7 +61,10 @@ def main(params_path):
             f"{REFERENCE} holds {reference['space']} features but reference.features is {ref['features']}: "
             "run `dvc repro` (it recomputes the reference stage)"
         )
-    vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
+    v = load_checkpoint(VAE, "stage-1 model")
+    if "gamma" not in v:
+        raise PipelineError(f"{VAE} predates the likelihood evaluation (it holds no gamma): dvc repro -f train_vae")
+    vae = stage1_from_checkpoint(v).to(device)
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     stage2 = stage2_from_checkpoint(s2).to(device)
     gmm = load_checkpoint(GMM, "Gaussian mixture")
@@ -66,6 +77,8 @@ def main(params_path):
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
         names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
+        proto = cfg.get("protocol", "clean")
+        space_name = protocol.space_name(space.name, proto)
         total = len(test) + n * (len(names) - 1)
         rate = space.throughput(test.images[:64])
         click.echo(f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
@@ -85,14 +98,29 @@ def main(params_path):
         for name in names:
             t0 = time.perf_counter()
             images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
+            images = protocol.apply(proto, name, images, test.images)
             grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
             run.log_image(grid, key=f"samples_{name}")
             run.log_image(grid, key=f"samples_{name}", parent=True)
             values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
-            metrics |= {f"{m}_{space.name}_{name}": v for m, v in values.items()}
+            metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
-            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f}  "
-                       f"precision {values['precision']:.3f}  recall {values['recall']:.3f}")  # fmt: skip
+            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f} "
+                       f"(subsets of {values['kid_subset_size']})  precision {values['precision']:.3f}  "
+                       f"recall {values['recall']:.3f}")  # fmt: skip
+        if cfg.get("nll_samples"):
+            t0 = time.perf_counter()
+            y = likelihood.dequantise(test.images, torch.Generator().manual_seed(seed))
+            draws = likelihood.draw(vae, y, cfg["nll_samples"], seed, stage2=stage2, gamma_z=s2["gamma"],
+                                    prior_samples=cfg["nll_prior_samples"], batch_size=bs)  # fmt: skip
+            nll = likelihood.likelihood_metrics(draws, v["gamma"], two_stage=True)
+            metrics |= nll
+            timing["eval_seconds_nll"] = time.perf_counter() - t0
+            click.echo(f"likelihood ({cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s): "
+                       + "; ".join(f"{m} gamma {nll[f'gamma_{g}']:.4g}: IWAE {nll[f'nll_iwae_{m}_gamma_{g}']:.1f} nats "
+                                   f"= {nll[f'bpd_iwae_{m}_gamma_{g}']:.3f} bits/dim"
+                                   for m in ("stage1", "twostage") for g in ("trained", "test")
+                                   if f"nll_iwae_{m}_gamma_{g}" in nll))  # fmt: skip
         write_json(metrics, METRICS / "evaluate.json")
         run.log_metrics(metrics | timing)
         upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")

@@ -9,7 +9,7 @@ from pipeline.gmm import fit_gmm
 from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
 from pipeline import distributed
 from pipeline.params import load_params, section
-from pipeline.sampling import encode
+from pipeline.sampling import encode, posterior_draws
 from pipeline.tracking import StageRun
 from pipeline.utils import save_torch, write_json
 from stages.common import (
@@ -37,9 +37,7 @@ def main(params_path):
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     mu, logvar = encode(vae, load_split(PREPARED / "train.pt").images)
     sigma = torch.exp(0.5 * logvar)
-
-    def fresh_codes(epoch):
-        return mu + sigma * torch.randn(mu.shape).to(device)
+    fresh_codes = posterior_draws(mu, sigma)
 
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)

@@ -58,8 +58,9 @@ def main(params_path):
             return
         model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
         save_torch(
-            {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict()}, VAE
-        )
+            {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict(),
+             "gamma": balance.gamma}, VAE,
+        )  # fmt: skip
         model.to(device)
         if not grid_every:
             save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))

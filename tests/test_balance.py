@@ -80,18 +80,21 @@ def test_running_gamma_loss_value_and_beta_eff():
     assert t.beta_eff == pytest.approx(2 * 2.0 * 0.04 / 4)  # 2 k mse_run / D
 
 
-def test_running_gamma_gets_no_gradient_and_scales_the_reconstruction_gradient():
-    bal = RunningGamma()
+def test_running_gamma_is_moved_by_step_only_and_scales_the_reconstruction_gradient():
+    bal = RunningGamma(momentum=0.5)
     bal.mse_run.fill_(0.05)
-    assert list(bal.parameters()) == []  # nothing for the optimiser
+    before = bal.mse_run.clone()
     x, x_hat, mu, logvar = batch()
+    opt = torch.optim.Adam([x_hat, mu, logvar, *bal.parameters()], lr=0.1)
     t = bal(x, x_hat, mu, logvar)
-    t.rec.backward()
-    assert bal.mse_run.grad is None and not bal.mse_run.requires_grad
-    # grad(rec) = grad(sse) / (2 mse_run), with sse = per-image sum averaged over the batch
-    x_hat2 = x_hat.detach().clone().requires_grad_(True)
-    ((x_hat2 - x).pow(2).sum(1).mean()).backward()
-    assert torch.allclose(x_hat.grad, x_hat2.grad / (2 * 0.05))
+    t.loss.backward()
+    # grad(rec) = grad(sse) / (2 mse_run): by hand, d/dx_hat of mean_b sum (x_hat - x)^2 is 2 (x_hat - x) / B
+    expected = 2 * (x_hat.detach() - x) / 2 / (2 * 0.05)
+    assert torch.allclose(x_hat.grad, expected)
+    opt.step()  # an optimiser step over everything the loss touched leaves gamma where it was
+    assert torch.equal(bal.mse_run, before)
+    bal.step(t)  # min(0.05, 0.5 * 0.05 + 0.5 * MSE), MSE = 0.02375
+    assert bal.mse_run.item() == pytest.approx(0.5 * 0.05 + 0.5 * MSE)
 
 
 def test_fixed_loss_by_hand():
@@ -145,19 +148,43 @@ def test_sigma_sets_gamma_to_the_batch_mse_and_detaches_it():
     bal = Sigma()
     x, x_hat, mu, logvar = batch()
     t = bal(x, x_hat, mu, logvar)
-    log_gamma = -6 + math.log1p(math.exp(0.5 * math.log(MSE) + 6))  # soft clip, ~ 1/2 log mse here
-    assert t.gamma == pytest.approx(math.exp(log_gamma)) and t.gamma == pytest.approx(math.sqrt(MSE), rel=0.02)
-    assert bal.gamma == pytest.approx(t.gamma)
-    assert t.rec.item() == pytest.approx(SSE / (2 * t.gamma**2) + 4 * log_gamma + 2 * math.log(2 * math.pi))
+    # MSE = 0.02375: log gamma = -6 + log(1 + exp(log(0.02375) / 2 + 6)) = -6 + log(1 + exp(4.13002)) = -1.854130
+    log_gamma = -1.854130087560251
+    assert math.log(t.gamma) == pytest.approx(log_gamma, abs=1e-6)
+    assert t.rec.item() == pytest.approx(SSE / (2 * math.exp(2 * log_gamma)) + 4 * log_gamma + 2 * math.log(2 * math.pi))
     t.rec.backward()
-    x_hat2 = x_hat.detach().clone().requires_grad_(True)
-    ((x_hat2 - x).pow(2).sum(1).mean()).backward()
-    assert torch.allclose(x_hat.grad, x_hat2.grad / (2 * t.gamma**2))  # gamma is a constant in the gradient
+    # gamma a constant in the gradient: 2 (x_hat - x) / B / (2 gamma^2)
+    assert torch.allclose(x_hat.grad, (x_hat.detach() - x) / (2 * math.exp(2 * log_gamma)))
+    assert bal.gamma == 1.0  # the saved gamma changes only in step(), after an optimiser step
+    bal.step(t)
+    assert bal.gamma == pytest.approx(math.exp(log_gamma))
+    bal(x, x_hat.detach() * 0, mu, logvar)  # a diagnostic forward on another batch ...
+    assert bal.gamma == pytest.approx(math.exp(log_gamma))  # ... leaves the training value alone
 
 
-def test_sigma_soft_clip_keeps_log_gamma_above_its_floor():
-    t = Sigma(min_log_gamma=-6.0)(torch.zeros(1, 4), torch.zeros(1, 4), torch.zeros(1, 2), torch.zeros(1, 2) + 1e-9)
-    assert math.log(t.gamma) >= -6.0 and math.isfinite(t.loss.item())
+@pytest.mark.parametrize(
+    "mse, log_gamma",
+    [(1e-12, -5.999596652562023),  # -6 + log(1 + exp(-13.8155 + 6)) = -6 + 4.03e-4: held near the floor
+     (0.25, -0.688202)],  # -6 + log(1 + exp(-0.6931 + 6)) = -0.6931 + 0.00494: 1/2 log mse, barely clipped
+)  # fmt: skip
+def test_sigma_soft_clip_by_hand(mse, log_gamma):
+    x_hat = torch.full((1, 4), math.sqrt(mse))
+    t = Sigma(min_log_gamma=-6.0)(torch.zeros(1, 4), x_hat, torch.zeros(1, 2), torch.zeros(1, 2))
+    assert math.log(t.gamma) == pytest.approx(log_gamma, abs=1e-5)
+
+
+def test_sigma_without_detach_differentiates_through_gamma():
+    # mse = e^-12 puts 1/2 log mse + 6 at 0, the middle of the soft clip: log gamma = -6 + log 2, so
+    # gamma^2 / mse = 4 and d log gamma / d log mse = sigmoid(0) / 2 = 1/4. Through gamma, the gradient
+    # of sse / (2 gamma^2) + D log gamma with respect to mse is D / (2 gamma^2) (1 + 1/2 (gamma^2 / mse - 1))
+    # = 2.5 times the detached one, D / (2 gamma^2).
+    x, x_hat = torch.zeros(1, 4), torch.full((1, 4), math.exp(-6), requires_grad=True)
+    grads = {}
+    for detach in (True, False):
+        x_hat.grad = None
+        Sigma(detach=detach)(x, x_hat, torch.zeros(1, 2), torch.zeros(1, 2)).rec.backward()
+        grads[detach] = x_hat.grad.clone()
+    assert torch.allclose(grads[False], 2.5 * grads[True], rtol=1e-4)
 
 
 def test_only_learned_gamma_has_parameters():

@@ -42,3 +42,14 @@ def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
     assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
     assert json.loads((project / "metrics/train_vae.json").read_text()) == two  # gloo on CPU is deterministic
     assert not (project / "checkpoints/train_vae.pt").exists()
+
+
+@pytest.mark.parametrize("arch", [pytest.param("resnet_ref", marks=pytest.mark.slow), "infogan"])
+def test_reference_archs_train_data_parallel(tmp_path, arch):
+    project = make_project(tmp_path, merge(TINY, {"train": {"epochs": 2, "model": {"arch": arch, "base_channels": 8,
+                                                                                    "num_scale": 2, "fc_width": 32}}}))  # fmt: skip
+    run(["dvc", "repro", "prepare"], project)
+    out = run(["python", "-m", "stages.train_vae"], project, BVAE_NPROC="2", BVAE_TRACKING="off")
+    assert "rank 1 of 2" in out.stdout
+    metrics = json.loads((project / "metrics/train_vae.json").read_text())
+    assert metrics["final_gamma"] < 1 and metrics["test_mse"] < 0.2

@@ -6,6 +6,7 @@ import torch
 from pipeline import PipelineError
 from pipeline.balance.running_gamma import RunningGamma
 from pipeline.models import ConvVAE, DenseVAE, ResNetVAE, build_stage1
+from pipeline.sampling import posterior_draws
 from pipeline.speed import Speed
 from pipeline.train import fit
 
@@ -103,3 +104,38 @@ def test_fit_stops_on_nan_with_epoch_and_step():
     data = torch.full((32, 1, 8, 8), float("nan"))
     with pytest.raises(PipelineError, match=r"epoch 1, step 1"):
         fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=2, batch_size=16, lr=1e-3, desc="t")
+
+
+def test_balance_step_follows_each_optimiser_step_with_that_steps_batch_mse():
+    """fit: forward, loss, optimiser step, then Balance.step(terms) with the batch's own MSE."""
+    torch.manual_seed(0)
+    model = ConvVAE(1, 8, 4, base_channels=4)
+    log = []
+
+    class Spy(RunningGamma):
+        def forward(self, x, x_hat, mu, logvar):
+            log.append({"weight": model.mu.weight.detach().clone(), "mse": float((x_hat - x).pow(2).mean())})
+            return super().forward(x, x_hat, mu, logvar)
+
+        def step(self, terms):
+            log[-1]["stepped"] = not torch.equal(model.mu.weight, log[-1]["weight"])  # the optimiser ran first
+            log[-1]["terms_mse"] = float(terms.mse)
+            super().step(terms)
+
+    data = torch.randint(0, 256, (48, 1, 8, 8), dtype=torch.uint8)
+    fit(model, Spy(momentum=0.5), lambda e: data, epochs=2, batch_size=16, lr=1e-2, desc="t")
+    assert len(log) == 6 and all(entry["stepped"] for entry in log)
+    assert all(entry["terms_mse"] == pytest.approx(entry["mse"], rel=1e-6) for entry in log)
+
+
+def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
+    torch.manual_seed(0)
+    mu, sigma = torch.tensor([[1.0, -2.0], [0.0, 3.0]]), torch.tensor([[0.5, 0.1], [2.0, 0.01]])
+    codes = posterior_draws(mu, sigma)
+    epochs = torch.stack([codes(e) for e in range(1, 4001)])
+    assert not torch.equal(epochs[0], epochs[1])  # a new eps each epoch
+    assert epochs.mean(0).flatten().tolist() == pytest.approx(mu.flatten().tolist(), abs=0.1)  # centred on mu ...
+    assert epochs.std(0).flatten().tolist() == pytest.approx(sigma.flatten().tolist(), rel=0.05)  # ... with spread sigma
+    seen = []
+    fit(DenseVAE(2, 8, 1), RunningGamma(), lambda e: seen.append(e) or codes(e), epochs=3, batch_size=2, lr=1e-3, desc="t")
+    assert seen == [1, 2, 3]  # fit asks for the epoch's data once per epoch

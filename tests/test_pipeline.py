@@ -60,10 +60,16 @@ def test_metrics_show_lists_the_fids(repro):
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     metrics = shown[""]["data"]["metrics/evaluate.json"]["data"]
     samplers = ("rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")
-    assert {f"{m}_domain_{s}" for m in ("fid", "kid_mean", "kid_std", "precision", "recall") for s in samplers} == set(
-        metrics
-    )
+    fidelity = {f"{m}_domain_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
+                for s in samplers}  # fmt: skip
+    nll = {f"{u}_{b}_{m}_gamma_{g}" for u in ("nll", "bpd") for b in ("elbo", "iwae") for m in ("stage1", "twostage")
+           for g in ("trained", "test")} | {"gamma_trained", "gamma_test"}  # fmt: skip
+    assert fidelity | nll == set(metrics)
     assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
+    assert all(metrics[f"kid_subset_size_domain_{s}"] == 30 for s in samplers)  # half of the 60 test images
+    for m in ("stage1", "twostage"):  # ELBO <= IWAE bound: the negative bounds the other way round
+        assert metrics[f"nll_elbo_{m}_gamma_test"] >= metrics[f"nll_iwae_{m}_gamma_test"] > 0
+        assert metrics[f"nll_elbo_{m}_gamma_test"] <= metrics[f"nll_elbo_{m}_gamma_trained"]  # test gamma: best ELBO
     for name in samplers:
         assert Image.open(project / f"plots/evaluate/{name}.png").format == "PNG"
 
@@ -180,8 +186,8 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
     project = make_project(tmp_path, params)
     run(["dvc", "repro"], project, BVAE_TRACKING="off")
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
-    assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "precision", "recall")
-            for s in ("rec", "gen2")} == set(metrics)  # fmt: skip
+    assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
+            for s in ("rec", "gen2")} <= set(metrics)  # fmt: skip
     assert set(json.loads((project / "metrics/reference.json").read_text())) == {"fid_inception_train_vs_test"}
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert (meta["labelled"], meta["channels"], meta["image_size"], meta["num_test"]) == (False, 3, 16, 12)
@@ -199,6 +205,18 @@ def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
     assert "Traceback" not in out.stderr
     assert time.perf_counter() - t0 < 30
     assert not (project / "models/classifier.pt").exists() and not (project / "mlflow.db").exists()
+
+
+def test_compare_shows_the_likelihood_of_the_run(repro):
+    project, _ = repro
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    run(["bvae", "compare", "--out", "reports/one"], project)
+    head, _, *rows = (project / "reports/one/table.md").read_text().splitlines()
+    keys = [c.strip() for c in head.split("|")]
+    cells = [dict(zip(keys, [c.strip() for c in row.split("|")])) for row in rows]  # one per pipeline run so far
+    expected = (f"{metrics['bpd_iwae_twostage_gamma_test']:.3f}", f"{metrics['bpd_iwae_stage1_gamma_trained']:.3f}")
+    assert expected in [(c["bits/dim two-stage (IWAE, test gamma)"], c["bits/dim stage 1 (IWAE, trained gamma)"])
+                        for c in cells]  # fmt: skip
 
 
 @pytest.mark.slow  # about 3 minutes: `bash scripts/test.sh -m slow`

@@ -14,12 +14,12 @@ from pipeline.params import apply_overlay
 from pipeline.speed import Speed
 from pipeline.train import fit
 
-NATIVE = {"mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64)}  # channels, side
+NATIVE = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64)}  # channels, side
 PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
 
 
 def test_every_paper_preset_and_quick_exist():
-    assert {"mnist", "cifar10", "celeba", "quick"} <= set(PRESETS)
+    assert {"mnist", "fashion_mnist", "cifar10", "celeba", "quick"} <= set(PRESETS)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -58,6 +58,16 @@ def test_paper_presets_use_the_papers_settings():
     assert (celeba["train"]["epochs"], celeba["train"]["lr"], celeba["train"]["lr_halve_every"]) == (70, 5e-5, 60)
     assert (cifar["stage2"]["epochs"], celeba["stage2"]["epochs"]) == (1400, 140)
     assert {p["train"]["batch_size"] for p in (cifar, celeba)} == {100}
+    # computed_gamma.py line 743: stage-2 learning rate halved every 400 (CIFAR-10) and 120 (CelebA) epochs
+    assert (cifar["stage2"]["lr_halve_every"], celeba["stage2"]["lr_halve_every"]) == (400, 120)
+    assert (cifar["prepare"]["jpeg_quality"], celeba["prepare"]["jpeg_quality"]) == (75, None)
+    for name in ("mnist", "fashion_mnist"):  # TwoStageVAE demo.py defaults (lines 147-170)
+        p = yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())
+        assert p["train"]["model"]["arch"] == "infogan" and p["train"]["batch_size"] == p["stage2"]["batch_size"] == 64
+        assert (p["train"]["epochs"], p["train"]["lr"], p["train"]["lr_halve_every"]) == (400, 1e-4, 150)
+        assert (p["stage2"]["epochs"], p["stage2"]["lr"], p["stage2"]["lr_halve_every"]) == (800, 1e-4, 300)
+    assert all(yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())["evaluate"]["protocol"] == "paper"
+               for n in ("mnist", "fashion_mnist", "cifar10", "celeba"))  # fmt: skip
 
 
 def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp_path):
@@ -78,5 +88,5 @@ def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp
 def test_unknown_preset_is_a_clear_error(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     proc = run(["bvae", "preset", "imagenet"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "unknown preset 'imagenet' (choose one of celeba, cifar10, mnist" in proc.stderr
+    assert proc.returncode == 2 and "unknown preset 'imagenet' (choose one of celeba, cifar10, fashion_mnist, mnist" in proc.stderr
     assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.features import fidelity_metrics, statistics
+from pipeline.features import fidelity_metrics, kid_subset_size, statistics
 from pipeline.gmm import fit_gmm, sample_gmm
 from pipeline.models import DenseVAE
 from pipeline.sampling import latents, rescale_latents
@@ -64,3 +64,12 @@ def test_kid_and_precision_recall_on_constructed_cases():
     shifted = fidelity_metrics(real + 3.0, real, statistics(real))
     assert shifted["kid_mean"] > collapsed["kid_mean"] > same["kid_mean"]
     assert shifted["precision"] < 0.2 and shifted["recall"] < 0.2
+
+
+def test_kid_subsets_are_smaller_than_the_sets_so_its_std_is_a_spread():
+    assert [kid_subset_size(*n) for n in ((10000, 10000), (2000, 360), (60, 60), (3, 3))] == [1000, 180, 30, 2]
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    fake = torch.randn(400, 8, generator=g, dtype=torch.float64) * 1.2
+    m = fidelity_metrics(fake, real, statistics(real))
+    assert m["kid_subset_size"] == 200 and m["kid_std"] > 0  # subsets of 400 would all be the whole set: std 0

@@ -9,7 +9,8 @@ for the batch, with log gamma softly clipped from below (log gamma >= min_log_ga
 
 With ``detach`` (default) gamma is treated as a constant in the gradient, so the
 reconstruction gradient is grad(sse) / (2 gamma^2), like running gamma but without the
-running average. beta_eff = 2 gamma^2 / D.
+running average. beta_eff = 2 gamma^2 / D. ``gamma`` (saved with the model) is the last
+training batch's, recorded by ``step`` after the optimiser step.
 """
 
 import math
@@ -38,5 +39,9 @@ class Sigma(Balance):
         log_gamma = self.min_log_gamma + F.softplus(0.5 * torch.log(m) - self.min_log_gamma)
         rec = sse / (2 * torch.exp(2 * log_gamma)) + dim * log_gamma + dim / 2 * math.log(2 * math.pi)
         gamma = log_gamma.detach().exp()
-        self.last_gamma.copy_(gamma)
         return LossTerms(rec, kl_divergence(mu, logvar).mean(), 1.0, mse, gamma=gamma, beta_eff=2 * gamma**2 / dim)
+
+    @torch.no_grad()
+    def step(self, terms: LossTerms) -> None:
+        """Keep the gamma of the last training batch (a diagnostic forward leaves it alone)."""
+        self.last_gamma.copy_(terms.gamma)

@@ -40,6 +40,17 @@ class VAE(nn.Module):
     def decoder_parameters(self) -> list[nn.Parameter]:
         return [p for name in self.DECODER for p in getattr(self, name).parameters()]
 
+    def forward(self, x: torch.Tensor):
+        """(decode(z), mu, log sigma^2) with z = mu + sigma * eps drawn from q(z|x)."""
+        mu, logvar = self.encode(x)
+        return self.decode(reparameterize(mu, logvar)), mu, logvar
+
+
+def check_scales(image_size: int, num_scale: int) -> None:
+    """The ResNets halve the side num_scale - 1 times: it must divide by 2**(num_scale - 1)."""
+    if num_scale < 1 or image_size % 2 ** (num_scale - 1):
+        raise ValueError(f"image_size {image_size} is not divisible by 2**(num_scale - 1) = {2 ** (num_scale - 1)}")
+
 
 class ConvVAE(VAE):
     """Small convolutional VAE for quick runs.
@@ -85,10 +96,6 @@ class ConvVAE(VAE):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc_dec(z).view(-1, self.top_channels, self.bottom, self.bottom)
         return self.decoder(h)
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
 class ResBlock(nn.Module):
@@ -147,8 +154,7 @@ class ResNetVAE(VAE):
     def __init__(self, channels: int, image_size: int, latent_dim: int, base_channels: int = 32, num_scale: int = 3,
                  fc_width: int = 512, blocks_per_scale: int = 1):  # fmt: skip
         super().__init__()
-        if num_scale < 1 or image_size % 2 ** (num_scale - 1):
-            raise ValueError(f"image_size {image_size} is not divisible by 2**(num_scale - 1) = {2 ** (num_scale - 1)}")
+        check_scales(image_size, num_scale)
         self.latent_dim = latent_dim
         c = base_channels
         enc: list[nn.Module] = [nn.Conv2d(channels, c, 3, 1, 1)]
@@ -180,10 +186,6 @@ class ResNetVAE(VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.fc_dec(z).view(-1, self.start_channels, self.start, self.start))
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
 # The reference networks, from github daib13/TwoStageVAE (commit 8718623) network/util.py
@@ -265,8 +267,7 @@ class ResNetRef(VAE):
                  fc_width: int = 512, blocks_per_scale: int = 1):  # fmt: skip
         super().__init__()
         widths = ref_decoder_widths(image_size, base_channels)
-        if num_scale < 1 or image_size % 2 ** (num_scale - 1):
-            raise ValueError(f"image_size {image_size} is not divisible by 2**(num_scale - 1) = {2 ** (num_scale - 1)}")
+        check_scales(image_size, num_scale)
         self.latent_dim = latent_dim
         c = base_channels
         enc: list[nn.Module] = [nn.Conv2d(channels, c, 3, 1, 1)]
@@ -295,10 +296,6 @@ class ResNetRef(VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.fc_dec(z).view(-1, self.start_channels, 2, 2))
-
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
 class SpectralNorm(nn.Module):
@@ -378,10 +375,6 @@ class InfoGAN(VAE):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.fc_dec(z).view(-1, 128, self.quarter, self.quarter))
 
-    def forward(self, x: torch.Tensor):
-        mu, logvar = self.encode(x)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
-
 
 def _mlp(dim_in: int, width: int, depth: int) -> nn.Sequential:
     layers, d = [], dim_in
@@ -414,10 +407,6 @@ class DenseVAE(VAE):
 
     def decode(self, u: torch.Tensor) -> torch.Tensor:
         return self.out(torch.cat([self.dec(u), u], dim=1))
-
-    def forward(self, z: torch.Tensor):
-        mu, logvar = self.encode(z)
-        return self.decode(reparameterize(mu, logvar)), mu, logvar
 
 
 ARCHITECTURES = {"conv": ConvVAE, "resnet": ResNetVAE, "resnet_ref": ResNetRef, "infogan": InfoGAN}

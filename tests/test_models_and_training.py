@@ -114,7 +114,7 @@ def test_balance_step_follows_each_optimiser_step_with_that_steps_batch_mse():
 
     class Spy(RunningGamma):
         def forward(self, x, x_hat, mu, logvar):
-            log.append({"weight": model.mu.weight.detach().clone(), "mse": float((x_hat - x).pow(2).mean())})
+            log.append({"weight": model.mu.weight.detach().clone(), "mse": float((x_hat.detach() - x).pow(2).mean())})
             return super().forward(x, x_hat, mu, logvar)
 
         def step(self, terms):

@@ -3,11 +3,13 @@
 Modules, one job each:
     params      read params.yaml, flatten it, hash a configuration
     data        load datasets as uint8 tensors, split, resize
-    models      the stage-1 convolutional VAE and the stage-2 dense VAE
+    models      the stage-1 VAEs (ours and the reference code's) and the stage-2 dense VAE
     balance     reconstruction/KL balancing strategies (running gamma, ...)
     train       the training loop shared by both stages
     classifier  the small domain classifier whose features give "domain FID"
     features    feature spaces (domain, inception) and Frechet distance
+    protocol    evaluation protocols: clean, or the references' preprocessing
+    likelihood  test-set ELBO and IWAE bounds in nats and bits/dim
     sampling    REC, GEN-1 and GEN-2 images
     tracking    MLflow: store location, parent run per configuration, stage runs
     utils       seeding, devices, atomic file writes, image grids

@@ -6,7 +6,7 @@ import click
 
 from stages import evaluate, prepare, reference, train_stage2, train_vae
 from pipeline import PipelineError
-from stages.common import stage
+from stages.command import stage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +25,8 @@ for module in (prepare, reference, train_vae, train_stage2, evaluate):
 
 def _trained_models(device):
     from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
-    from stages.common import GMM, STAGE2, VAE, load_checkpoint
+    from stages.layout import GMM, STAGE2, VAE
+    from stages.runtime import load_checkpoint
 
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     return (stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device), s2,
@@ -77,7 +78,7 @@ def interpolate(out_path, pairs, steps, seed):
     from pipeline.data import load_split
     from pipeline.speed import pick_device
     from pipeline.utils import save_grid
-    from stages.common import PREPARED
+    from stages.layout import PREPARED
 
     vae = _trained_models(pick_device())[0]
     test = load_split(PREPARED / "test.pt")

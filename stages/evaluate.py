@@ -1,20 +1,10 @@
 """Stage evaluate: REC and every sampler against the real test images."""
 
 import time
-
 import click
-import torch
 
-from pipeline import PipelineError, likelihood, protocol, sampling
-from pipeline.data import load_split
-from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
-from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
-from pipeline.params import load_params, section
-from pipeline.tracking import StageRun
-from pipeline.utils import read_json, save_grid, write_json
-from stages.common import (
-    CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE, load_checkpoint, params_option, setup, stage,
-)  # fmt: skip
+from stages.command import params_option, stage
+from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE
 
 
 @click.command(name="evaluate")
@@ -42,6 +32,16 @@ def main(params_path):
     generator (u -> images) is logged as an MLflow model and registered as
     `evaluate.register.name` with alias `evaluate.register.alias`.
     """
+    import torch
+    from pipeline import PipelineError, likelihood, protocol, sampling
+    from pipeline.data import load_split
+    from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
+    from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
+    from pipeline.params import load_params, section
+    from pipeline.tracking import StageRun
+    from pipeline.utils import read_json, save_grid, write_json
+    from stages.runtime import load_checkpoint, setup
+
     params = load_params(params_path)
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
                                         "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip

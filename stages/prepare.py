@@ -1,14 +1,10 @@
 """Stage prepare: load the dataset named in params, split, resize, save uint8 tensors."""
 
 import json
-
 import click
 
-from pipeline import data
-from pipeline.params import load_params, section
-from pipeline.tracking import StageRun
-from pipeline.utils import save_grid, write_json
-from stages.common import METRICS, PLOTS, PREPARED, params_option, setup, stage
+from stages.command import params_option, stage
+from stages.layout import METRICS, PLOTS, PREPARED
 
 
 @click.command(name="prepare")
@@ -21,6 +17,12 @@ def main(params_path):
     unreadable images, sha256 of the tensors and of the raw files read), the counts in
     metrics/prepare.json and a grid of training images in plots/prepare/. The raw files'
     hash is the MLflow run's dataset input."""
+    from pipeline import data
+    from pipeline.params import load_params, section
+    from pipeline.tracking import StageRun
+    from pipeline.utils import save_grid, write_json
+    from stages.runtime import setup
+
     params = load_params(params_path)
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
     setup(cfg["seed"])

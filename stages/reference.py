@@ -6,16 +6,9 @@ space. Cached by DVC: training a new model never recomputes them.
 """
 
 import click
-import torch
 
-from pipeline import PipelineError
-from pipeline import classifier as clf
-from pipeline.data import load_split
-from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
-from pipeline.params import load_params, section
-from pipeline.tracking import StageRun
-from pipeline.utils import read_json, save_torch, write_csv, write_json
-from stages.common import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE, params_option, setup, stage
+from stages.command import params_option, stage
+from stages.layout import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE
 
 
 @click.command(name="reference")
@@ -26,6 +19,16 @@ def main(params_path):
     images' features (reference/real_stats.pt) in the feature space
     `reference.features`; metrics/reference.json holds the classifier's test accuracy
     and the FID of real training images against the test images (the floor)."""
+    import torch
+    from pipeline import PipelineError
+    from pipeline import classifier as clf
+    from pipeline.data import load_split
+    from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
+    from pipeline.params import load_params, section
+    from pipeline.tracking import StageRun
+    from pipeline.utils import read_json, save_torch, write_csv, write_json
+    from stages.runtime import setup
+
     params = load_params(params_path)
     ref = section(params, "reference", ("features", "classifier"))
     cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))

@@ -1,20 +1,9 @@
 """Stage train_stage2: the second-stage VAE on stage-1 latent codes (Dai & Wipf 2019)."""
 
 import click
-import torch
 
-from pipeline.balance import build_balance
-from pipeline.data import load_split
-from pipeline.gmm import fit_gmm
-from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
-from pipeline import distributed
-from pipeline.params import load_params, section
-from pipeline.sampling import encode, posterior_draws
-from pipeline.tracking import StageRun
-from pipeline.utils import save_torch, write_json
-from stages.common import (
-    GMM, METRICS, PREPARED, STAGE2, VAE, StageCheckpoint, final_metrics, load_checkpoint, params_option, setup, stage, train_and_record,
-)  # fmt: skip
+from stages.command import params_option, stage
+from stages.layout import GMM, METRICS, PREPARED, STAGE2, VAE
 
 
 @click.command(name="train-stage2")
@@ -30,6 +19,19 @@ def main(params_path):
     models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
     metrics/train_stage2.json; logs them to MLflow.
     """
+    import torch
+    from pipeline.balance import build_balance
+    from pipeline.data import load_split
+    from pipeline.gmm import fit_gmm
+    from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
+    from pipeline import distributed
+    from pipeline.params import load_params, section
+    from pipeline.sampling import encode, posterior_draws
+    from pipeline.tracking import StageRun
+    from pipeline.utils import save_torch, write_json
+    from stages.runtime import load_checkpoint, setup
+    from stages.training import StageCheckpoint, final_metrics, train_and_record
+
     params = load_params(params_path)
     distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))

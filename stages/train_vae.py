@@ -1,19 +1,9 @@
 """Stage train_vae: the first-stage VAE with the balanced loss of `train.balance`."""
 
 import click
-import torch
 
-from pipeline import PipelineError, distributed
-from pipeline.balance import build_balance
-from pipeline.data import load_split
-from pipeline.models import Reconstruct, build_stage1
-from pipeline.params import load_params, section
-from pipeline.sampling import reconstruct
-from pipeline.tracking import StageRun
-from pipeline.utils import save_grid, save_torch, write_json
-from stages.common import (
-    METRICS, PLOTS, PREPARED, VAE, StageCheckpoint, final_metrics, params_option, setup, stage, train_and_record,
-)  # fmt: skip
+from stages.command import params_option, stage
+from stages.layout import METRICS, PLOTS, PREPARED, VAE
 
 
 @click.command(name="train-vae")
@@ -27,6 +17,17 @@ def main(params_path):
     statistics per dimension and a reconstruction grid of test images; and
     metrics/train_vae.json (last epoch and test-set MSE). Logs all of it to MLflow.
     """
+    from pipeline import PipelineError, distributed
+    from pipeline.balance import build_balance
+    from pipeline.data import load_split
+    from pipeline.models import Reconstruct, build_stage1
+    from pipeline.params import load_params, section
+    from pipeline.sampling import reconstruct
+    from pipeline.tracking import StageRun
+    from pipeline.utils import save_grid, save_torch, write_json
+    from stages.runtime import setup
+    from stages.training import StageCheckpoint, final_metrics, train_and_record
+
     params = load_params(params_path)
     distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
@@ -79,6 +80,10 @@ def main(params_path):
 
 def _pairs(model, images, ncol: int = 8):
     """Rows of real test images, each followed by a row of their reconstructions."""
+    import torch
+
+    from pipeline.sampling import reconstruct
+
     ncol = min(ncol, len(images))
     images = images[: len(images) // ncol * ncol]
     rec = reconstruct(model, images)

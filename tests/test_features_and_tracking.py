@@ -1,7 +1,12 @@
 """Feature spaces, Frechet distance, Inception weights handling, MLflow store location."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
+
+from conftest import ROOT
 
 from pipeline import PipelineError
 from pipeline.features import (
@@ -70,6 +75,16 @@ def test_every_command_explains_itself():
     for name in ("prepare", "reference", "train-vae", "train-stage2", "evaluate", "compare"):
         result = runner.invoke(main, [name, "--help"])
         assert result.exit_code == 0 and len(result.output.split()) > 30, name
+
+
+@pytest.mark.parametrize("args", [["--help"], *[[name, "--help"] for name in (
+    "prepare", "reference", "train-vae", "train-stage2", "evaluate", "sample", "interpolate", "compare", "preset")]])
+def test_help_imports_neither_torch_nor_mlflow(args):
+    """`--help` starts in a fraction of a second: torch and MLflow are imported by the work, not the command."""
+    code = (f"import sys\nfrom stages.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
+            "    assert e.code in (0, None)\nprint(sorted(m for m in ('torch', 'mlflow', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_stage_errors_are_one_line_and_exit_2(tmp_path, monkeypatch):

@@ -1,67 +1,12 @@
-"""What every stage shares: the output layout, the --params option, error handling."""
+"""What both training stages share: the resumable checkpoint and train-and-record."""
 
-import functools
-import os
-import sys
 from pathlib import Path
 
 import click
-import torch
 
 from pipeline import PipelineError
-from pipeline.speed import Speed, available_cpus, pick_device, set_cpu_threads
-from pipeline.utils import seed_everything
-
-# The output layout (mirrors dvc.yaml).
-PREPARED = Path("data/prepared")
-CLASSIFIER = Path("models/classifier.pt")
-REFERENCE = Path("reference/real_stats.pt")
-VAE = Path("models/vae.pt")
-STAGE2 = Path("models/stage2.pt")
-GMM = Path("models/gmm.pt")
-CHECKPOINTS = Path("checkpoints")
-METRICS = Path("metrics")
-PLOTS = Path("plots")
-
-params_option = click.option(
-    "--params",
-    "params_path",
-    type=click.Path(dir_okay=False),
-    default="params.yaml",
-    show_default=True,
-    help="Params file to read (DVC tracks params.yaml).",
-)
-
-
-def stage(fn):
-    """Run a stage body: user errors print one line and exit 2; Ctrl-C exits 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except PipelineError as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt as e:
-            click.echo(f"interrupted{': ' + str(e) if str(e) else ''}", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-def setup(seed: int) -> torch.device:
-    """Threads, seeds and device for a stage (this rank's, under torchrun); prints the device."""
-    from pipeline import distributed
-
-    if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
-        os.environ["BVAE_THREADS"] = str(max(1, available_cpus() // int(os.environ["LOCAL_WORLD_SIZE"])))
-    set_cpu_threads()
-    device = distributed.init(pick_device())
-    seed_everything(seed, device)
-    rank, size = distributed.world()
-    click.echo(f"device: {device} ({torch.get_num_threads()} CPU threads)" + (f", rank {rank} of {size}" if size > 1 else ""))
-    return device
+from pipeline.speed import Speed
+from stages.layout import CHECKPOINTS, PLOTS
 
 
 class StageCheckpoint:
@@ -150,9 +95,3 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
 def final_metrics(history: list[dict]) -> dict:
     """The last epoch's values as metrics: final_loss, final_gamma, ..."""
     return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}
-
-
-def load_checkpoint(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise PipelineError(f"{what} not found at {path}: run the earlier stages first (dvc repro)")
-    return torch.load(path, map_location="cpu", weights_only=True)

@@ -38,9 +38,12 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+FORMAT = 2  # bumped when the saved layout changes: a checkpoint of another format is ignored
+
+
 def identity(params: dict, inputs: list[Path]) -> str:
-    """sha256 of the params and of the bytes of every input file."""
-    h = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    """sha256 of the checkpoint format, the params and the bytes of every input file."""
+    h = hashlib.sha256(f"format {FORMAT}\n".encode() + json.dumps(params, sort_keys=True, default=str).encode())
     for path in inputs:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):

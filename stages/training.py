@@ -48,12 +48,12 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
     Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
     from pipeline import distributed
-    from pipeline.diagnostics import latent_rows
+    from pipeline.diagnostics import latent_rows, stack_latents, unstack_latents
     from pipeline.plots import latent_figure
     from pipeline.train import fit
     from pipeline.utils import write_csv
 
-    latents = list(ckpt.found["latents"]) if ckpt.found else []  # per-dimension statistics of every epoch
+    latents = unstack_latents(ckpt.found["latents"]) if ckpt.found else []  # per-dimension statistics of every epoch
 
     def record(row, timing, latent):
         run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
@@ -62,7 +62,7 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
             on_epoch(row)
 
     def save(state):
-        ckpt.save(state, run_id=run.run_id, latents=latents[: state["epoch"]])
+        ckpt.save(state, run_id=run.run_id, latents=stack_latents(latents[: state["epoch"]]))
 
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)

@@ -9,6 +9,7 @@ constructors, so a new strategy needs no change here.
 import difflib
 import inspect
 import math
+import re
 from dataclasses import dataclass
 
 from pipeline import PipelineError
@@ -79,6 +80,20 @@ def _guess(word, options, prefix: str = "") -> str:
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
+@dataclass(frozen=True)
+class Interval(Value):
+    """How often: a number of epochs (an integer >= 1) or a duration in seconds, "30s"."""
+
+    type: type = int
+
+    def check(self, key: str, v) -> None:
+        if isinstance(v, str) and re.fullmatch(r"\d+(\.\d+)?s", v.strip()) and float(v.strip()[:-1]) > 0:
+            return
+        if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+            return
+        raise PipelineError(f"{key}: expected a number of epochs (an integer >= 1) or seconds such as \"30s\", got {v!r}")
+
+
 COUNT, SEED = Value(int, lo=1), Value(int, lo=0)
 LR = Value(float, gt=0)
 
@@ -91,7 +106,7 @@ def _schema() -> dict:
     from pipeline.speed import PRECISIONS
 
     speed = {"lr_halve_every": Value(int, null=True, lo=1), "precision": Value(str, choices=PRECISIONS),
-             "compile": Value(bool), "checkpoint_every": COUNT}  # fmt: skip
+             "compile": Value(bool), "checkpoint_every": Interval()}  # fmt: skip
     return {
         "prepare": {
             "dataset": Value(str, choices=DATASETS), "data_root": Value(str), "image_size": Value(int, null=True, lo=4),

@@ -93,6 +93,9 @@ def tolerant(method):
     return wrapper
 
 
+FLUSH_SECONDS = 10.0  # how stale the MLflow UI's live curves may be while a stage trains
+
+
 class StageRun:
     """Context manager around one stage's MLflow run (a no-op when tracking is off).
     ``resume_run_id``: continue that run (a training stage resuming from a checkpoint)."""
@@ -105,6 +108,8 @@ class StageRun:
         self.run_id = None
         self.parent_id = None
         self._t0 = time.perf_counter()
+        self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
+        self._flushed = time.perf_counter()
 
     def __enter__(self):
         if not self.enabled:
@@ -148,6 +153,7 @@ class StageRun:
         return True
 
     def __exit__(self, exc_type, exc, tb):
+        self.flush()
         self.log_metrics({"stage_wall_time_s": time.perf_counter() - self._t0})
         self._end("FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED")
         return False
@@ -197,6 +203,25 @@ class StageRun:
         import mlflow
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_epoch(self, metrics: dict, step: int) -> None:
+        """Per-epoch metrics, buffered: sent in one batch at most every FLUSH_SECONDS, before
+        each checkpoint and when the stage ends (one store round trip instead of one an epoch)."""
+        if not self.enabled:
+            return
+        now = int(time.time() * 1000)
+        self._pending += [(k, float(v), now, step) for k, v in metrics.items()]
+        if time.perf_counter() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    @tolerant
+    def flush(self) -> None:
+        """Send the buffered per-epoch metrics (MLflow takes 1,000 a batch)."""
+        from mlflow.entities import Metric
+
+        pending, self._pending, self._flushed = self._pending, [], time.perf_counter()
+        for i in range(0, len(pending), 1000):
+            self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in pending[i : i + 1000]])
 
     @tolerant
     def log_artifact(self, path, artifact_path: str | None = None) -> None:

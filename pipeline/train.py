@@ -30,6 +30,14 @@ from pipeline.utils import progress
 STEP_KEYS = ("loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common")
 
 
+def parse_interval(every: int | str) -> tuple[int | None, float | None]:
+    """``checkpoint_every``: an integer N (every N epochs) or a string "Ns" (every N seconds)
+    -> (epochs, None) or (None, seconds)."""
+    if isinstance(every, str):
+        return None, float(every.strip()[:-1])
+    return int(every), None
+
+
 def as_input(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> floats in [0, 1]; float data (latent codes) unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x
@@ -50,7 +58,7 @@ def fit(
     on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
     resume: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | str = 1,
 ) -> list[dict]:
     """Train ``model`` with ``balance`` (Adam at ``lr``, halved every ``lr_halve_every``
     epochs when set) and return the per-epoch history rows.
@@ -62,7 +70,8 @@ def fit(
     on the device and are read once per epoch, so a GPU never waits for the host; a
     non-finite loss is reported then, naming its epoch and step.
 
-    Checkpoints: every ``checkpoint_every`` epochs (and after the last)
+    Checkpoints: every ``checkpoint_every`` epochs, or with ``"Ns"`` after the first epoch
+    that ends N seconds or more after the last checkpoint (and always after the last epoch)
     ``on_checkpoint(state)`` receives the full training state (see
     :mod:`pipeline.checkpoint`); ``resume=state`` continues from one exactly (same
     numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
@@ -93,6 +102,8 @@ def fit(
             "history": history, "rng": rng_state(),
         })  # fmt: skip
 
+    every_epochs, every_seconds = parse_interval(checkpoint_every)
+    last_save = time.perf_counter()
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
     bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0)
@@ -159,9 +170,10 @@ def fit(
                 on_epoch(row, timing, latent)
             if on_checkpoint is not None and rank == 0:
                 last, saved = state(epoch), False
-                if epoch % checkpoint_every == 0 or epoch == epochs:
+                due = epoch % every_epochs == 0 if every_epochs else time.perf_counter() - last_save >= every_seconds
+                if due or epoch == epochs:
                     on_checkpoint(last)
-                    saved = True
+                    saved, last_save = True, time.perf_counter()
     except KeyboardInterrupt:
         if not saved:
             on_checkpoint(last)

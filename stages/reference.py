@@ -57,7 +57,7 @@ def main(params_path):
             model = clf.DomainClassifier(**config).to(device)
             history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
             for row in history:
-                run.log_metrics({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+                run.log_epoch({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             write_csv(history, PLOTS / "reference" / "classifier_history.csv")
             metrics["classifier_test_accuracy"] = clf.accuracy(model, test)
             save_torch({"config": config, "state_dict": model.cpu().state_dict()}, CLASSIFIER)

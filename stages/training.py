@@ -43,7 +43,8 @@ class StageCheckpoint:
 def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x,
                      on_epoch=None) -> list[dict]:  # fmt: skip
     """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
-    per-epoch metrics to MLflow, checkpoints every ``cfg["checkpoint_every"]`` epochs, and
+    per-epoch metrics to MLflow (batched), checkpoints every ``cfg["checkpoint_every"]`` epochs
+    or seconds, and
     under plots/<name>/ the history (history.csv), the per-dimension latent statistics of
     every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
     Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
@@ -56,12 +57,13 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     latents = unstack_latents(ckpt.found["latents"]) if ckpt.found else []  # per-dimension statistics of every epoch
 
     def record(row, timing, latent):
-        run.log_metrics({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
+        run.log_epoch({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
         latents.append(latent)
         if on_epoch is not None:
             on_epoch(row)
 
     def save(state):
+        run.flush()  # the store holds every epoch the checkpoint holds
         ckpt.save(state, run_id=run.run_id, latents=stack_latents(latents[: state["epoch"]]))
 
     device = next(model.parameters()).device

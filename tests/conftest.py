@@ -22,8 +22,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TINY = {
     "prepare": {"limit_train": 300, "limit_test": 60},
     "reference": {"classifier": {"epochs": 2}},
-    "train": {"epochs": 3, "grid_every": 2},
-    "stage2": {"epochs": 3, "width": 32},
+    "train": {"epochs": 3, "grid_every": 2, "checkpoint_every": 1},  # the fault tests wait for per-epoch checkpoints
+    "stage2": {"epochs": 3, "width": 32, "checkpoint_every": 1},
     "evaluate": {"num_samples": 60},
 }
 

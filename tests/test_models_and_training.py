@@ -139,3 +139,12 @@ def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
     seen = []
     fit(DenseVAE(2, 8, 1), RunningGamma(), lambda e: seen.append(e) or codes(e), epochs=3, batch_size=2, lr=1e-3, desc="t")
     assert seen == [1, 2, 3]  # fit asks for the epoch's data once per epoch
+
+
+@pytest.mark.parametrize("every, saved", [(1, [1, 2, 3, 4]), (3, [3, 4]), ("3600s", [4]), ("0.000001s", [1, 2, 3, 4])])
+def test_checkpoints_are_paced_by_epochs_or_seconds_and_the_last_epoch_is_always_saved(every, saved):
+    data = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+    got = []
+    fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=4, batch_size=16, lr=1e-3, desc="t",
+        on_checkpoint=lambda state: got.append(state["epoch"]), checkpoint_every=every)  # fmt: skip
+    assert got == saved

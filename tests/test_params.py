@@ -40,6 +40,8 @@ BAD = [  # (params or a mutation of the defaults, expected message)
     (merge(DEFAULT, {"evaluate": {"protocol": "papers"}}), "evaluate.protocol: 'papers' is not one of clean, paper (did you mean paper?)"),
     (merge(DEFAULT, {"evaluate": {"nll_samples": -1}}), "evaluate.nll_samples: -1 is out of range (must be >= 0)"),
     (merge(DEFAULT, {"prepare": {"jpeg_quality": 100}}), "prepare.jpeg_quality: 100 is out of range (must be <= 95)"),
+    (merge(DEFAULT, {"train": {"checkpoint_every": 0}}), 'train.checkpoint_every: expected a number of epochs (an integer >= 1) or seconds such as "30s", got 0'),
+    (merge(DEFAULT, {"stage2": {"checkpoint_every": "soon"}}), "stage2.checkpoint_every: expected a number of epochs"),
     (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "train.balance.strategy: 'runing_gamma' is not one of"),
     (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "(did you mean running_gamma?)"),
     (merge(DEFAULT, {"train": {"balance": {"momentum": 1.0}}}), "train.balance.momentum: 1.0 is out of range (must be < 1)"),

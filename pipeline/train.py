@@ -38,6 +38,17 @@ def parse_interval(every: int | str) -> tuple[int | None, float | None]:
     return int(every), None
 
 
+def _wait_for_a_signal() -> None:
+    """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE``, then
+    wait mid-epoch until a signal stops the process, so that a test signals on an event,
+    never on a guess of how long an epoch takes."""
+    from pathlib import Path
+
+    Path(os.environ["BVAE_HOLD_FILE"]).touch()
+    while True:
+        time.sleep(0.05)
+
+
 def as_input(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> floats in [0, 1]; float data (latent codes) unchanged."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x
@@ -105,6 +116,7 @@ def fit(
     every_epochs, every_seconds = parse_interval(checkpoint_every)
     last_save = time.perf_counter()
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
+    hold = int(os.environ.get("BVAE_HOLD_AFTER_EPOCH", "0"))  # for tests: wait for a signal a few steps later
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
     bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0)
     try:
@@ -123,6 +135,8 @@ def fit(
             values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
             t0 = time.perf_counter()
             for i in range(steps):
+                if hold and epoch == hold + 1 and i == min(2, steps - 1):
+                    _wait_for_a_signal()
                 idx = perm[i * batch_size : (i + 1) * batch_size]
                 if len(idx) < size:  # a last batch too small to give every rank an item
                     continue

@@ -32,15 +32,20 @@ def checkpoint_epoch(project: Path) -> int:
 
 def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **env) -> subprocess.Popen:
     """Start ``cmd`` in its own process group; send ``sig`` to the group and to every
-    descendant (torchrun starts its workers in their own sessions) once a checkpoint of
-    ``after_epoch`` exists, a moment later (mid-epoch)."""
+    descendant (torchrun starts its workers in their own sessions) once training, three
+    steps into epoch ``after_epoch + 1`` (after epoch ``after_epoch``'s checkpoint), has
+    said so in a file and waits (``BVAE_HOLD_AFTER_EPOCH``): the signal always lands
+    mid-epoch, however loaded the machine."""
+    held = project / "held"
+    held.unlink(missing_ok=True)
+    env |= {"BVAE_HOLD_AFTER_EPOCH": str(after_epoch), "BVAE_HOLD_FILE": str(held)}
     proc = subprocess.Popen(cmd, cwd=project, env=tool_env(**env), start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 300
-    while checkpoint_epoch(project) < after_epoch:
+    while not held.exists():  # the event: a file, polled
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.05)
-    time.sleep(0.1)
+    assert checkpoint_epoch(project) == after_epoch
     descendants = psutil.Process(proc.pid).children(recursive=True)
     os.killpg(proc.pid, sig)
     for child in descendants:

@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from eval_cost import real_images  # bench/ is on sys.path when run as a script
 from pipeline import likelihood, sampling
 from pipeline.models import ConvVAE, DenseVAE, InfoGAN
 from pipeline.speed import set_cpu_threads
@@ -23,15 +24,6 @@ PRESETS = {  # stage 1, stage 2
     "quick": (lambda: ConvVAE(1, 28, 16), lambda: DenseVAE(16, 512, 3)),
     "mnist": (lambda: InfoGAN(1, 28, 64), lambda: DenseVAE(64, 1024, 3)),
 }
-
-
-def real_images(root: str, n: int) -> tuple[torch.Tensor, str]:
-    try:
-        from pipeline.data import load_mnist
-
-        return load_mnist(root)[1].images[:n], "MNIST test images"
-    except Exception:
-        return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8), "random 28x28 images"
 
 
 def main():

@@ -26,6 +26,8 @@ images; only the generated and reconstructed sets change.
 
 import torch
 
+from pipeline.utils import to_uint8
+
 PROTOCOLS = ("clean", "paper")
 
 
@@ -34,17 +36,13 @@ def space_name(features: str, protocol: str) -> str:
     return features if protocol == "clean" else f"{features}-{protocol}"
 
 
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).round().clamp(0, 255).to(torch.uint8)
-
-
 def normalise_each(images: torch.Tensor) -> torch.Tensor:
     """Dai & Wipf: every image min-max normalised to [0, 1] on its own (a constant image is left as it is)."""
     x = images.double()
     lo = x.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = x.flatten(1).max(1).values.view(-1, 1, 1, 1)
     span = hi - lo
-    return _to_uint8(torch.where(span > 0, (x - lo) / span.clamp_min(1), x / 255))
+    return to_uint8(torch.where(span > 0, (x - lo) / span.clamp_min(1), x / 255))
 
 
 def adjust_reconstructions(rec: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -53,7 +51,7 @@ def adjust_reconstructions(rec: torch.Tensor, real: torch.Tensor) -> torch.Tenso
     x, r = real.float() / 255, rec.float() / 255
     scale = x.std(0, unbiased=False).mean() / r.std(0, unbiased=False).mean()  # np.std: the population std
     mean = r.mean(0)
-    return _to_uint8(((r - mean) * scale + mean).clamp(0, 1))
+    return to_uint8(((r - mean) * scale + mean).clamp(0, 1))
 
 
 def apply(protocol: str, name: str, images: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -42,8 +43,6 @@ def _wait_for_a_signal() -> None:
     """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE``, then
     wait mid-epoch until a signal stops the process, so that a test signals on an event,
     never on a guess of how long an epoch takes."""
-    from pathlib import Path
-
     Path(os.environ["BVAE_HOLD_FILE"]).touch()
     while True:
         time.sleep(0.05)

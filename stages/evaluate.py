@@ -77,7 +77,7 @@ def main(params_path):
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
         names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
-        proto = cfg.get("protocol", "clean")
+        proto = cfg["protocol"]
         space_name = protocol.space_name(space.name, proto)
         total = len(test) + n * (len(names) - 1)
         rate = space.throughput(test.images[:64])
@@ -108,7 +108,7 @@ def main(params_path):
             click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f} "
                        f"(subsets of {values['kid_subset_size']})  precision {values['precision']:.3f}  "
                        f"recall {values['recall']:.3f}")  # fmt: skip
-        if cfg.get("nll_samples"):
+        if cfg["nll_samples"]:
             t0 = time.perf_counter()
             y = likelihood.dequantise(test.images, torch.Generator().manual_seed(seed))
             draws = likelihood.draw(vae, y, cfg["nll_samples"], seed, stage2=stage2, gamma_z=s2["gamma"],
@@ -116,11 +116,12 @@ def main(params_path):
             nll = likelihood.likelihood_metrics(draws, v["gamma"], two_stage=True)
             metrics |= nll
             timing["eval_seconds_nll"] = time.perf_counter() - t0
-            click.echo(f"likelihood ({cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s): "
-                       + "; ".join(f"{m} gamma {nll[f'gamma_{g}']:.4g}: IWAE {nll[f'nll_iwae_{m}_gamma_{g}']:.1f} nats "
-                                   f"= {nll[f'bpd_iwae_{m}_gamma_{g}']:.3f} bits/dim"
-                                   for m in ("stage1", "twostage") for g in ("trained", "test")
-                                   if f"nll_iwae_{m}_gamma_{g}" in nll))  # fmt: skip
+            click.echo(f"likelihood, {cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s "
+                       "(IWAE bound, bits/dim):")  # fmt: skip
+            for g in ("trained", "test"):
+                if f"gamma_{g}" in nll:
+                    click.echo(f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
+                               f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}")  # fmt: skip
         write_json(metrics, METRICS / "evaluate.json")
         run.log_metrics(metrics | timing)
         upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")

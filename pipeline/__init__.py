@@ -11,7 +11,10 @@ Modules, one job each:
     protocol    evaluation protocols: clean, or the references' preprocessing
     likelihood  test-set ELBO and IWAE bounds in nats and bits/dim
     sampling    REC, GEN-1 and GEN-2 images
-    tracking    MLflow: store location, parent run per configuration, stage runs
+    store       MLflow: which store (local sqlite or a server), whether it answers
+    runs        MLflow: one parent run per configuration, one child run per stage
+    tracking    MLflow: a stage's run, logging that never costs the training
+    timing      where a stage's time goes (work, start-up, tracking, checkpoints, ...)
     utils       seeding, devices, atomic file writes, image grids
 """
 

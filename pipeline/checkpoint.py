@@ -3,7 +3,7 @@
 A checkpoint holds what the next epoch needs to run exactly as if nothing had stopped:
 model, balance (e.g. the running-gamma estimate), optimiser and LR schedule states, the
 epoch and step counters, the history so far, every RNG state, plus what the stage adds
-(its MLflow run id, per-epoch latent statistics). It is written to a temporary file and
+(its MLflow run id, the latent statistics of the epochs with diagnostics). It is written to a temporary file and
 renamed, so a kill at any moment leaves the previous checkpoint or the new one, never a
 torn file.
 
@@ -38,7 +38,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-FORMAT = 2  # bumped when the saved layout changes: a checkpoint of another format is ignored
+FORMAT = 3  # bumped when the saved layout changes: a checkpoint of another format is ignored
 
 
 def identity(params: dict, inputs: list[Path]) -> str:

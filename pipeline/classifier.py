@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.adam import Adam
 from pipeline.data import Split
 from pipeline.utils import progress
 
@@ -39,7 +40,7 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
     per-epoch mean training loss and accuracy."""
     device = next(model.parameters()).device
     images, labels = train.images.to(device), train.labels.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = Adam(model.parameters(), lr=lr)
     model.train()
     history = []
     bar = progress(total=epochs * len(images), desc="domain classifier", unit="img", unit_scale=True)
@@ -50,7 +51,7 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
             idx = perm[i : i + batch_size]
             logits = model(images[idx].float() / 255)
             loss = F.cross_entropy(logits, labels[idx])
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             loss_sum += loss.detach() * len(idx)

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import PipelineError
+from pipeline.timing import timed
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder")
 PARALLEL_MIN = 500  # decode in a process pool when there are more image files than this
@@ -531,12 +532,14 @@ def content_hash(files, root) -> str:
     return h.hexdigest()
 
 
+@timed("io")
 def save_split(split: Split, path) -> None:
     from pipeline.utils import save_torch
 
     save_torch({"images": split.images, "labels": split.labels}, path)
 
 
+@timed("io")
 def load_split(path) -> Split:
     d = torch.load(path, weights_only=True)
     return Split(d["images"], d["labels"])

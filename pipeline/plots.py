@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from pipeline.timing import timed  # noqa: E402
 from pipeline.utils import atomic_path  # noqa: E402
 
 
@@ -14,6 +15,7 @@ def save_figure(fig, path) -> None:
     plt.close(fig)
 
 
+@timed("io")
 def latent_figure(stats: dict, path, title: str) -> None:
     """Bars per latent dimension: KL_j, and the variance law Var(mu_j) + E[sigma_j^2] split in its two parts."""
     dims = range(len(stats["kl"]))

@@ -10,7 +10,7 @@ active units and KL gradient share, and the training wall time (its stage runs).
 from dataclasses import dataclass, field
 
 from pipeline import PipelineError
-from pipeline.tracking import ROLE_TAG
+from pipeline.runs import ROLE_TAG
 
 LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in the label
     "fixed": ("beta",),

@@ -106,7 +106,7 @@ def _schema() -> dict:
     from pipeline.speed import PRECISIONS
 
     speed = {"lr_halve_every": Value(int, null=True, lo=1), "precision": Value(str, choices=PRECISIONS),
-             "compile": Value(bool), "checkpoint_every": Interval()}  # fmt: skip
+             "compile": Value(bool), "checkpoint_every": Interval(), "diag_every": Interval()}  # fmt: skip
     return {
         "prepare": {
             "dataset": Value(str, choices=DATASETS), "data_root": Value(str), "image_size": Value(int, null=True, lo=4),

@@ -1,8 +1,10 @@
 """Where and how fast training runs: device, CPU threads, bf16 autocast, channels_last, compile.
 
 - Device: CUDA when available, else CPU; ``BVAE_DEVICE=cpu|cuda|cuda:1`` overrides.
-- Threads: one intra-op thread per CPU this process may use (its affinity mask and
-  cgroup quota, not the host's core count); ``BVAE_THREADS`` overrides.
+- Threads: this process's share of the CPUs it may use (its affinity mask and cgroup
+  quota, not the host's core count, divided between the DVC queue workers running);
+  training uses fewer when a step is too small to split (:func:`training_threads`);
+  ``BVAE_THREADS`` overrides both.
 - ``precision: auto`` runs the model under bf16 autocast where the hardware computes
   in bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp32 elsewhere.
   Losses are always computed in fp32 on fp32 copies of the outputs.
@@ -11,6 +13,7 @@
 - ``compile: true`` wraps the model in ``torch.compile`` (first steps slower while it compiles).
 """
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +43,80 @@ def available_cpus() -> int:
     return n
 
 
+def queue_workers(proc: Path = Path("/proc")) -> int:
+    """DVC experiment-queue workers running on this machine (``dvc queue start -j N`` starts
+    N processes ``dvc exp queue-worker ...``); 0 where /proc cannot tell."""
+    n = 0
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        try:
+            n += b"\0exp\0queue-worker\0" in cmdline.read_bytes()
+        except OSError:  # the process ended meanwhile
+            pass
+    return n
+
+
+def cpu_share() -> int:
+    """This process's share of the CPUs: ``BVAE_THREADS`` when set, else the usable CPUs
+    divided between the DVC queue workers of this machine."""
+    if os.environ.get("BVAE_THREADS"):
+        return max(1, int(os.environ["BVAE_THREADS"]))
+    return max(1, available_cpus() // max(1, queue_workers()))
+
+
 def set_cpu_threads() -> None:
-    """One intra-op thread per usable CPU (``BVAE_THREADS`` overrides)."""
-    torch.set_num_threads(max(1, int(os.environ.get("BVAE_THREADS", available_cpus()))))
+    """One intra-op thread per CPU of this process's share (:func:`cpu_share`)."""
+    torch.set_num_threads(cpu_share())
+
+
+MIN_FLOPS_PER_THREAD = 50e6  # per thread and step; 2 threads pass 1.3x near 100 MFLOP a step (bench/threads.py)
+
+
+def _layer_flops(layer: torch.nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """FLOPs of one forward call of a dense or convolution layer: 2 per multiply-add."""
+    if isinstance(layer, torch.nn.Linear):
+        return 2 * out.numel() * layer.in_features
+    if isinstance(layer, torch.nn.Conv2d):
+        return 2 * out.numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+    if isinstance(layer, torch.nn.ConvTranspose2d):
+        return 2 * x.numel() * layer.out_channels // layer.groups * math.prod(layer.kernel_size)
+    return 0
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOPs of one training step on the batch ``x``: its forward pass's dense and
+    convolution layers (what torch's FlopCounterMode counts, a test checks; that mode
+    itself imports the compiler, 0.9 s), times 3 (a backward pass costs about twice its
+    forward). Layers wrapped in a module that calls them by hand (``.layer``, e.g. the
+    spectral norm) are counted at the wrapper, without its power iteration (a few
+    matrix-vector products a forward). The model's state and the RNG are left
+    as they were."""
+    total = 0
+
+    def count(module, inputs, out):
+        nonlocal total
+        total += _layer_flops(getattr(module, "layer", module), inputs[0], out)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(x.float().div(255) if x.dtype == torch.uint8 else x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return 3.0 * total
+
+
+def training_threads(flops: float) -> int:
+    """Intra-op threads for training steps of ``flops`` each: the CPU share, but no more
+    threads than give each one MIN_FLOPS_PER_THREAD of every step (below that, threads
+    cost more in synchronisation than they gain, and lose badly when the CPUs are shared).
+    ``BVAE_THREADS`` overrides."""
+    if os.environ.get("BVAE_THREADS"):
+        return cpu_share()
+    return max(1, min(cpu_share(), int(flops // MIN_FLOPS_PER_THREAD)))
 
 
 def bf16_native(device: torch.device) -> bool:

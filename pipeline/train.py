@@ -10,7 +10,9 @@ Per epoch it records the batch-size-weighted means of: ``loss`` (what is minimis
 loss on the common scale ``loss_common = mse + kl_common`` with
 ``kl_common = beta_eff * KL``, comparable across strategies. With ``diag_x`` it adds
 the diagnostics of :mod:`pipeline.diagnostics` (gradient norms, active units,
-variance law) measured at the end of the epoch.
+variance law) measured at the end of the first epoch, every ``diag_every`` epochs
+(or seconds, "Ns") and the last; they run in eval mode under a forked RNG, so
+their pace never changes the training numbers.
 """
 
 import copy
@@ -22,21 +24,36 @@ from pathlib import Path
 import torch
 
 from pipeline import PipelineError, distributed
+from pipeline.adam import Adam
 from pipeline.balance import Balance
 from pipeline.checkpoint import rng_state, set_rng_state
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
 from pipeline.speed import Speed
+from pipeline.timing import part
 from pipeline.utils import progress
 
 STEP_KEYS = ("loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common")
 
 
-def parse_interval(every: int | str) -> tuple[int | None, float | None]:
-    """``checkpoint_every``: an integer N (every N epochs) or a string "Ns" (every N seconds)
-    -> (epochs, None) or (None, seconds)."""
-    if isinstance(every, str):
-        return None, float(every.strip()[:-1])
-    return int(every), None
+class Pace:
+    """When a periodic task (checkpoint, diagnostics) is due: ``every`` is an integer N
+    (every N-th epoch) or a string "Ns" (the first epoch that ends N seconds or more after
+    the last time it ran); always at the last epoch."""
+
+    def __init__(self, every: int | str, last_epoch: int):
+        self.epochs, self.seconds = (None, float(every.strip()[:-1])) if isinstance(every, str) else (int(every), None)
+        self.last_epoch = last_epoch
+        self.ran = time.perf_counter()
+
+    def due(self, epoch: int) -> bool:
+        if epoch == self.last_epoch:
+            return True
+        if self.epochs:
+            return epoch % self.epochs == 0
+        return time.perf_counter() - self.ran >= self.seconds
+
+    def done(self) -> None:
+        self.ran = time.perf_counter()
 
 
 def _wait_for_a_signal() -> None:
@@ -69,19 +86,19 @@ def fit(
     resume: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int | str = 1,
+    diag_every: int | str = 1,
 ) -> list[dict]:
-    """Train ``model`` with ``balance`` (Adam at ``lr``, halved every ``lr_halve_every``
+    """Train ``model`` with ``balance`` (:class:`pipeline.adam.Adam` at ``lr``, halved every ``lr_halve_every``
     epochs when set) and return the per-epoch history rows.
 
     ``epoch_data(epoch)`` returns the epoch's training set (N, ...) on the model's
     device. ``on_epoch(row, timing, latent)`` is called after every epoch with the
     history row, the timing (seconds, images/s: kept apart, not reproducible) and the
-    per-dimension latent statistics (None without ``diag_x``). The per-step values stay
+    per-dimension latent statistics (None on epochs without diagnostics). The per-step values stay
     on the device and are read once per epoch, so a GPU never waits for the host; a
     non-finite loss is reported then, naming its epoch and step.
 
-    Checkpoints: every ``checkpoint_every`` epochs, or with ``"Ns"`` after the first epoch
-    that ends N seconds or more after the last checkpoint (and always after the last epoch)
+    Checkpoints: paced by ``checkpoint_every`` (:class:`Pace`; always after the last epoch)
     ``on_checkpoint(state)`` receives the full training state (see
     :mod:`pipeline.checkpoint`); ``resume=state`` continues from one exactly (same
     numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
@@ -93,27 +110,23 @@ def fit(
     rank, size = distributed.world()
     forward = distributed.wrap(model)
     forward = torch.compile(forward) if speed.compile else forward
-    opt = torch.optim.Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, lr_halve_every, gamma=0.5) if lr_halve_every else None
+    opt = Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
     history, step, start = [], 0, 1
     if resume is not None:
         model.load_state_dict(resume["model"])
         balance.load_state_dict(resume["balance"])
-        opt.load_state_dict(resume["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(resume["scheduler"])
+        opt.load_state_dict(resume["optimizer"])  # holds the learning rate as halved so far
         history, step, start = list(resume["history"]), resume["step"], resume["epoch"] + 1
         set_rng_state(resume["rng"])
 
     def state(epoch: int) -> dict:
+        """A copy of everything the next epoch needs (the history's rows are never changed: a new list suffices)."""
         return copy.deepcopy({
             "model": model.state_dict(), "balance": balance.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else None, "epoch": epoch, "step": step,
-            "history": history, "rng": rng_state(),
-        })  # fmt: skip
+            "rng": rng_state(),
+        }) | {"epoch": epoch, "step": step, "history": list(history)}  # fmt: skip
 
-    every_epochs, every_seconds = parse_interval(checkpoint_every)
-    last_save = time.perf_counter()
+    checkpoints, diagnostics = Pace(checkpoint_every, epochs), Pace(diag_every, epochs)
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
     hold = int(os.environ.get("BVAE_HOLD_AFTER_EPOCH", "0"))  # for tests: wait for a signal a few steps later
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
@@ -133,33 +146,34 @@ def fit(
             steps = -(-n // batch_size)
             values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
             t0 = time.perf_counter()
-            for i in range(steps):
-                if hold and epoch == hold + 1 and i == min(2, steps - 1):
-                    _wait_for_a_signal()
-                idx = perm[i * batch_size : (i + 1) * batch_size]
-                if len(idx) < size:  # a last batch too small to give every rank an item
-                    continue
-                x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
-                if speed.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
-                    x_hat, mu, logvar = forward(x)
-                terms = balance(x, x_hat.float(), mu.float(), logvar.float())
-                if step + i + 1 == inject_nan:
-                    terms.loss = terms.loss * float("nan")
-                opt.zero_grad(set_to_none=True)
-                terms.loss.backward()
-                opt.step()
-                terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
-                balance.step(terms)
-                kl = terms.kl.detach()
-                row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
-                       terms.beta_eff * kl, terms.loss_common)  # fmt: skip
-                values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
-                values[i] *= len(x)
-                bar.update(len(idx))
-            if sched is not None:
-                sched.step()
+            with part("work"):
+                for i in range(steps):
+                    if hold and epoch == hold + 1 and i == min(2, steps - 1):
+                        _wait_for_a_signal()
+                    idx = perm[i * batch_size : (i + 1) * batch_size]
+                    if len(idx) < size:  # a last batch too small to give every rank an item
+                        continue
+                    x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
+                    if speed.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
+                        x_hat, mu, logvar = forward(x)
+                    terms = balance(x, x_hat.float(), mu.float(), logvar.float())
+                    if step + i + 1 == inject_nan:
+                        terms.loss = terms.loss * float("nan")
+                    opt.zero_grad()
+                    terms.loss.backward()
+                    opt.step()
+                    terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
+                    balance.step(terms)
+                    kl = terms.kl.detach()
+                    row = (terms.loss.detach(), terms.rec.detach(), kl, terms.mse.detach(), terms.gamma, terms.beta_eff,
+                           terms.beta_eff * kl, terms.loss_common)  # fmt: skip
+                    values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
+                    values[i] *= len(x)
+                    bar.update(len(idx))
+            if lr_halve_every and epoch % lr_halve_every == 0:
+                opt.lr *= 0.5  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) stepped once an epoch
             values = distributed.total(values).cpu()  # sums over the global batches
             if 0 < n % batch_size < size:
                 n -= n % batch_size  # the skipped last batch
@@ -172,21 +186,24 @@ def fit(
             seconds = time.perf_counter() - t0
             row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
             latent = None
-            if diag_x is not None and rank == 0:  # a copy under DDP: its gradient hooks stay out of the way
-                diag_model = copy.deepcopy(model) if size > 1 else model
-                latent = latent_statistics(diag_model, diag_x)
-                row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
-            timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.param_groups[0]["lr"]}
+            if diag_x is not None and rank == 0 and (epoch == 1 or diagnostics.due(epoch)):
+                with part("diagnostics"):  # under DDP on a copy: its gradient hooks stay out of the way
+                    diag_model = copy.deepcopy(model) if size > 1 else model
+                    latent = latent_statistics(diag_model, diag_x)
+                    row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
+                diagnostics.done()
+            timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.lr}
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
             if on_epoch is not None and rank == 0:
                 on_epoch(row, timing, latent)
             if on_checkpoint is not None and rank == 0:
-                last, saved = state(epoch), False
-                due = epoch % every_epochs == 0 if every_epochs else time.perf_counter() - last_save >= every_seconds
-                if due or epoch == epochs:
-                    on_checkpoint(last)
-                    saved, last_save = True, time.perf_counter()
+                with part("checkpoints"):
+                    last, saved = state(epoch), False
+                    if checkpoints.due(epoch):
+                        on_checkpoint(last)
+                        saved = True
+                        checkpoints.done()
     except KeyboardInterrupt:
         if not saved:
             on_checkpoint(last)

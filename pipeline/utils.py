@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.timing import timed
+
 
 def seed_everything(seed: int, device: torch.device) -> None:
     """Seed Python, NumPy and torch. On CUDA also ask for deterministic kernels (CPU
@@ -40,20 +42,24 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+@timed("io")
 def save_torch(obj, path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
+@timed("io")
 def write_json(obj, path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+@timed("io")
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+@timed("io")
 def write_csv(rows: list[dict], path) -> None:
     """Write a list of same-keyed dicts as CSV (the per-epoch history DVC plots read)."""
     keys = list(rows[0].keys())
@@ -107,6 +113,7 @@ def save_pngs(images: torch.Tensor, folder) -> list[Path]:
     return paths
 
 
+@timed("io")
 def save_grid(images: torch.Tensor, path, nrow: int = 8):
     """Save uint8 images (N, C, H, W) as one PNG grid; returns the grid as a PIL image."""
     from PIL import Image

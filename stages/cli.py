@@ -110,7 +110,7 @@ def compare(experiment, filter_string, out_dir):
     from mlflow import MlflowClient
 
     from pipeline import report
-    from pipeline.tracking import check_reachable, tracking_uri
+    from pipeline.store import check_reachable, tracking_uri
     from pipeline.utils import atomic_path
 
     check_reachable(tracking_uri())

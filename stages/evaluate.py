@@ -38,6 +38,7 @@ def main(params_path):
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
     from pipeline.params import load_params, section
+    from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_grid, write_json
     from stages.runtime import load_checkpoint, setup
@@ -80,29 +81,32 @@ def main(params_path):
         proto = cfg["protocol"]
         space_name = protocol.space_name(space.name, proto)
         total = len(test) + n * (len(names) - 1)
-        rate = space.throughput(test.images[:64])
+        with part("work"):  # the feature network's first pass, its one-time set-up included
+            rate = space.throughput(test.images[:64])
         click.echo(f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
                    f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s")  # fmt: skip
 
         real_features = reference["features"]
         real_stats = statistics(real_features)
         kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": bs}
-        z = {name: sampling.latents(name, n, seed + i, **kw) for i, name in enumerate(cfg["samplers"], 1)}
-        if cfg["rescale"]:
-            gen2 = z["gen2"] if "gen2" in z else sampling.latents("gen2", n, seed + 2, **kw)
-            z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
+        with part("work"):
+            z = {name: sampling.latents(name, n, seed + i, **kw) for i, name in enumerate(cfg["samplers"], 1)}
+            if cfg["rescale"]:
+                gen2 = z["gen2"] if "gen2" in z else sampling.latents("gen2", n, seed + 2, **kw)
+                z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
         k = cfg["grid_rows"]
         grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
         run.log_image(grid, key="samples_real")
         metrics, timing = {}, {}
         for name in names:
             t0 = time.perf_counter()
-            images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
-            images = protocol.apply(proto, name, images, test.images)
+            with part("work"):
+                images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
+                images = protocol.apply(proto, name, images, test.images)
+                values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
             grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
             run.log_image(grid, key=f"samples_{name}")
             run.log_image(grid, key=f"samples_{name}", parent=True)
-            values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
             metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
             click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f} "
@@ -110,10 +114,11 @@ def main(params_path):
                        f"recall {values['recall']:.3f}")  # fmt: skip
         if cfg["nll_samples"]:
             t0 = time.perf_counter()
-            y = likelihood.dequantise(test.images, torch.Generator().manual_seed(seed))
-            draws = likelihood.draw(vae, y, cfg["nll_samples"], seed, stage2=stage2, gamma_z=s2["gamma"],
-                                    prior_samples=cfg["nll_prior_samples"], batch_size=bs)  # fmt: skip
-            nll = likelihood.likelihood_metrics(draws, v["gamma"], two_stage=True)
+            with part("work"):
+                y = likelihood.dequantise(test.images, torch.Generator().manual_seed(seed))
+                draws = likelihood.draw(vae, y, cfg["nll_samples"], seed, stage2=stage2, gamma_z=s2["gamma"],
+                                        prior_samples=cfg["nll_prior_samples"], batch_size=bs)  # fmt: skip
+                nll = likelihood.likelihood_metrics(draws, v["gamma"], two_stage=True)
             metrics |= nll
             timing["eval_seconds_nll"] = time.perf_counter() - t0
             click.echo(f"likelihood, {cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s "
@@ -127,8 +132,8 @@ def main(params_path):
         upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")
                     for key, v in read_json(METRICS / f"{stage}.json").items()}  # fmt: skip
         run.finish_parent(metrics | upstream)
-        version = run.log_model(Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim),
-                                register_as=reg.get("name"), alias=reg.get("alias"))  # fmt: skip
+        version = run.wait(run.log_model(Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim),
+                                         register_as=reg.get("name"), alias=reg.get("alias")))  # fmt: skip
         if version:
             click.echo(f"registered model {reg['name']} version {version}" + (f" as @{reg['alias']}" if reg.get("alias") else ""))
         click.echo(f"metrics: {METRICS / 'evaluate.json'}; grids: {PLOTS / 'evaluate'}/")

@@ -19,6 +19,7 @@ def main(params_path):
     hash is the MLflow run's dataset input."""
     from pipeline import data
     from pipeline.params import load_params, section
+    from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, write_json
     from stages.runtime import setup
@@ -28,7 +29,10 @@ def main(params_path):
     setup(cfg["seed"])
     with StageRun("prepare", params) as run:
         run.log_params({"prepare": cfg})
-        ds = data.load(cfg)
+        with part("work"):
+            ds = data.load(cfg)
+            checksums = {"sha256": data.checksum(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels),
+                         "raw_sha256": data.content_hash(ds.files, data.raw_root(cfg))}  # fmt: skip
         train, test = ds.train, ds.test
         root = data.raw_root(cfg)
         meta = {
@@ -41,8 +45,7 @@ def main(params_path):
             "labelled": ds.classes is not None,
             "num_train": len(train),
             "num_test": len(test),
-            "sha256": data.checksum(train.images, train.labels, test.images, test.labels),
-            "raw_sha256": data.content_hash(ds.files, root),
+            **checksums,
             "skipped": [{"path": path, "reason": reason} for path, reason in ds.skipped],
         }
         data.save_split(train, PREPARED / "train.pt")

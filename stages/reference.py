@@ -25,6 +25,8 @@ def main(params_path):
     from pipeline.data import load_split
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
     from pipeline.params import load_params, section
+    from pipeline.speed import set_cpu_threads, step_flops, training_threads
+    from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_torch, write_csv, write_json
     from stages.runtime import setup
@@ -55,11 +57,17 @@ def main(params_path):
                 "feature_dim": cfg["feature_dim"],
             }
             model = clf.DomainClassifier(**config).to(device)
-            history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"])
+            if device.type == "cpu":  # a small model: no more threads than its steps can use
+                torch.set_num_threads(training_threads(step_flops(model, train.images[: cfg["batch_size"]])))
+            with part("work"):
+                history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                                               lr=cfg["lr"])  # fmt: skip
+                accuracy = clf.accuracy(model, test)
+            set_cpu_threads()
             for row in history:
                 run.log_epoch({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             write_csv(history, PLOTS / "reference" / "classifier_history.csv")
-            metrics["classifier_test_accuracy"] = clf.accuracy(model, test)
+            metrics["classifier_test_accuracy"] = accuracy
             save_torch({"config": config, "state_dict": model.cpu().state_dict()}, CLASSIFIER)
         else:  # the output DVC expects; no domain feature space without labels
             click.echo("unlabelled data: no domain classifier")
@@ -68,9 +76,10 @@ def main(params_path):
         space = build_feature_space(
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
-        real = space.extract(test.images, "test images")
-        floor_idx = torch.randperm(len(train))[: len(test)]
-        floor = frechet_distance(statistics(space.extract(train.images[floor_idx], "train images")), statistics(real))
+        with part("work"):
+            real = space.extract(test.images, "test images")
+            floor_idx = torch.randperm(len(train))[: len(test)]
+            floor = frechet_distance(statistics(space.extract(train.images[floor_idx], "train images")), statistics(real))
         save_torch({"space": space.name, "features": real}, REFERENCE)
         write_json({"space": space.name, "real_test_images": len(real), "labelled": labelled},
                    PLOTS / "reference" / "features.json")  # fmt: skip

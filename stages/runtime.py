@@ -8,6 +8,7 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.speed import available_cpus, pick_device, set_cpu_threads
+from pipeline.timing import timed
 from pipeline.utils import seed_everything
 
 
@@ -25,6 +26,7 @@ def setup(seed: int) -> torch.device:
     return device
 
 
+@timed("io")
 def load_checkpoint(path: Path, what: str) -> dict:
     if not path.is_file():
         raise PipelineError(f"{what} not found at {path}: run the earlier stages first (dvc repro)")

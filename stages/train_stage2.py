@@ -27,6 +27,7 @@ def main(params_path):
     from pipeline import distributed
     from pipeline.params import load_params, section
     from pipeline.sampling import encode, posterior_draws
+    from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_torch, write_json
     from stages.runtime import load_checkpoint, setup
@@ -37,7 +38,9 @@ def main(params_path):
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
-    mu, logvar = encode(vae, load_split(PREPARED / "train.pt").images)
+    images = load_split(PREPARED / "train.pt").images
+    with part("work"):
+        mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
@@ -58,7 +61,9 @@ def main(params_path):
             STAGE2,
         )  # fmt: skip
         gmm_cfg = cfg["gmm"]
-        save_torch(fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"]), GMM)
+        with part("work"):
+            gmm = fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"])
+        save_torch(gmm, GMM)
         write_json(final_metrics(history), METRICS / "train_stage2.json")
         run.log_artifact(STAGE2, "model")
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())

@@ -23,6 +23,7 @@ def main(params_path):
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.params import load_params, section
     from pipeline.sampling import reconstruct
+    from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, save_torch, write_json
     from stages.runtime import setup
@@ -50,8 +51,10 @@ def main(params_path):
 
         def log_grid(row):
             if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] == cfg["epochs"]):
-                run.log_image(save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))),
-                              key="reconstructions", step=row["epoch"])  # fmt: skip
+                with part("diagnostics"):
+                    pairs = _pairs(model, grid_images)
+                grid = save_grid(pairs, grid_path, nrow=min(8, len(grid_images)))
+                run.log_image(grid, key="reconstructions", step=row["epoch"])
 
         history = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
                                    images[: cfg["diag_size"]], log_grid)  # fmt: skip
@@ -65,7 +68,8 @@ def main(params_path):
         model.to(device)
         if not grid_every:
             save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))
-        test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
+        with part("work"):
+            test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
         metrics = final_metrics(history) | {"test_mse": test_mse}
         write_json(metrics, METRICS / "train_vae.json")
         run.log_metrics({"test_mse": test_mse})

@@ -43,38 +43,53 @@ class StageCheckpoint:
 def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x,
                      on_epoch=None) -> list[dict]:  # fmt: skip
     """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
-    per-epoch metrics to MLflow (batched), checkpoints every ``cfg["checkpoint_every"]`` epochs
-    or seconds, and
-    under plots/<name>/ the history (history.csv), the per-dimension latent statistics of
-    every epoch (latents.csv) and of the last (latents_final.csv, latents.png).
+    per-epoch metrics to MLflow (batched), checkpoints paced by ``cfg["checkpoint_every"]``
+    and diagnostics by ``cfg["diag_every"]`` (epochs, or seconds "Ns"), and under
+    plots/<name>/ the training values of every epoch (history.csv), the diagnostics of
+    the epochs that ran them (diagnostics.csv), their per-dimension latent statistics
+    (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
+    On a CPU the steps run on :func:`pipeline.speed.training_threads` threads.
     Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
+    import torch
+
     from pipeline import distributed
     from pipeline.diagnostics import latent_rows, stack_latents, unstack_latents
-    from pipeline.plots import latent_figure
-    from pipeline.train import fit
+    from pipeline.speed import step_flops, training_threads
+    from pipeline.train import STEP_KEYS, fit
     from pipeline.utils import write_csv
 
-    latents = unstack_latents(ckpt.found["latents"]) if ckpt.found else []  # per-dimension statistics of every epoch
+    latents = []  # (epoch, per-dimension statistics) of every epoch with diagnostics
+    if ckpt.found:
+        latents = list(zip(ckpt.found["latent_epochs"], unstack_latents(ckpt.found["latents"])))
 
     def record(row, timing, latent):
         run.log_epoch({k: v for k, v in row.items() if k != "epoch"} | timing, step=row["epoch"])
-        latents.append(latent)
+        if latent is not None:
+            latents.append((row["epoch"], latent))
         if on_epoch is not None:
             on_epoch(row)
 
     def save(state):
-        run.flush()  # the store holds every epoch the checkpoint holds
-        ckpt.save(state, run_id=run.run_id, latents=stack_latents(latents[: state["epoch"]]))
+        run.wait(run.flush())  # the store holds every epoch the checkpoint holds
+        kept = [(e, s) for e, s in latents if e <= state["epoch"]]
+        ckpt.save(state, run_id=run.run_id, latent_epochs=[e for e, _ in kept], latents=stack_latents([s for _, s in kept]))
 
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
-    click.echo(f"{name}: {speed.describe()} on {device}")
+    if device.type == "cpu":
+        flops = step_flops(model, diag_x[: cfg["batch_size"]])
+        torch.set_num_threads(training_threads(flops))
+        run.set_tags({"bvae.threads": torch.get_num_threads()})
+        click.echo(f"{name}: {speed.describe()} on {device}, {torch.get_num_threads()} threads "
+                   f"({flops / 1e6:.0f} MFLOP a step)")  # fmt: skip
+    else:
+        click.echo(f"{name}: {speed.describe()} on {device}")
     try:
         history = fit(
             model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
             lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
             resume=ckpt.found and ckpt.found["training"], on_checkpoint=save,
-            checkpoint_every=cfg.get("checkpoint_every", 1),
+            checkpoint_every=cfg.get("checkpoint_every", 1), diag_every=cfg.get("diag_every", 1),
         )  # fmt: skip
     except PipelineError as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
@@ -84,16 +99,20 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
         raise KeyboardInterrupt(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
         return history
+    from pipeline.plots import latent_figure  # matplotlib: imported once the training is done
+
     out = PLOTS / name
-    write_csv(history, out / "history.csv")
-    write_csv([r for epoch, stats in enumerate(latents, 1) for r in latent_rows(stats, epoch)], out / "latents.csv")
-    write_csv(latent_rows(latents[-1]), out / "latents_final.csv")
-    latent_figure(latents[-1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
-    for f in ("history.csv", "latents.csv", "latents.png"):
+    write_csv([{k: row[k] for k in ("epoch", *STEP_KEYS)} for row in history], out / "history.csv")
+    write_csv([{k: v for k, v in row.items() if k not in STEP_KEYS} for row in history if len(row) > 1 + len(STEP_KEYS)],
+              out / "diagnostics.csv")  # fmt: skip
+    write_csv([r for epoch, stats in latents for r in latent_rows(stats, epoch)], out / "latents.csv")
+    write_csv(latent_rows(latents[-1][1]), out / "latents_final.csv")
+    latent_figure(latents[-1][1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
+    for f in ("history.csv", "diagnostics.csv", "latents.csv", "latents.png"):
         run.log_artifact(out / f, "diagnostics")
     return history
 
 
 def final_metrics(history: list[dict]) -> dict:
-    """The last epoch's values as metrics: final_loss, final_gamma, ..."""
+    """The last epoch's values (it always runs the diagnostics) as metrics: final_loss, final_gamma, ..."""
     return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}

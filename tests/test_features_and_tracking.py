@@ -12,7 +12,7 @@ from pipeline import PipelineError
 from pipeline.features import (
     INCEPTION_FILE, InceptionFeatures, frechet_distance, resolve_inception_weights, statistics,
 )  # fmt: skip
-from pipeline.tracking import repo_root
+from pipeline.store import repo_root
 
 
 def test_frechet_distance_zero_on_itself_and_grows_with_noise():

@@ -148,3 +148,53 @@ def test_checkpoints_are_paced_by_epochs_or_seconds_and_the_last_epoch_is_always
     fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=4, batch_size=16, lr=1e-3, desc="t",
         on_checkpoint=lambda state: got.append(state["epoch"]), checkpoint_every=every)  # fmt: skip
     assert got == saved
+
+
+@pytest.mark.parametrize("every, measured", [(1, [1, 2, 3, 4, 5]), (2, [1, 2, 4, 5]), (10, [1, 5]), ("3600s", [1, 5])])
+def test_diagnostics_are_paced_and_never_change_the_training(every, measured):
+    data = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+
+    def train(diag_every):
+        torch.manual_seed(0)
+        got = []
+        history = fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=5, batch_size=16,
+                      lr=1e-3, desc="t", diag_x=data, diag_every=diag_every,
+                      on_epoch=lambda row, timing, latent: got.append(latent is not None))  # fmt: skip
+        return history, [e for e, ran in enumerate(got, 1) if ran]
+
+    history, ran = train(every)
+    assert ran == measured  # epoch 1, every N-th, the last
+    assert [e for e, row in enumerate(history, 1) if "active_units" in row] == measured
+    every_epoch, _ = train(1)
+    for paced, full in zip(history, every_epoch):  # the same training numbers whatever the pace
+        assert all(paced[k] == full[k] for k in paced)
+
+
+def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
+    """pipeline.adam.Adam is torch.optim.Adam's single-tensor update (torch/optim/adam.py,
+    _single_tensor_adam), and halving ``lr`` each epoch is StepLR(step_size, gamma=0.5)."""
+    from pipeline.adam import Adam
+
+    torch.manual_seed(0)
+    ours, theirs = DenseVAE(6, 16, 2), DenseVAE(6, 16, 2)
+    theirs.load_state_dict(ours.state_dict())
+    opt_ours, opt_theirs = Adam(ours.parameters(), lr=3e-3), torch.optim.Adam(theirs.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt_theirs, 2, gamma=0.5)
+    x = torch.randn(32, 6)
+    for epoch in range(1, 7):
+        for _ in range(5):
+            for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+                opt.zero_grad()
+                torch.manual_seed(epoch)  # the same reparameterisation noise for both
+                x_hat, mu, logvar = model(x)
+                ((x_hat - x) ** 2).sum().add(0.5 * (mu**2 + logvar.exp() - logvar).sum()).backward()
+                opt.step()
+        if epoch % 2 == 0:
+            opt_ours.lr *= 0.5
+        sched.step()
+        assert opt_ours.lr == opt_theirs.param_groups[0]["lr"]
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(a, b), epoch
+    resumed = Adam(ours.parameters(), lr=1.0)
+    resumed.load_state_dict(opt_ours.state_dict())
+    assert resumed.lr == opt_ours.lr and resumed.state[0]["step"] == 30

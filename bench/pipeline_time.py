@@ -1,0 +1,161 @@
+"""Where the default pipeline's time goes: per stage, the wall time, the time in real work
+(optimisation steps, feature extraction, sampling) and the overhead around it; then
+the same default pipeline swept as 4 queued DVC experiments with 1 and with 2 workers.
+
+    .venv/bin/python bench/pipeline_time.py                 # this working tree
+    .venv/bin/python bench/pipeline_time.py --rev 0468031   # an earlier commit (the baseline)
+    .venv/bin/python bench/pipeline_time.py --queue         # add the 4-experiment sweeps
+
+It copies the project into a temporary folder (tracked and untracked-but-not-ignored
+files, committed there as a fresh git repository, or the commit ``--rev``), links this
+project's .venv into it, and runs `dvc repro` there: a first run on a new MLflow store,
+as a fresh clone does. Each stage's "wall" is measured from outside (the time between
+DVC's "Running stage" lines, so DVC's own hashing and lock writing count); the parts
+inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.timing`;
+columns stay empty for a commit that predates it). ``--queue`` then queues 4
+experiments (seeds 1-4; run one at a time, ``-j 1``) and 4 more (seeds 5-8, ``-j 2``),
+against a local tracking server (scripts/tracking_server.sh), and prints both sweep
+times and their ratio. Also prints the time of a stage's ``--help``.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("prepare", "reference", "train_vae", "train_stage2", "evaluate")
+PARTS = ("startup", "work", "diagnostics", "checkpoints", "tracking", "io", "other")
+
+
+def sh(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and out.returncode:
+        sys.exit(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def copy_project(dst: Path, rev: str | None) -> None:
+    """A fresh git repository at ``dst`` with this working tree, or the commit ``rev``."""
+    env = dict(os.environ)
+    if rev:
+        sh(["git", "clone", "-q", str(ROOT), str(dst)], ROOT, env)
+        sh(["git", "checkout", "-q", rev], dst, env)
+    else:
+        files = sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], ROOT, env).stdout.split()
+        for f in files:
+            if (ROOT / f).is_file():
+                (dst / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / f, dst / f)
+        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):  # fmt: skip
+            sh(cmd, dst, env)
+    (dst / ".venv").symlink_to(sys.prefix)
+
+
+def repro(project: Path, env: dict) -> tuple[float, dict]:
+    """`dvc repro` with each stage's wall time taken from DVC's "Running stage" lines."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+    starts, tail = [], []
+    for line in proc.stdout:
+        tail = (tail + [line])[-40:]
+        if line.startswith("Running stage '"):
+            starts.append((line.split("'")[1], time.perf_counter()))
+    if proc.wait():
+        sys.exit("dvc repro failed:\n" + "".join(tail))
+    total = time.perf_counter() - t0
+    ends = [t for _, t in starts[1:]] + [t0 + total]
+    return total, {name: end - start for (name, start), end in zip(starts, ends)}
+
+
+def read_timing(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def help_seconds(project: Path, env: dict) -> float:
+    t0 = time.perf_counter()
+    sh(["python", "-m", "stages.train_vae", "--help"], project, env)
+    return time.perf_counter() - t0
+
+
+def stage_table(walls: dict, inside: dict) -> str:
+    head = f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'overhead':>9s} {'MLflow proc.':>13s}"
+    lines = [head, "-" * len(head)]
+    for name in STAGES:
+        t = inside.get(name)
+        cells = " ".join(f"{t[p]:10.2f}s" if t else f"{'':>11s}" for p in PARTS)
+        share = f"{100 * t['overhead_share']:8.1f}%" if t else f"{'':>9s}"
+        thread = f"{t.get('tracking_background', 0):12.2f}s" if t else ""
+        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread}")
+    return "\n".join(lines)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
+    """Queue one experiment per seed, run the queue with ``workers`` workers, return its wall time."""
+    for seed in seeds:
+        sh(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, env)
+    t0 = time.perf_counter()
+    sh(["dvc", "queue", "start", "-j", str(workers)], project, env)
+    while True:  # the queue's own status is the event: nothing queued or running
+        status = sh(["dvc", "queue", "status"], project, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(1)
+    seconds = time.perf_counter() - t0
+    if status.count("Success") < len(seeds):
+        sys.exit(f"the sweep with -j {workers} did not succeed:\n{status}")
+    sh(["dvc", "queue", "remove", "--success"], project, env, check=False)
+    return seconds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
+    ap.add_argument("--queue", action="store_true", help="also time 4 queued experiments with -j 1 and -j 2")
+    ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bvae-bench-") as tmp:
+        project, timing = Path(tmp) / "project", Path(tmp) / "timing.jsonl"
+        project.mkdir()
+        copy_project(project, args.rev)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
+        env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing)}
+        result = {"rev": args.rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "help_s": help_seconds(project, env)}
+        total, walls = repro(project, env)
+        inside = {t["stage"]: t for t in read_timing(timing)}
+        result |= {"pipeline_s": total, "stage_wall_s": walls, "stages": inside}
+        print(f"default pipeline ({result['rev']}, fresh copy, new MLflow store, {result['cpus']} CPUs): {total:.1f} s")
+        print(f"`python -m stages.train_vae --help`: {result['help_s']:.2f} s\n")
+        print(stage_table(walls, inside))
+        if args.queue:
+            port = free_port()
+            sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
+            qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+            try:
+                one = sweep(project, qenv, range(1, 5), 1)
+                two = sweep(project, qenv, range(5, 9), 2)
+            finally:
+                sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
+            result |= {"queue_j1_s": one, "queue_j2_s": two}
+            print(f"\n4 queued experiments (tracking server): -j 1 {one:.1f} s (1.00x), -j 2 {two:.1f} s "
+                  f"({one / two:.2f}x)")  # fmt: skip
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The MLflow calls of one stage run, made in the stage's tracking process.
+
+:class:`pipeline.tracking.StageRun` starts one process per stage (when tracking is on)
+and hands it every call in order; this module is what that process runs: it imports
+MLflow, opens the store, finds or creates the runs (:mod:`pipeline.runs`) and logs.
+The first MLflow error (a tracking server gone mid-run, a full disk) prints one warning
+and turns tracking off for the rest of the stage; the stage's outputs are written as usual.
+"""
+
+import atexit
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pipeline import runs
+from pipeline.params import flatten
+from pipeline.store import is_server
+
+_RUN = None  # this process's RunCalls, made by the first call ("open")
+
+
+def start() -> None:
+    """Initialiser of the tracking process: Ctrl-C is for the stage, which then ends the run
+    here; and the lowest CPU priority, so that it runs on the CPU time the stage leaves idle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        os.nice(19)
+
+
+def call(name: str, *args, **kwargs) -> tuple[bool, object, float]:
+    """Run ``RunCalls.<name>`` (``open`` first); returns (ok, result, seconds). After a
+    failure every later call is skipped (ok False)."""
+    global _RUN
+    t0 = time.perf_counter()
+    if name != "open" and (_RUN is None or not _RUN.enabled):
+        return False, None, 0.0
+    try:
+        if name == "open":
+            _RUN = RunCalls()
+            result = _RUN.open(*args, **kwargs)
+        else:
+            result = getattr(_RUN, name)(*args, **kwargs)
+        return True, result, time.perf_counter() - t0
+    except Exception as e:
+        if _RUN is not None:
+            _RUN.enabled = False
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        print(f"warning: MLflow tracking failed ({reason}); continuing without tracking, the stage's outputs "
+              "are still written", file=sys.stderr, flush=True)  # fmt: skip
+        return False, None, time.perf_counter() - t0
+
+
+class RunCalls:
+    """One stage's MLflow run and everything logged to it."""
+
+    def __init__(self):
+        self.enabled = True
+        self.client = None
+        self.run_id = None
+        self.parent_id = None
+
+    def open(self, stage: str, params: dict, uri: str, artifacts: str | None, resume_run_id: str | None) -> str:
+        """Start (or, with ``resume_run_id``, continue) the stage's run under its parent; returns its id."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        if is_server(uri):  # fail in seconds, not after minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        if resume_run_id and self._resume(resume_run_id):
+            return self.run_id
+        exp_id = runs.experiment_id(self.client, artifacts)
+        tags = runs.stage_tags(stage, params)
+        self.parent_id = runs.parent_run(self.client, exp_id, tags, params)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=stage, parent_run_id=self.parent_id, tags=tags)
+        self.run_id = run.info.run_id
+        print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}", flush=True)
+        return self.run_id
+
+    def warm_up(self) -> None:
+        """Import what logging a model needs (torch, mlflow.pytorch) while the stage works."""
+        import mlflow.pytorch  # noqa: F401
+        import torch  # noqa: F401
+
+    def _resume(self, run_id: str) -> bool:
+        """Continue the run ``run_id`` when the store still has it."""
+        import mlflow
+
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            print(f"MLflow: run {run_id} of the checkpoint not found; starting a new run", flush=True)
+            return False
+        self.run_id = mlflow.start_run(run_id=run_id).info.run_id
+        self.parent_id = run.data.tags.get("mlflow.parentRunId")
+        print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
+        return True
+
+    def end(self, status: str) -> None:
+        """End the run; this process then exits at once when told to, without tearing down
+        MLflow and torch (a second the stage would otherwise wait for): everything is written."""
+        import mlflow
+
+        mlflow.end_run(status=status)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit.register(os._exit, 0)  # registered last, so it runs first
+
+    def log_params(self, params: dict) -> None:
+        import mlflow
+
+        mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_batch(self, metrics: list[tuple]) -> None:
+        """Metrics as (key, value, timestamp ms, step), in batches of 1,000 (MLflow's limit)."""
+        from mlflow.entities import Metric
+
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in metrics[i : i + 1000]])
+
+    def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(path, artifact_path=artifact_path)
+
+    def log_image(self, image, key: str, step: int | None = None, parent: bool = False) -> None:
+        self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
+
+    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None):
+        """Pickle serialisation with this package's code bundled (``code_paths``), so the model
+        loads with ``mlflow.pytorch.load_model`` wherever torch is installed. Returns the
+        registered version (None when not registered)."""
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
+
+        with torch.no_grad():
+            out = model(example)
+        info = mlflow.pytorch.log_model(
+            model, name=name, signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
+            input_example=example.cpu().numpy(), serialization_format="pickle",
+            code_paths=[str(Path(__file__).parent)], pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            registered_model_name=register_as,
+        )  # fmt: skip
+        version = info.registered_model_version
+        if register_as and alias:
+            self.client.set_registered_model_alias(register_as, alias, version)
+        return version
+
+    def log_input(self, name: str, source: str, digest: str) -> None:
+        import mlflow
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
+        mlflow.log_input(dataset, context="training")
+
+    def set_tags(self, tags: dict) -> None:
+        import mlflow
+
+        mlflow.set_tags(tags)
+
+    def finish_parent(self, metrics: dict) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.set_terminated(self.parent_id, "FINISHED")

@@ -1,0 +1,100 @@
+"""Where a stage's time goes (pipeline.timing) and how many CPU threads it takes (pipeline.speed)."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pipeline import timing
+from pipeline.models import ConvVAE, DenseVAE
+from pipeline.speed import MIN_FLOPS_PER_THREAD, available_cpus, cpu_share, queue_workers, step_flops, training_threads
+
+
+def test_parts_are_exclusive_and_add_up_to_the_wall_time():
+    clock = timing.Clock()
+    with clock.part("io"):  # before any work: start-up
+        time.sleep(0.02)
+    with clock.part("work"):
+        time.sleep(0.05)
+        with clock.part("tracking"):  # pauses "work"
+            time.sleep(0.03)
+        time.sleep(0.01)
+    with clock.part("checkpoints"):
+        time.sleep(0.02)
+    s = clock.summary()
+    assert s["work"] == pytest.approx(0.06, abs=0.01) and s["tracking"] == pytest.approx(0.03, abs=0.01)
+    assert s["io"] == 0 and s["startup_io"] == pytest.approx(0.02, abs=0.01)  # io before the first work is start-up
+    total = s["startup"] + sum(s[k] for k in timing.PARTS) + s["other"]
+    assert total == pytest.approx(s["wall"], abs=1e-6)
+    assert s["overhead_share"] == pytest.approx(1 - s["work"] / s["wall"])
+
+
+def test_process_start_is_before_this_process_ran_python():
+    out = subprocess.run([sys.executable, "-c", "import time; t = time.time(); from pipeline import timing; "
+                          "print(t - timing.process_start())"], capture_output=True, text=True, check=True)  # fmt: skip
+    assert 0 < float(out.stdout) < 30  # the interpreter's own start-up counts
+
+
+def test_a_stage_appends_its_summary_to_bvae_timing(tmp_path):
+    path = tmp_path / "timing.jsonl"
+    code = "from pipeline import timing\ntiming.record('demo')\nwith timing.part('work'): pass\n"
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "BVAE_TIMING": str(path)})
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [t["stage"] for t in lines] == ["demo", "demo"] and all(t["wall"] >= t["startup"] > 0 for t in lines)
+
+
+@pytest.mark.parametrize("arch", ["dense", "conv", "resnet", "resnet_ref", "infogan", "classifier"])
+def test_step_flops_match_torch_flop_counter_and_leave_the_model_alone(arch):
+    from torch.utils.flop_counter import FlopCounterMode  # the reference count (imports the compiler: tests only)
+
+    from pipeline.classifier import DomainClassifier
+    from pipeline.models import InfoGAN, ResNetRef, ResNetVAE
+
+    model, x = {
+        "dense": (DenseVAE(8, 256, 3), torch.randn(128, 8)),
+        "conv": (ConvVAE(1, 8, 8), torch.rand(64, 1, 8, 8)),
+        "resnet": (ResNetVAE(3, 32, 16, base_channels=8), torch.rand(4, 3, 32, 32)),
+        "resnet_ref": (ResNetRef(3, 32, 16, base_channels=8, num_scale=3), torch.rand(4, 3, 32, 32)),
+        "infogan": (InfoGAN(1, 28, 16), torch.rand(64, 1, 28, 28)),
+        "classifier": (DomainClassifier(1, 10, 64), torch.rand(64, 1, 8, 8)),
+    }[arch]
+    model.eval()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    # the spectral norm's power iteration (matrix-vector products once a forward, not per image) is left out
+    assert step_flops(model, x) == pytest.approx(3 * counter.get_total_flops(), rel=0.005 if arch == "infogan" else 1e-12)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()) and torch.equal(rng, torch.get_rng_state())
+    assert model.training
+
+
+def test_threads_follow_the_work_the_share_and_bvae_threads(monkeypatch):
+    monkeypatch.delenv("BVAE_THREADS", raising=False)
+    share = cpu_share()
+    assert share == max(1, available_cpus() // max(1, queue_workers()))
+    assert training_threads(MIN_FLOPS_PER_THREAD / 2) == 1  # too small to split
+    assert training_threads(1e15) == share  # large: the whole share
+    assert training_threads(2 * MIN_FLOPS_PER_THREAD) == min(2, share)
+    monkeypatch.setenv("BVAE_THREADS", "3")
+    assert cpu_share() == 3 and training_threads(1.0) == 3  # the override wins both ways
+
+
+def test_queue_workers_are_counted_from_their_command_lines(tmp_path):
+    cmdlines = {  # as /proc/<pid>/cmdline holds them: NUL-separated arguments
+        "101": b"/venv/bin/python\0/venv/bin/dvc\0exp\0queue-worker\0dvc-exp-3f2a1c-1@localhost\0--clean\0",
+        "102": b"/venv/bin/python\0/venv/bin/dvc\0exp\0queue-worker\0dvc-exp-3f2a1c-2@localhost\0",
+        "103": b"/venv/bin/python\0/venv/bin/dvc\0exp\0run\0--queue\0",
+        "104": b"python\0-m\0stages.train_vae\0",
+    }
+    for pid, cmdline in cmdlines.items():
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(cmdline)
+    (tmp_path / "self").mkdir()
+    assert queue_workers(tmp_path) == 2
+    assert queue_workers(tmp_path / "nowhere") == 0

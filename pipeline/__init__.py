@@ -6,6 +6,9 @@ Modules, one job each:
     models      the stage-1 VAEs (ours and the reference code's) and the stage-2 dense VAE
     balance     reconstruction/KL balancing strategies (running gamma, ...)
     train       the training loop shared by both stages
+    adam        the optimiser (torch.optim.Adam's update, without its compiler import)
+    speed       device, CPU threads (by step size and DVC queue share), bf16, compile
+    checkpoint  resumable training state, saved atomically and found again
     classifier  the small domain classifier whose features give "domain FID"
     features    feature spaces (domain, inception) and Frechet distance
     protocol    evaluation protocols: clean, or the references' preprocessing
@@ -14,6 +17,7 @@ Modules, one job each:
     store       MLflow: which store (local sqlite or a server), whether it answers
     runs        MLflow: one parent run per configuration, one child run per stage
     tracking    MLflow: a stage's run, logging that never costs the training
+    mlflow_calls  MLflow: the calls of a stage's run, made in its tracking process
     timing      where a stage's time goes (work, start-up, tracking, checkpoints, ...)
     utils       seeding, devices, atomic file writes, image grids
 """

@@ -67,7 +67,8 @@ class StageRun:
         except TimeoutError:
             print(f"warning: MLflow did not answer within {INTERRUPT_WAIT:.0f} s; the run may show as running",
                   file=sys.stderr)  # fmt: skip
-        self._process.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        with timing.part("tracking"):  # the tracking process exits
+            self._process.shutdown(wait=not interrupted, cancel_futures=interrupted)
         return False
 
     def _call(self, name: str, *args, **kwargs) -> Future | None:

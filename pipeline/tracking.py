@@ -47,8 +47,14 @@ class StageRun:
         if self.enabled:
             uri = tracking_uri()
             check_reachable(uri)  # an unreachable server stops the stage now, before any work
-            self._process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=mlflow_calls.start)  # fmt: skip
+            try:
+                self._process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=mlflow_calls.start)  # fmt: skip
+            except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
+                print(f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
+                      "stage's outputs are still written", file=sys.stderr)  # fmt: skip
+                self.enabled = False
+                return self
             self._opened = self._call("open", self.stage, self.params, uri, store.artifact_root(), self.resume_run_id)
             self._call("warm_up")
         return self

@@ -98,3 +98,18 @@ def test_queue_workers_are_counted_from_their_command_lines(tmp_path):
     (tmp_path / "self").mkdir()
     assert queue_workers(tmp_path) == 2
     assert queue_workers(tmp_path / "nowhere") == 0
+
+
+def test_a_stage_runs_on_without_tracking_when_no_tracking_process_can_start(monkeypatch, tmp_path, capsys):
+    from pipeline import tracking
+
+    def no_processes(*args, **kwargs):
+        raise OSError("this platform lacks a functioning sem_open implementation")
+
+    monkeypatch.setattr(tracking, "ProcessPoolExecutor", no_processes)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("BVAE_TRACKING", raising=False)
+    with tracking.StageRun("demo", {"a": 1}) as run:
+        assert run.log_metrics({"x": 1.0}) is None and run.run_id is None
+    assert not run.enabled
+    assert "warning: cannot start the MLflow tracking process (this platform lacks" in capsys.readouterr().err

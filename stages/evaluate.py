@@ -87,7 +87,8 @@ def main(params_path):
                    f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s")  # fmt: skip
 
         real_features = reference["features"]
-        real_stats = statistics(real_features)
+        with part("work"):  # FID statistics (torch-fidelity's import, about 1 s, comes with the first)
+            real_stats = statistics(real_features)
         kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": bs}
         with part("work"):
             z = {name: sampling.latents(name, n, seed + i, **kw) for i, name in enumerate(cfg["samplers"], 1)}

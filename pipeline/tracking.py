@@ -108,7 +108,7 @@ class StageRun:
         with timing.part("tracking"):
             try:
                 ok, result, _ = future.result(timeout)
-            except TimeoutError:
+            except TimeoutError:  # the caller decides what a slow store means
                 raise
             except Exception:  # the tracking process died: already reported
                 return None

@@ -5,6 +5,7 @@ the same default pipeline swept as 4 queued DVC experiments with 1 and with 2 wo
     .venv/bin/python bench/pipeline_time.py                 # this working tree
     .venv/bin/python bench/pipeline_time.py --rev 0468031   # an earlier commit (the baseline)
     .venv/bin/python bench/pipeline_time.py --queue         # add the 4-experiment sweeps
+    .venv/bin/python bench/pipeline_time.py --cold          # every stage a fresh process (no warm server)
 
 It copies the project into a temporary folder (tracked and untracked-but-not-ignored
 files, committed there as a fresh git repository, or the commit ``--rev``), links this
@@ -15,7 +16,9 @@ inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.timing`;
 columns stay empty for a commit that predates it). ``--queue`` then queues 4
 experiments (seeds 1-4; run one at a time, ``-j 1``) and 4 more (seeds 5-8, ``-j 2``),
 against a local tracking server (scripts/tracking_server.sh), and prints both sweep
-times and their ratio. Also prints the time of a stage's ``--help``.
+times and their ratio. Also prints the time of a stage's ``--help``, and whether each
+stage ran in a warm server (stages/warm.py: the first stage starts one in the background
+for the ones after it).
 """
 
 import argparse
@@ -87,14 +90,16 @@ def help_seconds(project: Path, env: dict) -> float:
 
 
 def stage_table(walls: dict, inside: dict) -> str:
-    head = f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'overhead':>9s} {'MLflow proc.':>13s}"
+    head = (f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS)
+            + f" {'overhead':>9s} {'MLflow proc.':>13s} {'warm':>5s}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for name in STAGES:
         t = inside.get(name)
         cells = " ".join(f"{t[p]:10.2f}s" if t else f"{'':>11s}" for p in PARTS)
         share = f"{100 * t['overhead_share']:8.1f}%" if t else f"{'':>9s}"
-        thread = f"{t.get('tracking_background', 0):12.2f}s" if t else ""
-        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread}")
+        thread = f"{t.get('tracking_background', 0):12.2f}s" if t else f"{'':>13s}"
+        warm = ("yes" if t.get("warm") else "no") if t else ""
+        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread} {warm:>5s}")
     return "\n".join(lines)
 
 
@@ -126,6 +131,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
     ap.add_argument("--queue", action="store_true", help="also time 4 queued experiments with -j 1 and -j 2")
+    ap.add_argument("--cold", action="store_true", help="every stage in a fresh process (BVAE_WARM=off)")
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bvae-bench-") as tmp:
@@ -134,27 +140,37 @@ def main():
         copy_project(project, args.rev)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
         env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing)}
-        result = {"rev": args.rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "help_s": help_seconds(project, env)}
-        total, walls = repro(project, env)
-        inside = {t["stage"]: t for t in read_timing(timing)}
-        result |= {"pipeline_s": total, "stage_wall_s": walls, "stages": inside}
-        print(f"default pipeline ({result['rev']}, fresh copy, new MLflow store, {result['cpus']} CPUs): {total:.1f} s")
-        print(f"`python -m stages.train_vae --help`: {result['help_s']:.2f} s\n")
-        print(stage_table(walls, inside))
-        if args.queue:
-            port = free_port()
-            sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
-            qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
-            try:
-                one = sweep(project, qenv, range(1, 5), 1)
-                two = sweep(project, qenv, range(5, 9), 2)
-            finally:
-                sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
-            result |= {"queue_j1_s": one, "queue_j2_s": two}
-            print(f"\n4 queued experiments (tracking server): -j 1 {one:.1f} s (1.00x), -j 2 {two:.1f} s "
-                  f"({one / two:.2f}x)")  # fmt: skip
+        env |= {"BVAE_WARM": "off"} if args.cold else {}
+        try:
+            result = measure(project, env, timing, args)
+        finally:  # the copy's warm servers (stages/warm.py; none with --cold or before that commit)
+            sh(["python", "-m", "stages.warm", "stop"], project, env, check=False)
         if args.out:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def measure(project: Path, env: dict, timing: Path, args) -> dict:
+    result = {"rev": args.rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "help_s": help_seconds(project, env)}
+    total, walls = repro(project, env)
+    inside = {t["stage"]: t for t in read_timing(timing)}
+    result |= {"pipeline_s": total, "stage_wall_s": walls, "stages": inside}
+    print(f"default pipeline ({result['rev']}, fresh copy, new MLflow store, {result['cpus']} CPUs"
+          f"{', BVAE_WARM=off' if args.cold else ''}): {total:.1f} s")  # fmt: skip
+    print(f"`python -m stages.train_vae --help`: {result['help_s']:.2f} s\n")
+    print(stage_table(walls, inside))
+    if args.queue:
+        port = free_port()
+        sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
+        qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+        try:
+            one = sweep(project, qenv, range(1, 5), 1)
+            two = sweep(project, qenv, range(5, 9), 2)
+        finally:
+            sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
+        result |= {"queue_j1_s": one, "queue_j2_s": two}
+        print(f"\n4 queued experiments (tracking server): -j 1 {one:.1f} s (1.00x), -j 2 {two:.1f} s "
+              f"({one / two:.2f}x)")  # fmt: skip
+    return result
 
 
 if __name__ == "__main__":

@@ -23,6 +23,24 @@ import torch
 from pipeline.utils import save_torch
 
 
+def copy_tensors(src, into=None):
+    """``src`` (nested dicts and lists of tensors and immutable values) with every tensor
+    copied: into the matching tensor of ``into`` (an earlier copy of the same structure)
+    where there is one, else into a new tensor. Values other than tensors are shared."""
+    if isinstance(src, torch.Tensor):
+        same = isinstance(into, torch.Tensor) and (into.shape, into.dtype, into.device) == (src.shape, src.dtype, src.device)
+        if same:
+            return into.copy_(src)
+        return src.detach().clone()
+    if isinstance(src, dict):
+        into = into if isinstance(into, dict) else {}
+        return {k: copy_tensors(v, into.get(k)) for k, v in src.items()}
+    if isinstance(src, list | tuple):
+        into = into if isinstance(into, list | tuple) and len(into) == len(src) else [None] * len(src)
+        return type(src)(copy_tensors(v, i) for v, i in zip(src, into))
+    return src
+
+
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():

@@ -29,6 +29,23 @@ def start() -> None:
         os.nice(19)
 
 
+def open_store() -> None:
+    """Open the project's sqlite store ahead of the stage's first call (a warm tracking
+    process does, while its stage starts; MLflow keeps the store per URI). Errors are left
+    for the stage's own "open" to report."""
+    from pipeline.store import tracking_enabled, tracking_uri
+
+    uri = tracking_uri()
+    if not tracking_enabled() or not uri.startswith("sqlite:///") or not os.path.isfile(uri[len("sqlite:///") :]):
+        return
+    try:
+        from mlflow import MlflowClient
+
+        MlflowClient(uri)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def call(name: str, *args, **kwargs) -> tuple[bool, object, float]:
     """Run ``RunCalls.<name>`` (``open`` first); returns (ok, result, seconds). After a
     failure every later call is skipped (ok False)."""

@@ -1,10 +1,11 @@
 """A stage's MLflow run: open it (:mod:`pipeline.store` says where, :mod:`pipeline.runs`
 under which parent), log to it without ever costing the user their training, close it.
 
-Every MLflow call runs in a separate tracking process (:mod:`pipeline.mlflow_calls`),
-in the order the stage made them, so importing MLflow (1.5 s), opening the store and
-logging run beside the stage's work, on another CPU and outside its interpreter lock,
-instead of delaying it. The stage waits for that process only where it must: before
+Every MLflow call runs in a separate tracking process (:mod:`pipeline.mlflow_calls`,
+run by :class:`pipeline.worker.Worker`), in the order the stage made them, so
+importing MLflow (1.5 s; none in a warm stage, :mod:`stages.warm`), opening the store
+and logging run beside the stage's work, on another CPU and outside its interpreter
+lock, instead of delaying it. The stage waits for that process only where it must: before
 writing a checkpoint (the store then holds every epoch the checkpoint holds), for the
 run id, for a registered model version, and at the end. Per-epoch metrics are also
 batched (one store round trip every ``FLUSH_SECONDS``, not one per epoch).
@@ -14,13 +15,13 @@ other than 0. Waiting counts as ``tracking`` time (:mod:`pipeline.timing`); the
 tracking process's own time as ``tracking_background``.
 """
 
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 
 from pipeline import mlflow_calls, store, timing
+from pipeline.worker import Worker
 from pipeline.store import check_reachable, tracking_enabled, tracking_uri
 
 FLUSH_SECONDS = 10.0  # how stale the MLflow UI's live curves may be while a stage trains
@@ -38,7 +39,7 @@ class StageRun:
         self.resume_run_id = resume_run_id
         self.enabled = tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
         self._opened: Future | None = None
-        self._process: ProcessPoolExecutor | None = None
+        self._process: Worker | None = None
         self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
         self._flushed = time.perf_counter()
         timing.record(stage)
@@ -48,8 +49,7 @@ class StageRun:
             uri = tracking_uri()
             check_reachable(uri)  # an unreachable server stops the stage now, before any work
             try:
-                self._process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                    initializer=mlflow_calls.start)  # fmt: skip
+                self._process = Worker(first=mlflow_calls.start)
             except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
                 print(f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
                       "stage's outputs are still written", file=sys.stderr)  # fmt: skip

@@ -26,7 +26,7 @@ import torch
 from pipeline import PipelineError, distributed
 from pipeline.adam import Adam
 from pipeline.balance import Balance
-from pipeline.checkpoint import rng_state, set_rng_state
+from pipeline.checkpoint import copy_tensors, rng_state, set_rng_state
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
 from pipeline.speed import Speed
 from pipeline.timing import part
@@ -57,10 +57,10 @@ class Pace:
 
 
 def _wait_for_a_signal() -> None:
-    """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE``, then
+    """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE`` (its pid), then
     wait mid-epoch until a signal stops the process, so that a test signals on an event,
     never on a guess of how long an epoch takes."""
-    Path(os.environ["BVAE_HOLD_FILE"]).touch()
+    Path(os.environ["BVAE_HOLD_FILE"]).write_text(str(os.getpid()))
     while True:
         time.sleep(0.05)
 
@@ -119,12 +119,15 @@ def fit(
         history, step, start = list(resume["history"]), resume["step"], resume["epoch"] + 1
         set_rng_state(resume["rng"])
 
+    snapshot = None  # the tensors of the last state(), refreshed in place every epoch until handed over
+
     def state(epoch: int) -> dict:
-        """A copy of everything the next epoch needs (the history's rows are never changed: a new list suffices)."""
-        return copy.deepcopy({
-            "model": model.state_dict(), "balance": balance.state_dict(), "optimizer": opt.state_dict(),
-            "rng": rng_state(),
-        }) | {"epoch": epoch, "step": step, "history": list(history)}  # fmt: skip
+        """A copy of everything the next epoch needs (the RNG states and the history's rows are
+        never changed in place: new objects suffice)."""
+        nonlocal snapshot
+        live = {"model": model.state_dict(), "balance": balance.state_dict(), "optimizer": opt.state_dict()}
+        snapshot = copy_tensors(live, into=snapshot)
+        return snapshot | {"rng": rng_state(), "epoch": epoch, "step": step, "history": list(history)}
 
     checkpoints, diagnostics = Pace(checkpoint_every, epochs), Pace(diag_every, epochs)
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
@@ -202,7 +205,7 @@ def fit(
                     last, saved = state(epoch), False
                     if checkpoints.due(epoch):
                         on_checkpoint(last)
-                        saved = True
+                        saved, snapshot = True, None  # handed over: the next state() copies into new tensors
                         checkpoints.done()
     except KeyboardInterrupt:
         if not saved:

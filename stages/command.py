@@ -19,10 +19,16 @@ params_option = click.option(
 
 
 def stage(fn):
-    """Run a stage body: user errors print one line and exit 2; Ctrl-C exits 130."""
+    """Run a stage body, in a warm server when one is up (:mod:`stages.warm`): user errors
+    print one line and exit 2; Ctrl-C exits 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from stages import warm
+
+        code = warm.handoff()
+        if code is not None:
+            sys.exit(code)
         try:
             return fn(*args, **kwargs)
         except PipelineError as e:

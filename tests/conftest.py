@@ -36,9 +36,11 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def tool_env(**extra) -> dict:
-    """The environment for stage and DVC subprocesses: this venv first on PATH, default MLflow store."""
+    """The environment for stage and DVC subprocesses: this venv first on PATH, default MLflow store,
+    no warm server (:mod:`stages.warm`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["BVAE_WARM"] = "off"  # every stage in a fresh process, except in tests/test_warm.py
     env.update(extra)
     return env
 

@@ -106,7 +106,7 @@ def test_a_stage_runs_on_without_tracking_when_no_tracking_process_can_start(mon
     def no_processes(*args, **kwargs):
         raise OSError("this platform lacks a functioning sem_open implementation")
 
-    monkeypatch.setattr(tracking, "ProcessPoolExecutor", no_processes)
+    monkeypatch.setattr(tracking, "Worker", no_processes)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("BVAE_TRACKING", raising=False)
     with tracking.StageRun("demo", {"a": 1}) as run:

@@ -1,0 +1,132 @@
+"""A helper process that runs calls in the order they were made and answers each.
+
+The stage side (:class:`Worker`) pickles each call at once (a snapshot of its
+arguments), hands it to a sender thread, and gets a Future that a reader thread
+resolves with the answer; so the stage never waits for the helper unless it asks for
+a result. The helper runs :func:`serve`. It is either a fresh interpreter started with
+multiprocessing's ``spawn``, or, in a warm stage process (:mod:`stages.warm`), a
+ready process forked beside it with everything imported, whose end of the pipe the
+warm server leaves in :data:`HANDED`.
+"""
+
+import itertools
+import multiprocessing
+import pickle
+import queue
+import threading
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+
+HANDED: Connection | None = None  # set by the warm server in a stage process: its ready helper
+
+
+class WorkerDied(RuntimeError):
+    """The helper process ended before it answered."""
+
+
+def serve(conn: Connection) -> None:
+    """The helper's loop: ``(id, fn, args, kwargs)`` in, ``(id, ok, result or exception)``
+    out, in order, until ``None`` or the stage's end of the pipe closes."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        ident, fn, args, kwargs = message
+        try:
+            answer = (ident, True, fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - handed back to the caller's Future
+            answer = (ident, False, e)
+        try:
+            conn.send(answer)
+        except OSError:
+            return
+        except Exception as e:  # noqa: BLE001 - an answer that does not pickle
+            conn.send((ident, False, WorkerDied(f"cannot send the answer back: {type(e).__name__}: {e}")))
+
+
+class Worker:
+    """Calls run in a helper process (see the module docstring). ``first``: a call the
+    helper runs before any other (e.g. lowering its priority)."""
+
+    def __init__(self, first=None):
+        global HANDED
+        if HANDED is not None:
+            self._conn, self._process, HANDED = HANDED, None, None
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            self._conn, theirs = ctx.Pipe()
+            self._process = ctx.Process(target=serve, args=(theirs,), daemon=True, name="tracking")
+            self._process.start()
+            theirs.close()
+        self._ids = itertools.count()
+        self._futures: dict[int, Future] = {}
+        self._ended = False  # the helper has gone: no call can be answered any more
+        self._lock = threading.Lock()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, daemon=True, name="worker-send")
+        self._reader = threading.Thread(target=self._read_all, daemon=True, name="worker-read")
+        self._sender.start()
+        self._reader.start()
+        if first is not None:
+            self.submit(first)
+
+    def submit(self, fn, *args, **kwargs) -> Future:
+        """Run ``fn(*args, **kwargs)`` in the helper after every earlier call."""
+        future, ident = Future(), next(self._ids)
+        with self._lock:
+            if not self._ended:
+                self._futures[ident] = future
+                self._outbox.put(pickle.dumps((ident, fn, args, kwargs)))
+                return future
+        future.set_exception(WorkerDied("the helper process has ended"))
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Tell the helper to stop after the calls it has; ``wait``: until it has; ``cancel_futures``:
+        cancel the Futures of calls not answered yet (the helper is then not waited for)."""
+        self._outbox.put(None)
+        if cancel_futures:
+            with self._lock:
+                futures, self._futures = list(self._futures.values()), {}
+            for future in futures:
+                future.cancel()
+        if wait:
+            self._reader.join()
+            if self._process is not None:
+                self._process.join()
+
+    def _send_all(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except OSError:
+                return
+        try:
+            self._conn.send(None)
+        except OSError:
+            pass
+
+    def _read_all(self) -> None:
+        try:
+            while True:
+                ident, ok, value = self._conn.recv()
+                with self._lock:
+                    future = self._futures.pop(ident, None)
+                if future is None or not future.set_running_or_notify_cancel():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (EOFError, OSError):
+            pass
+        finally:
+            with self._lock:
+                futures, self._futures, self._ended = list(self._futures.values()), {}, True
+            for future in futures:
+                if future.set_running_or_notify_cancel():
+                    future.set_exception(WorkerDied("the helper process ended before it answered"))
+            self._conn.close()

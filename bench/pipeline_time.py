@@ -110,7 +110,10 @@ def free_port() -> int:
 
 
 def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
-    """Queue one experiment per seed, run the queue with ``workers`` workers, return its wall time."""
+    """Queue one experiment per seed, run the queue with ``workers`` workers, return its wall time
+    (and print how much of it the stages took, from their ``BVAE_TIMING`` lines)."""
+    timing = Path(env["BVAE_TIMING"])
+    before = len(read_timing(timing))
     for seed in seeds:
         sh(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, env)
     t0 = time.perf_counter()
@@ -121,6 +124,9 @@ def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
             break
         time.sleep(1)
     seconds = time.perf_counter() - t0
+    stages = read_timing(timing)[before:]
+    print(f"-j {workers}: {len(stages)} stage runs ({sum(t.get('warm', False) for t in stages)} warm), "
+          f"{sum(t['wall'] for t in stages):.1f} s of stage wall time in {seconds:.1f} s")  # fmt: skip
     if status.count("Success") < len(seeds):
         sys.exit(f"the sweep with -j {workers} did not succeed:\n{status}")
     sh(["dvc", "queue", "remove", "--success"], project, env, check=False)

@@ -2,6 +2,8 @@
 
 Modules, one job each:
     params      read params.yaml, flatten it, hash a configuration
+    schema      what params.yaml may hold: keys, types, ranges, combinations
+    choices     the names params may choose from (no torch import: checked first)
     data        load datasets as uint8 tensors, split, resize
     models      the stage-1 VAEs (ours and the reference code's) and the stage-2 dense VAE
     balance     reconstruction/KL balancing strategies (running gamma, ...)
@@ -18,6 +20,7 @@ Modules, one job each:
     runs        MLflow: one parent run per configuration, one child run per stage
     tracking    MLflow: a stage's run, logging that never costs the training
     mlflow_calls  MLflow: the calls of a stage's run, made in its tracking process
+    worker      a helper process that runs calls in order (the tracking process)
     timing      where a stage's time goes (work, start-up, tracking, checkpoints, ...)
     utils       seeding, devices, atomic file writes, image grids
 """

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import PipelineError
+from pipeline.choices import DATASETS
 from pipeline.timing import timed
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder")
 PARALLEL_MIN = 500  # decode in a process pool when there are more image files than this
 CELEBA_CROP = (25, 45, 153, 173)  # left, top, right, bottom: rows 45:173, cols 25:153 of the 178x218 images
 CELEBA_SIZE = 64  # celeba's image_size when it is null

@@ -28,7 +28,6 @@ import torch
 
 from pipeline.utils import to_uint8
 
-PROTOCOLS = ("clean", "paper")
 
 
 def space_name(features: str, protocol: str) -> str:

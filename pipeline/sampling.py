@@ -21,7 +21,6 @@ import torch
 from pipeline.gmm import sample_gmm
 from pipeline.utils import progress, to_uint8
 
-SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")
 
 
 def _device(model) -> torch.device:
@@ -65,7 +64,7 @@ def encode(vae, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tens
 @torch.no_grad()
 def latents(sampler: str, n: int, seed: int, *, latent_dim: int, stage2=None, gamma_z: float = 0.0, gmm=None,
             batch_size: int = 500) -> torch.Tensor:  # fmt: skip
-    """n latent codes (CPU, float32) from ``sampler`` (one of SAMPLERS)."""
+    """n latent codes (CPU, float32) from ``sampler`` (one of ``pipeline.choices.SAMPLERS``)."""
     g = torch.Generator().manual_seed(seed)
     if sampler == "gen1":
         return torch.randn(n, latent_dim, generator=g)

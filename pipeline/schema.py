@@ -2,20 +2,18 @@
 cannot work. :func:`validate` runs before any stage does any work and raises one
 :class:`PipelineError` naming the first bad key (with a did-you-mean for unknown keys).
 
-The balance blocks take their keys and types from the registered strategies'
-constructors, so a new strategy needs no change here.
+The names params may choose from come from :mod:`pipeline.choices` (no torch import);
+the balance blocks take their keys and types from its strategies' defaults.
 """
 
 import difflib
-import inspect
 import math
 import re
 from dataclasses import dataclass
 
 from pipeline import PipelineError
-
-NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}
-UNLABELLED = ("celeba",)
+from pipeline.choices import (ARCHITECTURES, DATASETS, NATIVE_SIZE, PRECISIONS, PROTOCOLS, SAMPLERS, STRATEGIES,
+                              UNLABELLED)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,12 +97,6 @@ LR = Value(float, gt=0)
 
 
 def _schema() -> dict:
-    from pipeline.data import DATASETS
-    from pipeline.models import ARCHITECTURES
-    from pipeline.protocol import PROTOCOLS
-    from pipeline.sampling import SAMPLERS
-    from pipeline.speed import PRECISIONS
-
     speed = {"lr_halve_every": Value(int, null=True, lo=1), "precision": Value(str, choices=PRECISIONS),
              "compile": Value(bool), "checkpoint_every": Interval(), "diag_every": Interval()}  # fmt: skip
     return {
@@ -120,7 +112,7 @@ def _schema() -> dict:
         },
         "train": {
             "latent_dim": COUNT,
-            "model": {"arch": Value(str, choices=tuple(ARCHITECTURES)), "base_channels": COUNT,
+            "model": {"arch": Value(str, choices=ARCHITECTURES), "base_channels": COUNT,
                       "num_down": Value(int, lo=0, hi=8), "num_scale": Value(int, lo=1, hi=8), "fc_width": COUNT,
                       "blocks_per_scale": COUNT},
             "epochs": COUNT, "batch_size": COUNT, "lr": LR, **speed, "seed": SEED,
@@ -146,14 +138,11 @@ BALANCE_RANGES = {"beta": {"lo": 0}, "anneal_steps": {"lo": 1}, "ramp_fraction":
 
 
 def _balance_schema() -> dict:
-    """Every strategy's constructor keys, typed by their defaults, plus ``strategy``."""
-    from pipeline.balance import STRATEGIES
-
+    """Every strategy's keys, typed by their defaults, plus ``strategy``."""
     keys = {"strategy": Value(str, choices=tuple(STRATEGIES))}
-    for cls in STRATEGIES.values():
-        for name, p in inspect.signature(cls.__init__).parameters.items():
-            if name != "self":
-                keys[name] = Value(type(p.default), **BALANCE_RANGES.get(name, {}))
+    for defaults in STRATEGIES.values():
+        for name, default in defaults.items():
+            keys[name] = Value(type(default), **BALANCE_RANGES.get(name, {}))
     return keys
 
 
@@ -199,5 +188,5 @@ def _combinations(p: dict) -> None:
     if p["reference"]["features"] == "domain" and prep["dataset"] in UNLABELLED:
         raise PipelineError(f"reference.features: domain needs class labels and {prep['dataset']} has none; "
                             "use inception")  # fmt: skip
-    if p["evaluate"]["register"]["alias"] == "latest":
+    if str(p["evaluate"]["register"]["alias"]).lower() == "latest":
         raise PipelineError("evaluate.register.alias: 'latest' is reserved by MLflow; choose another alias")

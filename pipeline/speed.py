@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from pipeline.choices import PRECISIONS
+
 
 
 def pick_device() -> torch.device:

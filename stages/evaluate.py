@@ -32,27 +32,24 @@ def main(params_path):
     generator (u -> images) is logged as an MLflow model and registered as
     `evaluate.register.name` with alias `evaluate.register.alias`.
     """
+    from pipeline.params import load_params, section
+
+    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+
     import torch
     from pipeline import PipelineError, likelihood, protocol, sampling
     from pipeline.data import load_split
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
-    from pipeline.params import load_params, section
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_grid, write_json
     from stages.runtime import load_checkpoint, setup
 
-    params = load_params(params_path)
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
                                         "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip
     ref = section(params, "reference", ("features",))
-    unknown = sorted(set(cfg["samplers"]) - set(sampling.SAMPLERS))
-    if unknown:
-        raise PipelineError(f"evaluate.samplers: unknown {unknown} (choose from {', '.join(sampling.SAMPLERS)})")
     reg = cfg.get("register") or {}
-    if str(reg.get("alias")).lower() == "latest":
-        raise PipelineError("evaluate.register.alias: 'latest' is reserved by MLflow; choose another alias")
     if ref["features"] == "inception":
         resolve_inception_weights(ref.get("inception_weights"))
     device = setup(cfg["seed"])

@@ -17,14 +17,16 @@ def main(params_path):
     unreadable images, sha256 of the tensors and of the raw files read), the counts in
     metrics/prepare.json and a grid of training images in plots/prepare/. The raw files'
     hash is the MLflow run's dataset input."""
-    from pipeline import data
     from pipeline.params import load_params, section
+
+    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+
+    from pipeline import data
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, write_json
     from stages.runtime import setup
 
-    params = load_params(params_path)
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
     setup(cfg["seed"])
     with StageRun("prepare", params) as run:

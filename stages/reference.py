@@ -19,19 +19,21 @@ def main(params_path):
     images' features (reference/real_stats.pt) in the feature space
     `reference.features`; metrics/reference.json holds the classifier's test accuracy
     and the FID of real training images against the test images (the floor)."""
+    from pipeline.params import load_params, section
+
+    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+
     import torch
     from pipeline import PipelineError
     from pipeline import classifier as clf
     from pipeline.data import load_split
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
-    from pipeline.params import load_params, section
     from pipeline.speed import set_cpu_threads, step_flops, training_threads
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_torch, write_csv, write_json
     from stages.runtime import setup
 
-    params = load_params(params_path)
     ref = section(params, "reference", ("features", "classifier"))
     cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
     if ref["features"] == "inception":  # fail before any work when the weights cannot be had

@@ -19,13 +19,16 @@ def main(params_path):
     models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
     metrics/train_stage2.json; logs them to MLflow.
     """
+    from pipeline.params import load_params, section
+
+    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+
     import torch
     from pipeline.balance import build_balance
     from pipeline.data import load_split
     from pipeline.gmm import fit_gmm
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
     from pipeline import distributed
-    from pipeline.params import load_params, section
     from pipeline.sampling import encode, posterior_draws
     from pipeline.timing import part
     from pipeline.tracking import StageRun
@@ -33,7 +36,6 @@ def main(params_path):
     from stages.runtime import load_checkpoint, setup
     from stages.training import StageCheckpoint, final_metrics, train_and_record
 
-    params = load_params(params_path)
     distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])

@@ -17,11 +17,14 @@ def main(params_path):
     statistics per dimension and a reconstruction grid of test images; and
     metrics/train_vae.json (last epoch and test-set MSE). Logs all of it to MLflow.
     """
+    from pipeline.params import load_params, section
+
+    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+
     from pipeline import PipelineError, distributed
     from pipeline.balance import build_balance
     from pipeline.data import load_split
     from pipeline.models import Reconstruct, build_stage1
-    from pipeline.params import load_params, section
     from pipeline.sampling import reconstruct
     from pipeline.timing import part
     from pipeline.tracking import StageRun
@@ -29,7 +32,6 @@ def main(params_path):
     from stages.runtime import setup
     from stages.training import StageCheckpoint, final_metrics, train_and_record
 
-    params = load_params(params_path)
     distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
     device = setup(cfg["seed"])

@@ -131,13 +131,13 @@ def _run_there(sock: socket.socket, module: str) -> int | None:
     request = {"module": module, "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ), "umask": umask,
                "started": process_start(), "fds": fds}  # fmt: skip
     payload = json.dumps(request).encode()
-    socket.send_fds(sock, [len(payload).to_bytes(8, "big")], fds)
-    sock.sendall(payload)
     sock.settimeout(REPLY_TIMEOUT)
     replies = sock.makefile("rb")
     try:
+        socket.send_fds(sock, [len(payload).to_bytes(8, "big")], fds)
+        sock.sendall(payload)
         started = json.loads(replies.readline() or b"{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # the server went away, or did not answer in time
         started = {}
     if "pid" not in started:
         reason = started.get("error", "no answer")
@@ -287,8 +287,8 @@ def serve(k: str, idle: float) -> None:
                 break
     finally:
         if _same_inode(path, inode):
-            path.unlink(missing_ok=True)
-            info.unlink(missing_ok=True)
+            for own in (path, info, where / f"{k}.log"):  # the log is kept only where a server failed
+                own.unlink(missing_ok=True)
 
 
 def _same_inode(path: Path, inode: int) -> bool:
@@ -304,61 +304,78 @@ def _supervise(conn: socket.socket) -> None:
     import select
     from multiprocessing import Pipe
 
-    from pipeline import mlflow_calls, worker
+    from pipeline import worker
 
-    pid = None
+    children = []
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         header, fds, _, _ = socket.recv_fds(conn, 8, 3)
         request = json.loads(_read_exactly(conn, int.from_bytes(header, "big")))
+        if select.select([conn], [], [], 0)[0] and not conn.recv(1, socket.MSG_PEEK):
+            return  # the client gave up waiting (it runs the stage itself) or was killed
+        os.close(os.pidfd_open(os.getpid()))  # Linux 5.3 and later, checked before any fork
         stage_end, tracker_end = Pipe()
-        tracker = os.fork()
-        if tracker == 0:
+        if (tracker := os.fork()) == 0:
             conn.close()
             stage_end.close()
-            _become(request, fds, "bvae tracking")
-            mlflow_calls.open_store()  # while the stage starts
-            worker.serve(tracker_end)
-            os._exit(0)
-        stage = os.fork()
-        if stage == 0:
+            _child(_run_tracker, request, fds, tracker_end)
+        children.append(tracker)
+        if (stage := os.fork()) == 0:
             conn.close()
             tracker_end.close()
             worker.HANDED = stage_end
-            _become(request, fds, f"bvae {request['module'].rsplit('.', 1)[-1]}")
-            os._exit(_run_stage(request))
-        try:
-            done = os.pidfd_open(stage)  # Linux 5.3 and later
-        except OSError:
-            for p in (stage, tracker):
-                _kill(p, signal.SIGKILL)
-            raise
+            _child(_run_stage, request, fds)
+        children.append(stage)
+        done = os.pidfd_open(stage)
         stage_end.close()
         tracker_end.close()
         for fd in fds:
             os.close(fd)
         conn.sendall(json.dumps({"pid": stage}).encode() + b"\n")
-        pid = stage
         while done not in select.select([conn, done], [], [])[0]:
             if not conn.recv(1):  # the client was killed: so is its stage
-                for p in (pid, tracker):
-                    _kill(p, signal.SIGKILL)
-                break
-        status = os.waitpid(pid, 0)[1]
+                raise ConnectionError("client gone")
+        status = os.waitpid(stage, 0)[1]
+        children.remove(stage)
         try:
             conn.sendall(json.dumps({"status": status}).encode() + b"\n")
         except OSError:
             pass
         os.waitpid(tracker, 0)
-    except BaseException as e:  # noqa: BLE001 - the client runs the stage itself when no pid came
-        if pid is None:
+        children.remove(tracker)
+    except BaseException as e:  # noqa: BLE001 - no stage runs on unsupervised: the client runs it, or is gone
+        for pid in children:
+            _kill(pid, signal.SIGKILL)
+        if len(children) < 2:
             try:
                 conn.sendall(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode() + b"\n")
             except OSError:
                 pass
     finally:
         os._exit(0)
+
+
+def _child(body, *args) -> None:
+    """End a forked child with ``body(*args)``'s exit code: 1 and a traceback if it raises, never 0 by mistake."""
+    import traceback
+
+    try:
+        code = body(*args)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        code = 1
+    os._exit(code)
+
+
+def _run_tracker(request: dict, fds: list[int], conn) -> int:
+    """The stage's tracking process: the MLflow calls the stage sends over ``conn``."""
+    from pipeline import mlflow_calls, worker
+
+    _become(request, fds, "bvae tracking")
+    mlflow_calls.open_store()  # while the stage starts
+    worker.serve(conn)
+    return 0
 
 
 def _read_exactly(conn: socket.socket, n: int) -> bytes:
@@ -402,8 +419,8 @@ def _become(request: dict, fds: list[int], title: str) -> None:
         pass
 
 
-def _run_stage(request: dict) -> int:
-    """Run the stage module as `python -m` would; returns the exit code."""
+def _run_stage(request: dict, fds: list[int]) -> int:
+    """The stage process: run the stage module as `python -m` would; returns the exit code."""
     import atexit
     import runpy
     import traceback
@@ -412,6 +429,7 @@ def _run_stage(request: dict) -> int:
 
     global IN_SERVER
     IN_SERVER = True
+    _become(request, fds, f"bvae {request['module'].rsplit('.', 1)[-1]}")
     timing.CLOCK.handed_over(request["started"])
     sys.argv = [request["module"], *request["argv"]]
     sys.modules.pop(request["module"], None)  # as in a fresh `python -m`: the module runs as __main__ only

@@ -86,6 +86,30 @@ def test_bad_params_in_a_real_process_exit_2(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def test_bad_params_are_reported_before_torch_is_imported(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(DEFAULT, {"stage2": {"balance": {"strategy": "sigmoid"}}})))
+    code = ("import sys\nfrom stages import train_stage2\ntry:\n"
+            f"    train_stage2.main(['--params', {str(path)!r}], standalone_mode=False)\n"
+            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")  # fmt: skip
+    proc = run(["python", "-c", code], ROOT)
+    assert proc.stdout.split() == ["2", "False"]
+    assert "error: stage2.balance.strategy: " in proc.stderr and "sigma" in proc.stderr
+
+
+def test_the_torch_free_choices_match_the_registries():
+    import inspect
+
+    from pipeline import choices, models
+    from pipeline.balance import STRATEGIES
+
+    assert tuple(models.ARCHITECTURES) == choices.ARCHITECTURES
+    assert sorted(STRATEGIES) == sorted(choices.STRATEGIES)
+    for name, cls in STRATEGIES.items():
+        params = inspect.signature(cls.__init__).parameters.values()
+        assert {p.name: p.default for p in params if p.name != "self"} == choices.STRATEGIES[name], name
+
+
 def test_missing_params_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(prepare.main, ["--params", "nope.yaml"])

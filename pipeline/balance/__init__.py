@@ -2,8 +2,9 @@
 
 A strategy is one module in this package defining a :class:`Balance` subclass
 decorated with ``@register("name")``; every module here is imported below, so adding
-a strategy touches only its own file (and its test). Its constructor keywords are
-its params.
+a strategy touches its own file, its test and its entry in :mod:`pipeline.choices`
+(its params and their defaults: its constructor keywords; params.yaml is checked
+against that list before torch is imported, and a test checks the two agree).
 """
 
 import importlib

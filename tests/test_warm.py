@@ -91,8 +91,7 @@ def test_exit_codes_and_messages_come_back(project, tmp_path):
     params["train"]["epochs"] = "many"
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
-    out = run(["python", "-m", "stages.train_vae", "--params", str(bad)], project, check=False,
-              BVAE_TIMING=str(tmp_path / "t.jsonl"), **WARM)  # fmt: skip
+    out = run(["python", "-m", "stages.train_vae", "--params", str(bad)], project, check=False, **WARM)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: ") and "train.epochs" in out.stderr
 

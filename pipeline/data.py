@@ -155,6 +155,15 @@ def raw_root(cfg: dict) -> Path:
     return digits_file().parent if cfg["dataset"] == "digits" else Path(cfg["data_root"])
 
 
+def source_name(cfg: dict) -> str:
+    """Where the raw data came from, as the user wrote it (``data_root`` from params.yaml), or
+    the scikit-learn file for digits: never an absolute path this machine resolved, so the
+    prepared data's hash does not depend on where the project is cloned."""
+    if cfg["dataset"] == "digits":
+        return "scikit-learn: sklearn/datasets/data/digits.csv.gz"
+    return str(cfg["data_root"])
+
+
 # -- digits, mnist, fashion_mnist --
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from pipeline import runs
-from pipeline.params import flatten
+from pipeline.params import flatten, used
 from pipeline.store import is_server
 
 _RUN = None  # this process's RunCalls, made by the first call ("open")
@@ -92,8 +92,9 @@ class RunCalls:
             return self.run_id
         exp_id = runs.experiment_id(self.client, artifacts)
         tags = runs.stage_tags(stage, params)
-        self.parent_id = runs.parent_run(self.client, exp_id, tags, params)
-        run = mlflow.start_run(experiment_id=exp_id, run_name=stage, parent_run_id=self.parent_id, tags=tags)
+        self.parent_id, parent_name = runs.parent_run(self.client, exp_id, tags, params)
+        run = mlflow.start_run(experiment_id=exp_id, run_name=f"{stage} · {parent_name}", parent_run_id=self.parent_id,
+                               tags=tags)  # fmt: skip
         self.run_id = run.info.run_id
         print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}", flush=True)
         return self.run_id
@@ -130,7 +131,7 @@ class RunCalls:
     def log_params(self, params: dict) -> None:
         import mlflow
 
-        mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
+        mlflow.log_params({k: str(v) for k, v in flatten(used(params)).items()})
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         import mlflow
@@ -149,29 +150,55 @@ class RunCalls:
 
         mlflow.log_artifact(path, artifact_path=artifact_path)
 
-    def log_image(self, image, key: str, step: int | None = None, parent: bool = False) -> None:
-        self.client.log_image(self.parent_id if parent else self.run_id, image, key=key, step=step or 0)
+    def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> None:
+        """``grids/<name>.png`` (the latest grid, under a name every run shares, so MLflow's
+        Compare view shows runs side by side) and, with ``step``, an entry of the ``name``
+        image timeline (the run page's step slider)."""
+        run_id = self.parent_id if parent else self.run_id
+        self.client.log_image(run_id, image, artifact_file=f"grids/{name}.png")
+        if step is not None:
+            self.client.log_image(run_id, image, key=name, step=step)
 
-    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None):
+    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None,
+                  champion: str | None = None, score: str | None = None, metrics: dict | None = None) -> str | None:
         """Pickle serialisation with this package's code bundled (``code_paths``), so the model
-        loads with ``mlflow.pytorch.load_model`` wherever torch is installed. Returns the
-        registered version (None when not registered)."""
+        loads with ``mlflow.pytorch.load_model`` wherever torch is installed (MLflow's warning
+        about pickle is therefore silenced). With ``register_as``: a new registered version,
+        described and tagged with ``metrics`` (:mod:`pipeline.registry`), ``alias`` pointed at
+        it and ``champion`` moved to it if its ``score`` is the best; returns what happened."""
+        import logging
+
         import mlflow
         import torch
         from mlflow.models import infer_signature
 
+        from pipeline import registry
+
         with torch.no_grad():
             out = model(example)
-        info = mlflow.pytorch.log_model(
-            model, name=name, signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
-            input_example=example.cpu().numpy(), serialization_format="pickle",
-            code_paths=[str(Path(__file__).parent)], pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            registered_model_name=register_as,
-        )  # fmt: skip
+        logger = logging.getLogger("mlflow.pytorch")
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            info = mlflow.pytorch.log_model(
+                model, name=name, signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
+                input_example=example.cpu().numpy(), serialization_format="pickle",
+                code_paths=[str(Path(__file__).parent)], pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                registered_model_name=register_as,
+            )  # fmt: skip
+        finally:
+            logger.setLevel(level)
         version = info.registered_model_version
-        if register_as and alias:
+        if not (register_as and version):
+            return None
+        tags = registry.describe_version(self.client, register_as, str(version), metrics or {}, self.parent_id, score)
+        said = [f"registered model {register_as} version {version}"]
+        if alias:
             self.client.set_registered_model_alias(register_as, alias, version)
-        return version
+            said.append(f"@{alias} -> version {version}")
+        if champion:
+            said.append(registry.promote(self.client, register_as, str(version), tags, champion))
+        return "; ".join(said)
 
     def log_input(self, name: str, source: str, digest: str) -> None:
         import mlflow

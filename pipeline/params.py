@@ -52,6 +52,20 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def used(params: dict) -> dict:
+    """``params`` without the balance params that its strategy ignores (every ``balance``
+    block, at any depth, keeps ``strategy`` and that strategy's own keys, as listed in
+    :data:`pipeline.choices.STRATEGIES`): a running_gamma run logs no beta."""
+    from pipeline.choices import STRATEGIES
+
+    out = {}
+    for k, v in params.items():
+        if k == "balance" and isinstance(v, dict) and v.get("strategy") in STRATEGIES:
+            v = {key: x for key, x in v.items() if key == "strategy" or key in STRATEGIES[v["strategy"]]}
+        out[k] = used(v) if isinstance(v, dict) else v
+    return out
+
+
 def config_hash(params: dict) -> str:
     """A short stable id of a whole configuration: the key of its MLflow parent run."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()

@@ -10,14 +10,7 @@ active units and KL gradient share, and the training wall time (its stage runs).
 from dataclasses import dataclass, field
 
 from pipeline import PipelineError
-from pipeline.runs import ROLE_TAG
-
-LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in the label
-    "fixed": ("beta",),
-    "annealed": ("beta", "cyclical"),
-    "running_gamma": ("k",),
-}
-
+from pipeline.runs import BALANCE_TAG, ROLE_TAG, STAGE_TAG
 
 LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.likelihood)
     "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",
@@ -36,12 +29,6 @@ class Row:
     curves: dict = field(default_factory=dict)  # metric -> [(step, value)] of the train_vae run
 
 
-def strategy_label(params: dict, prefix: str = "train.balance") -> str:
-    strategy = params.get(f"{prefix}.strategy", "?")
-    extra = [f"{k}={params[f'{prefix}.{k}']}" for k in LABEL_PARAMS.get(strategy, ()) if f"{prefix}.{k}" in params]
-    return f"{strategy} ({', '.join(extra)})" if extra else strategy
-
-
 def fetch(client, experiment: str, filter_string: str = "", curves=("mse", "kl_common", "gamma", "beta_eff")) -> list[Row]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -55,13 +42,14 @@ def fetch(client, experiment: str, filter_string: str = "", curves=("mse", "kl_c
         children = client.search_runs(
             [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{p.info.run_id}'", max_results=100
         )
-        by_stage = {c.data.tags.get("mlflow.runName"): c for c in children}
-        train = [by_stage[s] for s in ("train_vae", "train_stage2") if s in by_stage]
-        wall = sum(c.data.metrics.get("stage_wall_time_s", 0.0) for c in train) if len(train) == 2 else None
-        row = Row(p.info.run_id, p.info.run_name, strategy_label(p.data.params), p.data.metrics, wall)
+        by_stage = {c.data.tags.get(STAGE_TAG): c for c in children}
+        train = [(s, by_stage[s]) for s in ("train_vae", "train_stage2") if s in by_stage]
+        wall = sum(c.data.metrics.get(f"{s}/stage_wall_time_s", 0.0) for s, c in train) if len(train) == 2 else None
+        row = Row(p.info.run_id, p.info.run_name, p.data.tags.get(BALANCE_TAG, "?"), p.data.metrics, wall)
         if "train_vae" in by_stage:
             run_id = by_stage["train_vae"].info.run_id
-            row.curves = {m: [(x.step, x.value) for x in client.get_metric_history(run_id, m)] for m in curves}
+            row.curves = {m: [(x.step, x.value) for x in client.get_metric_history(run_id, f"train_vae/{m}")]
+                          for m in curves}  # fmt: skip
         rows.append(row)
     if not rows:
         raise PipelineError(f"no finished pipeline runs in experiment '{experiment}'" + (f" matching {filter_string}" if filter_string else ""))

@@ -128,7 +128,7 @@ def _schema() -> dict:
             "num_samples": Value(int, null=True, lo=2), "samplers": Value(list, item_choices=SAMPLERS),
             "rescale": Value(bool), "batch_size": COUNT, "grid_rows": COUNT, "seed": SEED,
             "protocol": Value(str, choices=PROTOCOLS), "nll_samples": Value(int, lo=0), "nll_prior_samples": COUNT,
-            "register": {"name": Value(str, null=True), "alias": Value(str)},
+            "register": {"name": Value(str, null=True), "alias": Value(str, null=True), "champion": Value(str, null=True)},
         },
     }  # fmt: skip
 
@@ -188,5 +188,10 @@ def _combinations(p: dict) -> None:
     if p["reference"]["features"] == "domain" and prep["dataset"] in UNLABELLED:
         raise PipelineError(f"reference.features: domain needs class labels and {prep['dataset']} has none; "
                             "use inception")  # fmt: skip
-    if str(p["evaluate"]["register"]["alias"]).lower() == "latest":
-        raise PipelineError("evaluate.register.alias: 'latest' is reserved by MLflow; choose another alias")
+    register = p["evaluate"]["register"]
+    for key in ("alias", "champion"):
+        if str(register[key]).lower() == "latest":
+            raise PipelineError(f"evaluate.register.{key}: 'latest' is reserved by MLflow; choose another alias")
+    if register["alias"] and register["champion"] and register["alias"].lower() == register["champion"].lower():
+        raise PipelineError(f"evaluate.register.champion: the same alias as evaluate.register.alias "
+                            f"({register['alias']!r}); the champion moves only on a better FID, so name it differently")

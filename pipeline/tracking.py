@@ -125,15 +125,17 @@ class StageRun:
         return self._call("log_params", params)
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> Future | None:
-        return self._call("log_metrics", {k: float(v) for k, v in metrics.items()}, step)
+        """Metrics under ``<stage>/`` (``train_vae/gamma``, ``train_stage2/gamma``): keys that
+        mean different things in different stages never share a chart in the MLflow UI."""
+        return self._call("log_metrics", {f"{self.stage}/{k}": float(v) for k, v in metrics.items()}, step)
 
     def log_epoch(self, metrics: dict, step: int) -> None:
-        """Per-epoch metrics, buffered: sent in one batch at most every FLUSH_SECONDS, before
+        """Per-epoch metrics (under ``<stage>/`` as :meth:`log_metrics`), buffered: sent in one batch at most every FLUSH_SECONDS, before
         each checkpoint and when the stage ends (one store round trip instead of one an epoch)."""
         if not self.enabled:
             return
         now = int(time.time() * 1000)
-        self._pending += [(k, float(v), now, step) for k, v in metrics.items()]
+        self._pending += [(f"{self.stage}/{k}", float(v), now, step) for k, v in metrics.items()]
         if time.perf_counter() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 
@@ -145,14 +147,17 @@ class StageRun:
     def log_artifact(self, path, artifact_path: str | None = None) -> Future | None:
         return self._call("log_artifact", str(path), artifact_path)
 
-    def log_image(self, image, key: str, step: int | None = None, parent: bool = False) -> Future | None:
-        """An image timeline entry (``key``, ``step``) on this stage's run, or on the parent run."""
-        return self._call("log_image", image, key, step, parent)
+    def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> Future | None:
+        """An image grid as ``grids/<name>.png`` on this stage's run (or the parent run), and
+        with ``step`` also in the ``name`` image timeline (:meth:`RunCalls.log_grid`)."""
+        return self._call("log_grid", image, name, step, parent)
 
-    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None):
-        """Log a torch module as an MLflow model (signature from ``example``); optionally
-        register it and point ``alias`` at the new version (the Future's result)."""
-        return self._call("log_model", model, name, example, register_as, alias)
+    def log_model(self, model, name: str, example, register_as: str | None = None, alias: str | None = None,
+                  champion: str | None = None, score: str | None = None, metrics: dict | None = None):
+        """Log a torch module as an MLflow model (signature from ``example``); optionally register
+        it, tagged with ``metrics``, point ``alias`` at the new version and ``champion`` if its
+        ``score`` is the best (:mod:`pipeline.registry`). The Future's result says what happened."""
+        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics)
 
     def log_input(self, name: str, source: str, digest: str) -> Future | None:
         """Record the raw data as this run's training dataset input: its ``name``, ``source``
@@ -163,5 +168,5 @@ class StageRun:
         return self._call("set_tags", tags)
 
     def finish_parent(self, metrics: dict) -> Future | None:
-        """Put the pipeline's final metrics on the parent run and mark it finished."""
+        """Put the pipeline's headline metrics on the parent run (keys as given) and mark it finished."""
         return self._call("finish_parent", {k: float(v) for k, v in metrics.items()})

@@ -133,7 +133,7 @@ def fit(
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
     hold = int(os.environ.get("BVAE_HOLD_AFTER_EPOCH", "0"))  # for tests: wait for a signal a few steps later
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
-    bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0)
+    bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0, delay=1e-6)  # drawn once it has a total
     try:
         for epoch in range(start, epochs + 1):
             model.train()

@@ -3,12 +3,16 @@
 import json
 import os
 import random
+import re
+import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pipeline.timing import timed
 
@@ -26,20 +30,22 @@ def seed_everything(seed: int, device: torch.device) -> None:
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+    The temporary file has ``path``'s own name (in a hidden folder beside it): writers that
+    record their file's name, as ``torch.save`` does inside its zip, then write the same
+    bytes for the same content, so DVC sees an unchanged hash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = folder / path.name
     try:
-        yield Path(tmp)
+        yield tmp
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
+        os.chmod(tmp, 0o666 & ~umask)  # outputs get the usual permissions
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @timed("io")
@@ -72,14 +78,43 @@ def _fmt(v) -> str:
     return repr(float(v)) if isinstance(v, float) else str(v)
 
 
+LOG_INTERVAL = 30.0  # seconds between the lines a progress bar writes to a log file
+
+
 def progress(iterable=None, **kwargs):
-    """A tqdm progress bar; redrawn at most every 30 s when output is not a terminal (logs)."""
-    import sys
+    """A tqdm progress bar. On a terminal it redraws in place. In a log file (stderr not a
+    terminal) it writes plain lines: one when it starts, then at most one every
+    LOG_INTERVAL s, and one when done; no carriage returns or cursor moves. Short inner
+    bars (``leave=False``) write nothing unless they run longer than LOG_INTERVAL."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, dynamic_ncols=True, mininterval=0.1, **kwargs)
+    if not kwargs.get("leave", True):
+        kwargs.setdefault("delay", LOG_INTERVAL)
+    return _LogBar(iterable, file=_Lines(sys.stderr), mininterval=LOG_INTERVAL, ncols=100, **kwargs)
 
-    from tqdm.auto import tqdm
 
-    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30)
-    return tqdm(iterable, dynamic_ncols=True, **kwargs)
+class _Lines:
+    """The file a log-file progress bar writes to: each redraw becomes one plain line."""
+
+    CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        for line in re.split(r"[\r\n]", self.CONTROL.sub("", text)):
+            if line.strip():
+                self.stream.write(line.rstrip() + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _LogBar(tqdm):
+    """tqdm without a redraw on every ``set_postfix`` (the postfix shows in the next line)."""
+
+    def set_postfix(self, ordered_dict=None, refresh=False, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -113,13 +148,21 @@ def save_pngs(images: torch.Tensor, folder) -> list[Path]:
     return paths
 
 
+GRID_MIN_WIDTH = 256  # px: grids of small images are enlarged (nearest neighbour) to at least this width
+
+
 @timed("io")
 def save_grid(images: torch.Tensor, path, nrow: int = 8):
-    """Save uint8 images (N, C, H, W) as one PNG grid; returns the grid as a PIL image."""
+    """Save uint8 images (N, C, H, W) as one PNG grid, enlarged by the smallest whole factor
+    that makes it GRID_MIN_WIDTH px wide or more (8 x 8 digits: 73 px -> 292 px), each pixel
+    a square block, so it reads in a browser; returns the grid as a PIL image."""
     from PIL import Image
 
     grid = make_grid(images.cpu(), nrow=nrow)
     img = Image.fromarray(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy())
+    factor = -(-GRID_MIN_WIDTH // img.width)
+    if factor > 1:
+        img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return img

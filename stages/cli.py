@@ -1,5 +1,6 @@
 """`bvae`: every stage as a subcommand (DVC calls the same commands via `python -m stages.<name>`)."""
 
+import os
 from pathlib import Path
 
 import click
@@ -23,14 +24,43 @@ for module in (prepare, reference, train_vae, train_stage2, evaluate):
     main.add_command(module.main)
 
 
-def _trained_models(device):
+def _trained_models(device, model_ref: str | None):
+    """(stage-1 VAE, stage-2 checkpoint, stage-2 VAE, mixture): from the workspace's models/
+    (what the last `dvc repro` wrote), or from the pipeline run that ``model_ref`` names
+    (:func:`pipeline.registry.resolve`). Says which."""
+    import tempfile
+
     from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
     from stages.layout import GMM, STAGE2, VAE
     from stages.runtime import load_checkpoint
 
-    s2 = load_checkpoint(STAGE2, "stage-2 model")
-    return (stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device), s2,
-            stage2_from_checkpoint(s2).to(device), load_checkpoint(GMM, "Gaussian mixture"))  # fmt: skip
+    paths = {"vae.pt": VAE, "stage2.pt": STAGE2, "gmm.pt": GMM}
+    with tempfile.TemporaryDirectory() as folder:
+        if model_ref:
+            from mlflow import MlflowClient
+
+            from pipeline import registry
+            from pipeline.store import check_reachable, tracking_uri
+
+            check_reachable(tracking_uri())
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # three small files
+            client = MlflowClient(tracking_uri())
+            parent_id, what = registry.resolve(client, model_ref)
+            paths = {k: Path(v) for k, v in registry.download_models(client, parent_id, folder).items()}
+            click.echo(f"models: {what}")
+        else:
+            click.echo(f"models: the workspace's {VAE.parent}/ (the last dvc repro; --model models:/NAME@ALIAS or a run "
+                       "id for a registered or logged one)")  # fmt: skip
+        s2 = load_checkpoint(paths["stage2.pt"], "stage-2 model")
+        return (stage1_from_checkpoint(load_checkpoint(paths["vae.pt"], "stage-1 model")).to(device), s2,
+                stage2_from_checkpoint(s2).to(device), load_checkpoint(paths["gmm.pt"], "Gaussian mixture"))  # fmt: skip
+
+
+MODEL_OPTION = click.option(
+    "--model", "model_ref", metavar="REF", default=None,
+    help="Models to use: models:/NAME@ALIAS (e.g. models:/balanced-vae-generator@champion), models:/NAME/VERSION, or "
+    "an MLflow run id (a pipeline run or one of its stage runs). Default: the workspace's models/.",
+)  # fmt: skip
 
 
 @main.command()
@@ -42,8 +72,9 @@ def _trained_models(device):
               help="Folder for the PNG files (000000.png, ...).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
+@MODEL_OPTION
 @stage
-def sample(sampler, num, out_dir, seed, batch_size):
+def sample(sampler, num, out_dir, seed, batch_size, model_ref):
     """Write N generated images as PNG files, from the trained models in models/.
 
     Any external FID tool can then score the folder (e.g. `fidelity --gpu 0 --fid
@@ -53,7 +84,7 @@ def sample(sampler, num, out_dir, seed, batch_size):
     from pipeline.speed import pick_device
     from pipeline.utils import save_pngs
 
-    vae, s2, stage2, gmm = _trained_models(pick_device())
+    vae, s2, stage2, gmm = _trained_models(pick_device(), model_ref)
     kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": batch_size}
     z = sampling.latents("gen2" if sampler == "gen2_rescaled" else sampler, num, seed, **kw)
     if sampler == "gen2_rescaled":
@@ -68,8 +99,9 @@ def sample(sampler, num, out_dir, seed, batch_size):
 @click.option("--pairs", type=click.IntRange(1), default=8, show_default=True, help="Rows: pairs of test images.")
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True, help="Interpolation points per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the test images.")
+@MODEL_OPTION
 @stage
-def interpolate(out_path, pairs, steps, seed):
+def interpolate(out_path, pairs, steps, seed, model_ref):
     """Latent interpolation grid: each row goes from one test image to another
     through the decoded linear interpolation of their stage-1 codes mu(x)."""
     import torch
@@ -80,7 +112,7 @@ def interpolate(out_path, pairs, steps, seed):
     from pipeline.utils import save_grid
     from stages.layout import PREPARED
 
-    vae = _trained_models(pick_device())[0]
+    vae = _trained_models(pick_device(), model_ref)[0]
     test = load_split(PREPARED / "test.pt")
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
     if len(idx) < 2 * pairs:

@@ -6,6 +6,9 @@ import click
 from stages.command import params_option, stage
 from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE
 
+HEADLINE_NLL = ("bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")  # with the FIDs
+HEADLINE_STAGE1 = ("final_gamma", "final_beta_eff", "final_active_units", "final_kl_grad_share")  # also on the parent run
+
 
 @click.command(name="evaluate")
 @params_option
@@ -43,8 +46,9 @@ def main(params_path):
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
     from pipeline.timing import part
     from pipeline.tracking import StageRun
-    from pipeline.utils import read_json, save_grid, write_json
+    from pipeline.utils import read_json, save_grid
     from stages.runtime import load_checkpoint, setup
+    from stages.training import write_metrics
 
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
                                         "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip
@@ -94,8 +98,11 @@ def main(params_path):
                 z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
         k = cfg["grid_rows"]
         grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
-        run.log_image(grid, key="samples_real")
+        run.log_grid(grid, "samples_real")
+        run.log_grid(grid, "samples_real", parent=True)
         metrics, timing = {}, {}
+        click.echo("KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
+                   "subsets of the size shown")  # fmt: skip
         for name in names:
             t0 = time.perf_counter()
             with part("work"):
@@ -103,13 +110,13 @@ def main(params_path):
                 images = protocol.apply(proto, name, images, test.images)
                 values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
             grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
-            run.log_image(grid, key=f"samples_{name}")
-            run.log_image(grid, key=f"samples_{name}", parent=True)
+            run.log_grid(grid, f"samples_{name}")
+            run.log_grid(grid, f"samples_{name}", parent=True)
             metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
-            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:.4f} +- {values['kid_std']:.4f} "
-                       f"(subsets of {values['kid_subset_size']})  precision {values['precision']:.3f}  "
-                       f"recall {values['recall']:.3f}")  # fmt: skip
+            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:9.3g} +- {values['kid_std']:8.3g} "
+                       f"(subsets of {values['kid_subset_size']})  "
+                       f"precision {values['precision']:.3f}  recall {values['recall']:.3f}")  # fmt: skip
         if cfg["nll_samples"]:
             t0 = time.perf_counter()
             with part("work"):
@@ -125,16 +132,19 @@ def main(params_path):
                 if f"gamma_{g}" in nll:
                     click.echo(f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
                                f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}")  # fmt: skip
-        write_json(metrics, METRICS / "evaluate.json")
+        headline = write_metrics("evaluate", metrics, lambda key: key.startswith("fid_") or key in HEADLINE_NLL)
         run.log_metrics(metrics | timing)
-        upstream = {f"{stage}.{key}": v for stage in ("reference", "train_vae", "train_stage2")
-                    for key, v in read_json(METRICS / f"{stage}.json").items()}  # fmt: skip
-        run.finish_parent(metrics | upstream)
-        version = run.wait(run.log_model(Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim),
-                                         register_as=reg.get("name"), alias=reg.get("alias")))  # fmt: skip
-        if version:
-            click.echo(f"registered model {reg['name']} version {version}" + (f" as @{reg['alias']}" if reg.get("alias") else ""))
-        click.echo(f"metrics: {METRICS / 'evaluate.json'}; grids: {PLOTS / 'evaluate'}/")
+        upstream = read_json(METRICS / "train_vae.json")
+        headline |= {f"train_vae.{key}": upstream[key] for key in HEADLINE_STAGE1 if key in upstream}
+        run.finish_parent(headline)
+        registered = run.wait(run.log_model(
+            Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim), register_as=reg.get("name"),
+            alias=reg.get("alias"), champion=reg.get("champion"), score=f"fid_{space_name}_gen2", metrics=headline,
+        ))  # fmt: skip
+        if registered:
+            click.echo(registered)
+        click.echo(f"metrics: {METRICS / 'evaluate.json'} (every metric: {METRICS / 'all' / 'evaluate.json'}); "
+                   f"grids: {PLOTS / 'evaluate'}/")  # fmt: skip
 
 
 if __name__ == "__main__":

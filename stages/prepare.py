@@ -36,10 +36,9 @@ def main(params_path):
             checksums = {"sha256": data.checksum(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels),
                          "raw_sha256": data.content_hash(ds.files, data.raw_root(cfg))}  # fmt: skip
         train, test = ds.train, ds.test
-        root = data.raw_root(cfg)
         meta = {
             "dataset": cfg["dataset"],
-            "source": str(root.resolve()),
+            "source": data.source_name(cfg),
             "channels": train.images.shape[1],
             "image_size": train.images.shape[-1],
             "classes": ds.classes,
@@ -55,10 +54,10 @@ def main(params_path):
         write_json(meta, PREPARED / "meta.json")
         counts = ("num_train", "num_test", "num_classes", "image_size")
         write_json({k: meta[k] for k in counts} | {"num_skipped": len(ds.skipped)}, METRICS / "prepare.json")
-        run.log_image(save_grid(train.images[:64], PLOTS / "prepare" / "train_images.png"), key="train_images")
+        run.log_grid(save_grid(train.images[:64], PLOTS / "prepare" / "train_images.png"), "train_images")
         shown = ("dataset", "channels", "image_size", "num_classes", "labelled", "num_train", "num_test")
         run.log_params({"data": {k: meta[k] for k in shown}})
-        run.log_input(cfg["dataset"], meta["source"], meta["raw_sha256"])
+        run.log_input(cfg["dataset"], str(data.raw_root(cfg).resolve()), meta["raw_sha256"])
         run.set_tags({"bvae.data_sha256": meta["sha256"], "bvae.raw_sha256": meta["raw_sha256"]})
         if ds.skipped:
             click.echo(f"skipped {data.describe_skipped(ds.skipped)}; the full list is in {PREPARED / 'meta.json'}")

@@ -3,7 +3,7 @@
 import click
 
 from stages.command import params_option, stage
-from stages.layout import GMM, METRICS, PREPARED, STAGE2, VAE
+from stages.layout import GMM, PREPARED, STAGE2, VAE
 
 
 @click.command(name="train-stage2")
@@ -17,7 +17,7 @@ def main(params_path):
     posterior means and records the variance law's expected std per dimension,
     sqrt(Var(mu) + E[sigma^2]), for the rescale option. Writes models/stage2.pt,
     models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
-    metrics/train_stage2.json; logs them to MLflow.
+    metrics/train_stage2.json (every last-epoch value in metrics/all/); logs them to MLflow.
     """
     from pipeline.params import load_params, section
 
@@ -32,9 +32,9 @@ def main(params_path):
     from pipeline.sampling import encode, posterior_draws
     from pipeline.timing import part
     from pipeline.tracking import StageRun
-    from pipeline.utils import save_torch, write_json
+    from pipeline.utils import save_torch
     from stages.runtime import load_checkpoint, setup
-    from stages.training import StageCheckpoint, final_metrics, train_and_record
+    from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
 
     distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
@@ -52,7 +52,7 @@ def main(params_path):
     with StageRun("train_stage2", params, resume_run_id=ckpt.run_id) as run:
         run.log_params({"stage2": cfg})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
-        history = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
+        history, speed = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
         if not distributed.is_main():
             return
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}
@@ -66,7 +66,7 @@ def main(params_path):
         with part("work"):
             gmm = fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"])
         save_torch(gmm, GMM)
-        write_json(final_metrics(history), METRICS / "train_stage2.json")
+        write_metrics("train_stage2", final_metrics(history, speed))
         run.log_artifact(STAGE2, "model")
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")

@@ -3,7 +3,7 @@
 import click
 
 from stages.command import params_option, stage
-from stages.layout import METRICS, PLOTS, PREPARED, VAE
+from stages.layout import PLOTS, PREPARED, VAE
 
 
 @click.command(name="train-vae")
@@ -15,7 +15,9 @@ def main(params_path):
     Writes models/vae.pt; under plots/train_vae/ the per-epoch history (loss, rec, kl,
     mse, gamma, beta_eff, gradient norms, active units, variance law), the latent
     statistics per dimension and a reconstruction grid of test images; and
-    metrics/train_vae.json (last epoch and test-set MSE). Logs all of it to MLflow.
+    metrics/train_vae.json (last epoch's gamma, beta_eff, MSE, KL, active units, the KL's
+    share of the encoder gradient; test-set MSE), every last-epoch value in
+    metrics/all/train_vae.json. Logs all of it to MLflow.
     """
     from pipeline.params import load_params, section
 
@@ -28,9 +30,9 @@ def main(params_path):
     from pipeline.sampling import reconstruct
     from pipeline.timing import part
     from pipeline.tracking import StageRun
-    from pipeline.utils import save_grid, save_torch, write_json
+    from pipeline.utils import save_grid, save_torch
     from stages.runtime import setup
-    from stages.training import StageCheckpoint, final_metrics, train_and_record
+    from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
 
     distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
@@ -51,14 +53,14 @@ def main(params_path):
     with StageRun("train_vae", params, resume_run_id=ckpt.run_id) as run:
         run.log_params({"train": cfg})
 
-        def log_grid(row):
-            if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] == cfg["epochs"]):
+        def log_grid(row):  # after the first epoch (where the UI's step slider starts), every grid_every, the last
+            if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] in (1, cfg["epochs"])):
                 with part("diagnostics"):
                     pairs = _pairs(model, grid_images)
                 grid = save_grid(pairs, grid_path, nrow=min(8, len(grid_images)))
-                run.log_image(grid, key="reconstructions", step=row["epoch"])
+                run.log_grid(grid, "reconstructions", step=row["epoch"])
 
-        history = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
+        history, speed = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
                                    images[: cfg["diag_size"]], log_grid)  # fmt: skip
         if not distributed.is_main():
             return
@@ -72,8 +74,8 @@ def main(params_path):
             save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))
         with part("work"):
             test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
-        metrics = final_metrics(history) | {"test_mse": test_mse}
-        write_json(metrics, METRICS / "train_vae.json")
+        metrics = final_metrics(history, speed) | {"test_mse": test_mse}
+        write_metrics("train_vae", metrics)
         run.log_metrics({"test_mse": test_mse})
         run.log_artifact(VAE, "model")
         run.log_model(Reconstruct(model.cpu()), "vae", grid_images[:4].float() / 255)

@@ -49,7 +49,8 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     the epochs that ran them (diagnostics.csv), their per-dimension latent statistics
     (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
     On a CPU the steps run on :func:`pipeline.speed.training_threads` threads.
-    Returns the history; the caller writes metrics/<name>.json (see final_metrics)."""
+    Returns the history and the :class:`Speed` settings it ran with; the caller writes
+    metrics/<name>.json (:func:`final_metrics`, :func:`write_metrics`)."""
     import torch
 
     from pipeline import distributed
@@ -98,7 +99,7 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
-        return history
+        return history, speed
     from pipeline.plots import latent_figure  # matplotlib: imported once the training is done
 
     out = PLOTS / name
@@ -110,9 +111,27 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     latent_figure(latents[-1][1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
     for f in ("history.csv", "diagnostics.csv", "latents.csv", "latents.png"):
         run.log_artifact(out / f, "diagnostics")
-    return history
+    return history, speed
 
 
-def final_metrics(history: list[dict]) -> dict:
-    """The last epoch's values (it always runs the diagnostics) as metrics: final_loss, final_gamma, ..."""
-    return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}
+HEADLINE = ("final_gamma", "final_beta_eff", "final_mse", "final_kl", "final_active_units", "final_kl_grad_share",
+            "test_mse", "bf16_autocast")  # fmt: skip
+
+
+def final_metrics(history: list[dict], speed: Speed) -> dict:
+    """The last epoch's values (it always runs the diagnostics) as metrics: final_loss, final_gamma, ...;
+    and ``bf16_autocast`` (1: the steps ran in bf16, which only CPUs and GPUs with native bf16 do
+    under ``precision: auto``, so the numbers differ from an fp32 machine's)."""
+    return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"bf16_autocast": float(speed.bf16)}
+
+
+def write_metrics(name: str, metrics: dict, headline=lambda key: key in HEADLINE) -> dict:
+    """metrics/<name>.json: the ``headline`` metrics (what ``dvc exp show`` and ``dvc
+    metrics diff`` show); metrics/all/<name>.json: every metric. Returns the headline ones."""
+    from pipeline.utils import write_json
+    from stages.layout import METRICS
+
+    top = {k: v for k, v in metrics.items() if headline(k)}
+    write_json(metrics, METRICS / "all" / f"{name}.json")
+    write_json(top, METRICS / f"{name}.json")
+    return top

@@ -87,7 +87,7 @@ def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
     client, after = stage_runs(project, "train_vae")
     new = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
     assert len(new) == 1 and new[0].info.status == "FINISHED"  # the killed run was continued, not duplicated
-    steps = {m.step for m in client.get_metric_history(new[0].info.run_id, "loss")}
+    steps = {m.step for m in client.get_metric_history(new[0].info.run_id, "train_vae/loss")}
     assert steps == set(range(1, 9))
 
 
@@ -227,3 +227,6 @@ def test_atomic_writes_leave_the_old_file_or_none(tmp_path):
         save_torch({"a": Unpicklable()}, path)
     assert torch.load(path) == {"a": 1} and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # usual permissions, not mkstemp's
+    first = path.read_bytes()
+    save_torch({"a": 1}, path)
+    assert path.read_bytes() == first  # same content, same bytes: DVC sees the same hash

@@ -52,6 +52,8 @@ BAD = [  # (params or a mutation of the defaults, expected message)
     (merge(DEFAULT, {"evaluate": {"samplers": ["gen3"]}}), "evaluate.samplers: 'gen3' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)"),
     (merge(DEFAULT, {"evaluate": {"samplers": ["gen1", "gen1"]}}), "evaluate.samplers: lists an entry twice"),
     (merge(DEFAULT, {"evaluate": {"register": {"alias": "latest"}}}), "evaluate.register.alias: 'latest' is reserved by MLflow"),
+    (merge(DEFAULT, {"evaluate": {"register": {"champion": "Latest"}}}), "evaluate.register.champion: 'latest' is reserved by MLflow"),
+    (merge(DEFAULT, {"evaluate": {"register": {"champion": "Candidate"}}}), "evaluate.register.champion: the same alias as evaluate.register.alias ('candidate')"),
     (merge(DEFAULT, {"prepare": {"dataset": "celeba"}}), "reference.features: domain needs class labels and celeba has none; use inception"),
     (merge(DEFAULT, {"prepare": {"dataset": "folder"}}), "prepare.image_size: required for dataset folder"),
     (merge(DEFAULT, {"stage2": {"lr_halve_every": 0}}), "stage2.lr_halve_every: 0 is out of range (must be >= 1)"),

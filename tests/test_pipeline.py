@@ -52,19 +52,23 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     assert float(history[-1]["gamma"]) < 1.0
     for name in ("real", "rec", "gen1", "gen2", "gmm"):
         img = Image.open(project / f"plots/evaluate/{name}.png")
-        assert img.format == "PNG" and img.size == (8 * 9 + 1, 8 * 9 + 1)  # 8x8 grid of 8x8 images, 1px gaps
+        assert img.format == "PNG" and img.size == (292, 292)  # 8x8 grid of 8x8 images, 1px gaps: 73 px, enlarged 4x
 
 
 def test_metrics_show_lists_the_fids(repro):
     project, _ = repro
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
-    metrics = shown[""]["data"]["metrics/evaluate.json"]["data"]
+    headline = shown[""]["data"]["metrics/evaluate.json"]["data"]
+    metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
     samplers = ("rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")
     fidelity = {f"{m}_domain_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
                 for s in samplers}  # fmt: skip
     nll = {f"{u}_{b}_{m}_gamma_{g}" for u in ("nll", "bpd") for b in ("elbo", "iwae") for m in ("stage1", "twostage")
            for g in ("trained", "test")} | {"gamma_trained", "gamma_test"}  # fmt: skip
     assert fidelity | nll == set(metrics)
+    assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
+        "bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test"}  # fmt: skip
+    assert all(headline[k] == metrics[k] for k in headline)
     assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
     assert all(metrics[f"kid_subset_size_domain_{s}"] == 30 for s in samplers)  # half of the 60 test images
     for m in ("stage1", "twostage"):  # ELBO <= IWAE bound: the negative bounds the other way round
@@ -74,25 +78,44 @@ def test_metrics_show_lists_the_fids(repro):
         assert Image.open(project / f"plots/evaluate/{name}.png").format == "PNG"
 
 
-def test_mlflow_parent_run_with_all_params_and_child_per_stage(repro):
+def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     project, _ = repro
+    c = client(project)
+    # MLflow 3's UI opens an experiment of this kind on its training runs (mlflow/server/js: ExperimentKind)
+    assert c.get_experiment_by_name("balanced-vae").tags["mlflow.experimentKind"] == "custom_model_development"
     all_runs = runs(project)
     parents = [r for r in all_runs if r.data.tags.get("bvae.role") == "pipeline"]
     assert len(parents) == 1
     parent = parents[0]
-    assert parent.data.params["train.balance.strategy"] == "running_gamma"
+    config = parent.data.tags["bvae.config_hash"]
+    assert parent.info.run_name == f"running_gamma k=1.0 · {config[:6]}"
+    assert parent.data.tags["bvae.balance"] == "running_gamma k=1.0" and parent.data.tags["bvae.changed"] == "nothing"
+    assert parent.data.tags["mlflow.note.content"].startswith("Dataset digits; stage 1 running_gamma k=1.0, 3 epochs")
+    assert parent.data.params["train.balance.strategy"] == "running_gamma" and parent.data.params["train.balance.k"] == "1.0"
+    assert "train.balance.beta" not in parent.data.params  # running gamma ignores beta
     assert parent.data.params["prepare.limit_train"] == "300"
-    assert set(FIDS) <= set(parent.data.metrics)
+    assert set(parent.data.metrics) == set(json.loads((project / "metrics/evaluate.json").read_text())) | {
+        f"train_vae.final_{k}" for k in ("gamma", "beta_eff", "active_units", "kl_grad_share")}  # headline only
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     assert parent.data.tags["mlflow.source.git.commit"] == head
+    grids = {a.path for a in c.list_artifacts(parent.info.run_id, "grids")}
+    assert grids == {f"grids/samples_{s}.png" for s in ("real", "rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")}
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.data.tags["mlflow.runName"] for r in children) == sorted(STAGES)
-    train = next(r for r in children if r.data.tags["mlflow.runName"] == "train_vae")
-    gamma = client(project).get_metric_history(train.info.run_id, "gamma")
+    assert sorted(r.info.run_name for r in children) == sorted(f"{s} · {parent.info.run_name}" for s in STAGES)
+    train = next(r for r in children if r.data.tags["bvae.stage"] == "train_vae")
+    gamma = c.get_metric_history(train.info.run_id, "train_vae/gamma")
     assert [m.step for m in gamma] == [1, 2, 3]
-    assert {"rec", "kl", "loss", "beta_eff"} <= set(train.data.metrics)
-    artifacts = {a.path for a in client(project).list_artifacts(train.info.run_id, "model")}
+    assert {"train_vae/rec", "train_vae/kl", "train_vae/loss", "train_vae/beta_eff"} <= set(train.data.metrics)
+    for child in children:  # every key under its stage: charts never mix stages
+        assert all(k.startswith(child.data.tags["bvae.stage"] + "/") for k in child.data.metrics)
+    assert "train.balance.beta" not in train.data.params and "train.balance.k" in train.data.params
+    artifacts = {a.path for a in c.list_artifacts(train.info.run_id, "model")}
     assert "model/vae.pt" in artifacts
+    # reconstructions: a stable file for Compare, and a timeline from the first epoch (grid_every 2, 3 epochs)
+    assert Image.open(c.download_artifacts(train.info.run_id, "grids/reconstructions.png")).width >= 256
+    timeline = {a.path.split("+step+")[1].split("+")[0] for a in c.list_artifacts(train.info.run_id, "images")
+                if a.path.endswith(".png")}  # fmt: skip
+    assert timeline == {"1", "2", "3"}
     assert (project / "mlartifacts").is_dir()  # artifacts next to mlflow.db at the repo root
 
 
@@ -108,10 +131,21 @@ def test_sample_writes_the_asked_number_of_valid_pngs(repro, sampler, tmp_path):
         assert Image.open(f).size == (8, 8) and Image.open(f).mode == "L"
 
 
+def test_sample_from_the_registered_champion_says_so_and_matches_the_workspace(repro, tmp_path):
+    project, _ = repro
+    ref = "models:/balanced-vae-generator@champion"
+    out = run(["bvae", "sample", "--model", ref, "-n", "3", "--out", str(tmp_path / "champion")], project).stdout
+    assert "models: registered model balanced-vae-generator version 1, pipeline run 'running_gamma k=1.0 · " in out
+    out = run(["bvae", "sample", "-n", "3", "--out", str(tmp_path / "workspace")], project).stdout
+    assert "models: the workspace's models/" in out
+    for i in range(3):  # the champion is the pipeline's only run: the same models, the same images
+        assert (tmp_path / "champion" / f"{i:06d}.png").read_bytes() == (tmp_path / "workspace" / f"{i:06d}.png").read_bytes()
+
+
 def test_interpolation_grid(repro, tmp_path):
     project, _ = repro
     run(["bvae", "interpolate", "--out", str(tmp_path / "i.png"), "--pairs", "3", "--steps", "5"], project)
-    assert Image.open(tmp_path / "i.png").size == (7 * 9 + 1, 3 * 9 + 1)  # 3 rows of a, 5 steps, b
+    assert Image.open(tmp_path / "i.png").size == (4 * (7 * 9 + 1), 4 * (3 * 9 + 1))  # 3 rows of a, 5 steps, b; 4x
 
 
 def test_registered_generator_and_stage_models_load_back_and_generate(repro):
@@ -128,7 +162,7 @@ def test_registered_generator_and_stage_models_load_back_and_generate(repro):
         pyfunc = mlflow.pyfunc.load_model("models:/balanced-vae-generator@candidate")
         assert list(pyfunc.metadata.signature.outputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, 8, 8]
         assert pyfunc.predict(np.zeros((2, generator.latent_dim), dtype="float32")).shape == (2, 1, 8, 8)
-        train = next(r for r in runs(project) if r.data.tags.get("mlflow.runName") == "train_vae")
+        train = next(r for r in runs(project) if r.data.tags.get("bvae.stage") == "train_vae")
         vae = mlflow.pytorch.load_model(f"runs:/{train.info.run_id}/vae")
         assert vae(torch.rand(3, 1, 8, 8)).shape == (3, 1, 8, 8)
     finally:
@@ -185,7 +219,7 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
     })  # fmt: skip
     project = make_project(tmp_path, params)
     run(["dvc", "repro"], project, BVAE_TRACKING="off")
-    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
     assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
             for s in ("rec", "gen2")} <= set(metrics)  # fmt: skip
     assert set(json.loads((project / "metrics/reference.json").read_text())) == {"fid_inception_train_vs_test"}

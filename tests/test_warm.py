@@ -58,8 +58,8 @@ def test_warm_stages_write_what_fresh_processes_write(project, tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("balanced-vae").experiment_id],
                               "tags.`bvae.stage` = 'train_vae'", order_by=["attributes.start_time DESC"])  # fmt: skip
     latest = runs[0]
-    assert latest.info.status == "FINISHED" and 0 < latest.data.metrics["stage_wall_time_s"] <= stage["wall"]
-    assert [m.step for m in client.get_metric_history(latest.info.run_id, "loss")] == list(range(1, 7))
+    assert latest.info.status == "FINISHED" and 0 < latest.data.metrics["train_vae/stage_wall_time_s"] <= stage["wall"]
+    assert [m.step for m in client.get_metric_history(latest.info.run_id, "train_vae/loss")] == list(range(1, 7))
     assert any(a.path == "model" for a in client.list_artifacts(latest.info.run_id))
 
 

@@ -166,7 +166,7 @@ def _preset_names() -> list[str]:
 @click.argument("name", required=False)
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
               show_default=True, help="Params file to change (its comments and layout are kept).")
-@click.option("--list", "list_only", is_flag=True, help="List the presets with their first comment line.")
+@click.option("--list", "list_only", is_flag=True, help="List the presets, each with its description.")
 @stage
 def preset(name, params_path, list_only):
     """Apply the preset NAME (presets/NAME.yaml) to params.yaml.
@@ -183,9 +183,14 @@ def preset(name, params_path, list_only):
     from pipeline.params import apply_overlay
 
     if list_only or name is None:
+        import itertools
+        import textwrap
+
         for n in _preset_names():
-            first = (PRESETS / f"{n}.yaml").read_text().splitlines()[0].lstrip("# ")
-            click.echo(f"{n:10s} {first}")
+            header = itertools.takewhile(lambda line: line.startswith("#"), (PRESETS / f"{n}.yaml").read_text().splitlines())
+            text = " ".join(line.lstrip("# ") for line in header)
+            indent = " " * 4
+            click.echo(f"{n}\n{textwrap.fill(text, 88, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)}\n")
         return
     if name not in _preset_names():
         raise PipelineError(f"unknown preset '{name}' (choose one of {', '.join(_preset_names())})")

@@ -39,6 +39,9 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     project, log = repro
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
+    assert "\r" not in log and "\x1b[" not in log  # progress bars write plain lines to a log
+    assert "Pickle" not in log and "Traceback" not in log  # MLflow's pickle warning, once per model, is silenced
+    assert "KID: the unbiased MMD^2 of torch-fidelity" in log and "(subsets of 30)" in log
     for path in [
         "data/prepared/train.pt", "data/prepared/test.pt", "data/prepared/meta.json", "models/classifier.pt",
         "reference/real_stats.pt", "models/vae.pt", "models/stage2.pt", "models/gmm.pt",

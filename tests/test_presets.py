@@ -22,6 +22,14 @@ def test_every_paper_preset_and_quick_exist():
     assert {"mnist", "fashion_mnist", "cifar10", "celeba", "quick"} <= set(PRESETS)
 
 
+def test_list_shows_each_whole_description(tmp_path):
+    listed = " ".join(run(["bvae", "preset", "--list"], cwd=tmp_path).stdout.split())
+    for name in PRESETS:
+        lines = (ROOT / "presets" / f"{name}.yaml").read_text().splitlines()
+        header = " ".join(" ".join(x.lstrip("# ") for x in lines if x.startswith("#")).split())
+        assert f"{name} {header}" in listed  # not cut after the first line
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_applies_and_trains_a_step(tmp_path, name):
     params_path = tmp_path / "params.yaml"

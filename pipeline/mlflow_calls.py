@@ -96,8 +96,14 @@ class RunCalls:
         run = mlflow.start_run(experiment_id=exp_id, run_name=f"{stage} · {parent_name}", parent_run_id=self.parent_id,
                                tags=tags)  # fmt: skip
         self.run_id = run.info.run_id
+        self._parent_running()
         print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}", flush=True)
         return self.run_id
+
+    def _parent_running(self) -> None:
+        """The parent run is RUNNING while one of its stages runs (:meth:`end` sets its end status)."""
+        if self.parent_id and self.client.get_run(self.parent_id).info.status != "RUNNING":
+            self.client.update_run(self.parent_id, status="RUNNING")
 
     def warm_up(self) -> None:
         """Import what logging a model needs (torch, mlflow.pytorch) while the stage works."""
@@ -115,15 +121,20 @@ class RunCalls:
             return False
         self.run_id = mlflow.start_run(run_id=run_id).info.run_id
         self.parent_id = run.data.tags.get("mlflow.parentRunId")
+        self._parent_running()
         print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
         return True
 
     def end(self, status: str) -> None:
-        """End the run; this process then exits at once when told to, without tearing down
-        MLflow and torch (a second the stage would otherwise wait for): everything is written."""
+        """End the run, and the parent run with the same status (FINISHED after the last stage
+        that ran, `dvc repro train_vae` included; FAILED or KILLED when a stage fails or stops).
+        This process then exits at once when told to, without tearing down MLflow and torch
+        (a second the stage would otherwise wait for): everything is written."""
         import mlflow
 
         mlflow.end_run(status=status)
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
         sys.stdout.flush()
         sys.stderr.flush()
         atexit.register(os._exit, 0)  # registered last, so it runs first
@@ -213,9 +224,8 @@ class RunCalls:
 
         mlflow.set_tags(tags)
 
-    def finish_parent(self, metrics: dict) -> None:
+    def log_parent_metrics(self, metrics: dict) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-        self.client.set_terminated(self.parent_id, "FINISHED")

@@ -167,6 +167,6 @@ class StageRun:
     def set_tags(self, tags: dict) -> Future | None:
         return self._call("set_tags", tags)
 
-    def finish_parent(self, metrics: dict) -> Future | None:
-        """Put the pipeline's headline metrics on the parent run (keys as given) and mark it finished."""
-        return self._call("finish_parent", {k: float(v) for k, v in metrics.items()})
+    def log_parent_metrics(self, metrics: dict) -> Future | None:
+        """Put the pipeline's headline metrics on the parent run (keys as given)."""
+        return self._call("log_parent_metrics", {k: float(v) for k, v in metrics.items()})

@@ -5,7 +5,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
-dvc repro "$@"
+# A new MLflow store gets a record of every stage. Without --force, a fresh clone would
+# skip `evaluate`: its inputs reproduce bit for bit and its outputs are committed, so DVC
+# rightly calls it up to date, and the store would have no FIDs and no registered model.
+force=()
+if [ -z "${MLFLOW_TRACKING_URI:-}" ] && [ ! -e mlflow.db ]; then force=(--force); fi
+dvc repro "${force[@]}" "$@"
 echo
 echo "pipeline time: $(( $(date +%s) - start )) s"
 echo
@@ -20,10 +25,11 @@ PY
 cat <<TXT
 
 Results
-  metrics:        metrics/*.json            (dvc metrics show: FID, KID, precision/recall per sampler; NLL bounds)
-  sample grids:   plots/evaluate/{real,rec,gen1,gen2}.png
+  metrics:        metrics/*.json            (dvc metrics show: FIDs, bits/dim, final gamma and beta_eff)
+                  metrics/all/*.json        (every metric: KID, precision/recall, every likelihood bound)
+  sample grids:   plots/evaluate/{real,rec,gen1,gen2,...}.png
   loss curves:    plots/train_vae/history.csv, plots/train_stage2/history.csv   (dvc plots show)
-  models:         models/vae.pt, models/stage2.pt, models/classifier.pt
+  models:         models/vae.pt, models/stage2.pt, models/classifier.pt; registered: models:/balanced-vae-generator@champion
   MLflow store:   ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
 MLflow UI
   .venv/bin/mlflow ui --backend-store-uri ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}    then open http://127.0.0.1:5000

@@ -136,7 +136,7 @@ def main(params_path):
         run.log_metrics(metrics | timing)
         upstream = read_json(METRICS / "train_vae.json")
         headline |= {f"train_vae.{key}": upstream[key] for key in HEADLINE_STAGE1 if key in upstream}
-        run.finish_parent(headline)
+        run.log_parent_metrics(headline)
         registered = run.wait(run.log_model(
             Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim), register_as=reg.get("name"),
             alias=reg.get("alias"), champion=reg.get("champion"), score=f"fid_{space_name}_gen2", metrics=headline,

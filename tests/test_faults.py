@@ -98,10 +98,15 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130_then_resumes(project):
     assert proc.returncode == 130
     assert "interrupted: train_vae stopped; checkpoints/train_vae.pt holds epoch" in err and "Traceback" not in err
     assert checkpoint_epoch(project) >= 2
+    client, runs = stage_runs(project, "train_vae")
+    latest = max(runs, key=lambda r: r.info.start_time)
+    parent = client.get_run(latest.data.tags["mlflow.parentRunId"])
+    assert (latest.info.status, parent.info.status) == ("KILLED", "KILLED")  # the parent follows its stage
     out = run(["python", "-m", "stages.train_vae"], project)
     assert "resuming from checkpoints/train_vae.pt" in out.stdout
     for f, text in expected.items():
         assert (project / f).read_text() == text, f
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"  # its last stage finished
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):

@@ -366,7 +366,7 @@ def test_prepare_stage_records_classes_skipped_and_raw_hash(tmp_path, monkeypatc
         3,
     )
     assert [s["path"] for s in meta["skipped"]] == ["dogs/broken.png", "dogs/cut.jpg"]
-    assert meta["raw_sha256"] == raw and meta["source"] == str(tmp_path / "imgs")
+    assert meta["raw_sha256"] == raw and meta["source"] == "imgs"  # as params.yaml says: not where the project is
     assert json.loads(Path("metrics/prepare.json").read_text())["num_skipped"] == 2
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("balanced-vae").experiment_id

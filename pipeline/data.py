@@ -546,9 +546,3 @@ def save_split(split: Split, path) -> None:
     from pipeline.utils import save_torch
 
     save_torch({"images": split.images, "labels": split.labels}, path)
-
-
-@timed("io")
-def load_split(path) -> Split:
-    d = torch.load(path, weights_only=True)
-    return Split(d["images"], d["labels"])

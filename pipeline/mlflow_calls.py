@@ -14,17 +14,19 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import runs
+from pipeline import runs, store
 from pipeline.params import flatten, used
-from pipeline.store import is_server
+
 
 _RUN = None  # this process's RunCalls, made by the first call ("open")
 
 
 def start() -> None:
-    """Initialiser of the tracking process: Ctrl-C is for the stage, which then ends the run
-    here; and the lowest CPU priority, so that it runs on the CPU time the stage leaves idle."""
+    """Initialiser of the tracking process: Ctrl-C and SIGTERM (sent to the whole process
+    group by SLURM, a shell) are for the stage, which then ends the run here; and the lowest
+    CPU priority, so that it runs on the CPU time the stage leaves idle."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if hasattr(os, "nice"):
         os.nice(19)
 
@@ -41,7 +43,8 @@ def open_store() -> None:
     try:
         from mlflow import MlflowClient
 
-        MlflowClient(uri)
+        with store.opening(uri):
+            MlflowClient(uri)
     except Exception:  # noqa: BLE001
         pass
 
@@ -83,16 +86,17 @@ class RunCalls:
         import mlflow
         from mlflow import MlflowClient
 
-        if is_server(uri):  # fail in seconds, not after minutes of retries
+        if store.is_server(uri):  # fail in seconds, not after minutes of retries
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         mlflow.set_tracking_uri(uri)
-        self.client = MlflowClient(uri)
-        if resume_run_id and self._resume(resume_run_id):
-            return self.run_id
-        exp_id = runs.experiment_id(self.client, artifacts)
-        tags = runs.stage_tags(stage, params)
-        self.parent_id, parent_name = runs.parent_run(self.client, exp_id, tags, params)
+        with store.opening(uri):  # a new sqlite store is created by one process at a time
+            self.client = MlflowClient(uri)
+            if resume_run_id and self._resume(resume_run_id):
+                return self.run_id
+            exp_id = runs.experiment_id(self.client, artifacts)
+            tags = runs.stage_tags(stage, params)
+            self.parent_id, parent_name = runs.parent_run(self.client, exp_id, tags, params)
         run = mlflow.start_run(experiment_id=exp_id, run_name=f"{stage} · {parent_name}", parent_run_id=self.parent_id,
                                tags=tags)  # fmt: skip
         self.run_id = run.info.run_id

@@ -66,8 +66,8 @@ class StageRun:
         spent = timing.CLOCK.summary()
         self.log_metrics({"stage_wall_time_s": spent.pop("wall"), "overhead_share": spent.pop("overhead_share")}
                          | {f"time_{k}_s": v for k, v in spent.items()})  # fmt: skip
-        status = "FINISHED" if exc_type is None else "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
-        interrupted = exc_type is KeyboardInterrupt
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or SIGTERM
+        status = "FINISHED" if exc_type is None else "KILLED" if interrupted else "FAILED"
         try:
             self.wait(self._call("end", status), INTERRUPT_WAIT if interrupted else None)
         except TimeoutError:

@@ -107,13 +107,12 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
     import torch
 
     from pipeline import sampling
-    from pipeline.data import load_split
     from pipeline.speed import pick_device
     from pipeline.utils import save_grid
-    from stages.layout import PREPARED
+    from stages.runtime import load_prepared
 
     vae = _trained_models(pick_device(), model_ref)[0]
-    test = load_split(PREPARED / "test.pt")
+    test = load_prepared("test")
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
     if len(idx) < 2 * pairs:
         raise PipelineError(f"--pairs {pairs} needs {2 * pairs} test images, there are {len(test)}")

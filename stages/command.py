@@ -2,6 +2,7 @@
 error wrapper. Imports only click, so `--help` starts without torch or MLflow."""
 
 import functools
+import signal
 import sys
 
 import click
@@ -18,9 +19,18 @@ params_option = click.option(
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what `timeout`, SLURM and Kubernetes send before they kill: a stage stops
+    as on Ctrl-C (the last finished epoch saved, the MLflow run KILLED) and exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def stage(fn):
     """Run a stage body, in a warm server when one is up (:mod:`stages.warm`): user errors
-    print one line and exit 2; Ctrl-C exits 130."""
+    print one line and exit 2; Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -29,13 +39,15 @@ def stage(fn):
         code = warm.handoff()
         if code is not None:
             sys.exit(code)
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return fn(*args, **kwargs)
         except PipelineError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as e:
-            click.echo(f"interrupted{': ' + str(e) if str(e) else ''}", err=True)
-            sys.exit(130)
+            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
+            sys.exit(128 + signal.SIGTERM if isinstance(e, Terminated) else 130)
 
     return wrapper

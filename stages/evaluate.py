@@ -4,7 +4,7 @@ import time
 import click
 
 from stages.command import params_option, stage
-from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE
+from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, REFERENCE, STAGE2, VAE
 
 HEADLINE_NLL = ("bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")  # with the FIDs
 HEADLINE_STAGE1 = ("final_gamma", "final_beta_eff", "final_active_units", "final_kl_grad_share")  # also on the parent run
@@ -41,13 +41,12 @@ def main(params_path):
 
     import torch
     from pipeline import PipelineError, likelihood, protocol, sampling
-    from pipeline.data import load_split
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_grid
-    from stages.runtime import load_checkpoint, setup
+    from stages.runtime import load_checkpoint, load_prepared, setup
     from stages.training import write_metrics
 
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
@@ -70,7 +69,7 @@ def main(params_path):
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     stage2 = stage2_from_checkpoint(s2).to(device)
     gmm = load_checkpoint(GMM, "Gaussian mixture")
-    test = load_split(PREPARED / "test.pt")
+    test = load_prepared("test")
     n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
 
     with StageRun("evaluate", params) as run:

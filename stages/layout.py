@@ -11,3 +11,11 @@ GMM = Path("models/gmm.pt")
 CHECKPOINTS = Path("checkpoints")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+
+PRODUCER = {PREPARED: "prepare", CLASSIFIER: "reference", REFERENCE.parent: "reference", VAE: "train_vae",
+            STAGE2: "train_stage2", GMM: "train_stage2"}  # fmt: skip
+
+
+def producer(path: Path) -> str | None:
+    """The DVC stage that writes ``path`` (a file, or a file in an output folder)."""
+    return PRODUCER.get(path) or PRODUCER.get(path.parent)

@@ -26,13 +26,12 @@ def main(params_path):
     import torch
     from pipeline import PipelineError
     from pipeline import classifier as clf
-    from pipeline.data import load_split
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
     from pipeline.speed import set_cpu_threads, step_flops, training_threads
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_torch, write_csv, write_json
-    from stages.runtime import setup
+    from stages.runtime import load_prepared, setup
 
     ref = section(params, "reference", ("features", "classifier"))
     cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
@@ -48,7 +47,7 @@ def main(params_path):
             "reference.features: inception (needs the Inception-v3 weights)"
         )
     device = setup(cfg["seed"])
-    train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
+    train, test = load_prepared("train"), load_prepared("test")
     with StageRun("reference", params) as run:
         run.log_params({"reference": ref})
         metrics = {}

@@ -28,6 +28,27 @@ def setup(seed: int) -> torch.device:
 
 @timed("io")
 def load_checkpoint(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise PipelineError(f"{what} not found at {path}: run the earlier stages first (dvc repro)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A torch file another stage wrote (``what``, for the messages): one line naming the
+    file and the fix when it is missing or unreadable (truncated, corrupt, not a torch file)."""
+    from stages.layout import producer
+
+    stage = producer(Path(path))
+    if not Path(path).is_file():
+        raise PipelineError(f"{what} not found at {path}: run the stages before this one first "
+                            f"(`dvc repro{' ' + stage if stage else ''}`)")  # fmt: skip
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, OSError, pickle and zip errors
+        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        fix = f"`dvc checkout {path}` restores it from the DVC cache, or `dvc repro -f {stage}` makes it again"
+        raise PipelineError(f"{path} is not a readable {what} file (truncated or corrupt? {reason}): "
+                            f"{fix if stage else 'write it again'}") from None  # fmt: skip
+
+
+def load_prepared(split: str):
+    """data/prepared/<split>.pt (``train`` or ``test``) as a :class:`pipeline.data.Split`."""
+    from pipeline.data import Split
+    from stages.layout import PREPARED
+
+    d = load_checkpoint(PREPARED / f"{split}.pt", f"prepared {split} images")
+    return Split(d["images"], d["labels"])

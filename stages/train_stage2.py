@@ -25,7 +25,6 @@ def main(params_path):
 
     import torch
     from pipeline.balance import build_balance
-    from pipeline.data import load_split
     from pipeline.gmm import fit_gmm
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
     from pipeline import distributed
@@ -33,14 +32,14 @@ def main(params_path):
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_torch
-    from stages.runtime import load_checkpoint, setup
+    from stages.runtime import load_checkpoint, load_prepared, setup
     from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
 
     distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
-    images = load_split(PREPARED / "train.pt").images
+    images = load_prepared("train").images
     with part("work"):
         mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)

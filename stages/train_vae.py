@@ -25,19 +25,18 @@ def main(params_path):
 
     from pipeline import PipelineError, distributed
     from pipeline.balance import build_balance
-    from pipeline.data import load_split
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.sampling import reconstruct
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, save_torch
-    from stages.runtime import setup
+    from stages.runtime import load_prepared, setup
     from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
 
     distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
     device = setup(cfg["seed"])
-    train, test = load_split(PREPARED / "train.pt"), load_split(PREPARED / "test.pt")
+    train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:
         model = build_stage1(cfg, channels, size).to(device)

@@ -96,8 +96,8 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
         raise PipelineError(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
                             "params, then dvc repro") from None  # fmt: skip
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (stages.command.Terminated): the same class again
+        raise type(e)(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
         return history, speed
     from pipeline.plots import latent_figure  # matplotlib: imported once the training is done

@@ -11,6 +11,8 @@ NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "ce
 UNLABELLED = ("celeba",)  # datasets without class labels (no domain classifier)
 ARCHITECTURES = ("conv", "resnet", "resnet_ref", "infogan")  # stage 1, pipeline/models.py
 PRECISIONS = ("auto", "fp32", "bf16")
+MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 PROTOCOLS = ("clean", "paper")  # evaluation protocols, pipeline/protocol.py
 SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")  # pipeline/sampling.py
 STRATEGIES = {  # balancing strategy -> its params and their defaults (its constructor's keywords), pipeline/balance/

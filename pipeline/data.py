@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import PipelineError
-from pipeline.choices import DATASETS
+from pipeline import PipelineError, memory
+from pipeline.choices import DATASETS, MIN_IMAGES
 from pipeline.timing import timed
 
 PARALLEL_MIN = 500  # decode in a process pool when there are more image files than this
@@ -108,6 +108,9 @@ def load(cfg: dict) -> Dataset:
         raise PipelineError(f"prepare.image_size: {size!r} is not a positive integer or null")
     if not 0 < cfg["test_fraction"] < 1:
         raise PipelineError(f"prepare.test_fraction: {cfg['test_fraction']!r} is not between 0 and 1")
+    if size is not None:  # celeba and folder decode every image at this size: one must fit
+        memory.check(4 * 3 * size * size, torch.device("cpu"), f"prepare.image_size: {size}: one {size} x {size} RGB "
+                     "image in float32", "lower prepare.image_size")  # fmt: skip
     if name == "digits":
         ds = Dataset(*load_digits(cfg["test_fraction"], seed), [digits_file()], [str(d) for d in range(10)], [])
     elif name in ("mnist", "fashion_mnist"):
@@ -119,6 +122,15 @@ def load(cfg: dict) -> Dataset:
     else:
         ds = load_folder(root, size, cfg["test_fraction"], limits, seed, bad_images)
     ds.train, ds.test = ds.train.subset(limits[0], seed), ds.test.subset(limits[1], seed + 1)
+    if len(ds.test) < MIN_IMAGES or len(ds.train) < MIN_IMAGES:
+        raise PipelineError(f"prepare: {len(ds.train)} training and {len(ds.test)} test images; FID, KID and "
+                            f"precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
+                            "limit_test or prepare.test_fraction, or add images")  # fmt: skip
+    if size is not None:
+        n, c = len(ds.train) + len(ds.test), channels or ds.train.images.shape[1]
+        memory.check(5 * n * c * size * size, torch.device("cpu"), f"prepare.image_size: {size}: {n:,} images of "
+                     f"{c} x {size} x {size} (uint8, and float32 while resizing)",
+                     "lower prepare.image_size, or prepare.limit_train / limit_test")  # fmt: skip
     for split in (ds.train, ds.test):
         split.images = to_channels(resize(split.images, size), channels)
         if cfg.get("jpeg_quality"):

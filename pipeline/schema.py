@@ -8,12 +8,13 @@ the balance blocks take their keys and types from its strategies' defaults.
 
 import difflib
 import math
+import posixpath
 import re
 from dataclasses import dataclass
 
 from pipeline import PipelineError
-from pipeline.choices import (ARCHITECTURES, DATASETS, NATIVE_SIZE, PRECISIONS, PROTOCOLS, SAMPLERS, STRATEGIES,
-                              UNLABELLED)  # fmt: skip
+from pipeline.choices import (ARCHITECTURES, DATASETS, MIN_IMAGES, NATIVE_SIZE, PRECISIONS, PROTOCOLS, SAMPLERS,
+                              SEED_MAX, STRATEGIES, UNLABELLED)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class Interval(Value):
         raise PipelineError(f"{key}: expected a number of epochs (an integer >= 1) or seconds such as \"30s\", got {v!r}")
 
 
-COUNT, SEED = Value(int, lo=1), Value(int, lo=0)
+COUNT, SEED = Value(int, lo=1), Value(int, lo=0, hi=SEED_MAX)
 LR = Value(float, gt=0)
 
 
@@ -103,8 +104,8 @@ def _schema() -> dict:
         "prepare": {
             "dataset": Value(str, choices=DATASETS), "data_root": Value(str), "image_size": Value(int, null=True, lo=4),
             "channels": Value(int, null=True, choices=(1, 3)), "bad_images": Value(str, choices=("skip", "fail")),
-            "test_fraction": Value(float, gt=0, lt=1), "limit_train": Value(int, null=True, lo=2),
-            "limit_test": Value(int, null=True, lo=1), "jpeg_quality": Value(int, null=True, lo=1, hi=95), "seed": SEED,
+            "test_fraction": Value(float, gt=0, lt=1), "limit_train": Value(int, null=True, lo=MIN_IMAGES),
+            "limit_test": Value(int, null=True, lo=MIN_IMAGES), "jpeg_quality": Value(int, null=True, lo=1, hi=95), "seed": SEED,
         },
         "reference": {
             "features": Value(str, choices=("domain", "inception")), "inception_weights": Value(str, null=True),
@@ -125,7 +126,7 @@ def _schema() -> dict:
             "balance": _balance_schema(),
         },
         "evaluate": {
-            "num_samples": Value(int, null=True, lo=2), "samplers": Value(list, item_choices=SAMPLERS),
+            "num_samples": Value(int, null=True, lo=MIN_IMAGES), "samplers": Value(list, item_choices=SAMPLERS),
             "rescale": Value(bool), "batch_size": COUNT, "grid_rows": COUNT, "seed": SEED,
             "protocol": Value(str, choices=PROTOCOLS), "nll_samples": Value(int, lo=0), "nll_prior_samples": COUNT,
             "register": {"name": Value(str, null=True), "alias": Value(str, null=True), "champion": Value(str, null=True)},
@@ -144,6 +145,29 @@ def _balance_schema() -> dict:
         for name, default in defaults.items():
             keys[name] = Value(type(default), **BALANCE_RANGES.get(name, {}))
     return keys
+
+
+def _check_registry_names(register: dict) -> None:
+    """MLflow's rules for model names and aliases (mlflow/utils/validation.py, MLflow 3.17:
+    _validate_model_name line 692, _validate_model_alias_name line 723 and its regex at line
+    53, the reserved names at lines 56 and 740), checked before the pipeline runs, not
+    after it, when the registry refuses them."""
+    name = register["name"]
+    if name is not None and ("/" in name or ":" in name or posixpath.normpath(name) != name or name.startswith(".")):
+        raise PipelineError(f"evaluate.register.name: {name!r} is not a valid MLflow model name (no '/' or ':', "
+                            "no leading '.'); e.g. balanced-vae-generator")  # fmt: skip
+    for key in ("alias", "champion"):
+        alias = register[key]
+        if alias is None:
+            continue
+        if alias.lower() == "latest":
+            raise PipelineError(f"evaluate.register.{key}: 'latest' is reserved by MLflow; choose another alias")
+        if re.fullmatch(r"[vV]\d+", alias):
+            raise PipelineError(f"evaluate.register.{key}: {alias!r} is reserved by MLflow for version numbers "
+                                "(v1 is version 1); choose another alias")  # fmt: skip
+        if not re.fullmatch(r"[\w\-]{1,255}", alias):
+            raise PipelineError(f"evaluate.register.{key}: {alias!r} is not a valid MLflow alias (letters, digits, "
+                                "_ and -, at most 255)")  # fmt: skip
 
 
 def validate(params: dict) -> None:
@@ -189,9 +213,7 @@ def _combinations(p: dict) -> None:
         raise PipelineError(f"reference.features: domain needs class labels and {prep['dataset']} has none; "
                             "use inception")  # fmt: skip
     register = p["evaluate"]["register"]
-    for key in ("alias", "champion"):
-        if str(register[key]).lower() == "latest":
-            raise PipelineError(f"evaluate.register.{key}: 'latest' is reserved by MLflow; choose another alias")
+    _check_registry_names(register)
     if register["alias"] and register["champion"] and register["alias"].lower() == register["champion"].lower():
         raise PipelineError(f"evaluate.register.champion: the same alias as evaluate.register.alias "
                             f"({register['alias']!r}); the champion moves only on a better FID, so name it differently")

@@ -24,6 +24,7 @@ def main(params_path):
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
     import torch
+    from pipeline import PipelineError, memory
     from pipeline.balance import build_balance
     from pipeline.gmm import fit_gmm
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
@@ -40,11 +41,17 @@ def main(params_path):
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
+    if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
+        raise PipelineError(f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "
+                            f"codes the mixture is fitted on (one per training image); use at most {len(images):,}")
     with part("work"):
         mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
+    need = memory.model_bytes(lambda: build_stage2(cfg, mu.shape[1]))
+    memory.check(need, device, f"the stage-2 model ({need // memory.ADAM_BYTES:,} parameters, with gradients and Adam "
+                 "state)", "lower stage2.width or stage2.depth")  # fmt: skip
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])

@@ -23,7 +23,7 @@ def main(params_path):
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
-    from pipeline import PipelineError, distributed
+    from pipeline import PipelineError, distributed, memory
     from pipeline.balance import build_balance
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.sampling import reconstruct
@@ -39,6 +39,9 @@ def main(params_path):
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:
+        need = memory.model_bytes(lambda: build_stage1(cfg, channels, size))
+        memory.check(need, device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model ({need // memory.ADAM_BYTES:,} "
+                     "parameters, with gradients and Adam state)", "lower train.latent_dim or the train.model sizes")
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
@@ -310,3 +311,26 @@ def test_missing_or_corrupt_inputs_are_one_line_naming_the_file_and_the_fix(tmp_
     (line,) = out.stderr.strip().splitlines()
     assert out.returncode == 2 and line.startswith("error: models/vae.pt is not a readable stage-1 model file")
     assert "`dvc repro -f train_vae`" in line
+
+
+def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_path):
+    project = make_project(tmp_path / "p", TINY)
+    run(["dvc", "repro", "train_vae"], project, BVAE_TRACKING="off")
+
+    def stops(stage: str, change: dict, message: str) -> None:
+        params = tmp_path / "params.yaml"
+        params.write_text(yaml.safe_dump(merge(yaml.safe_load((project / "params.yaml").read_text()), change)))
+        before = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
+        t0 = time.perf_counter()
+        out = run(["python", "-m", f"stages.{stage}", "--params", str(params)], project, check=False, BVAE_TRACKING="off")
+        assert out.returncode == 2 and time.perf_counter() - t0 < 30, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line, line
+        assert sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts) == before  # nothing written
+
+    stops("train_stage2", {"stage2": {"gmm": {"components": 5000}}},
+          "stage2.gmm.components: 5000 is more than the 300 latent codes the mixture is fitted on")
+    stops("train_vae", {"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100000000: the stage-1 model (")
+    stops("train_stage2", {"stage2": {"width": 10_000_000}}, "the stage-2 model (")
+    stops("prepare", {"prepare": {"image_size": 100_000}},
+          "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB")

@@ -6,6 +6,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import ROOT, merge, run
+from pipeline import PipelineError, schema
 from stages import evaluate, prepare, train_stage2, train_vae
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -53,6 +54,11 @@ BAD = [  # (params or a mutation of the defaults, expected message)
     (merge(DEFAULT, {"evaluate": {"samplers": ["gen1", "gen1"]}}), "evaluate.samplers: lists an entry twice"),
     (merge(DEFAULT, {"evaluate": {"register": {"alias": "latest"}}}), "evaluate.register.alias: 'latest' is reserved by MLflow"),
     (merge(DEFAULT, {"evaluate": {"register": {"champion": "Latest"}}}), "evaluate.register.champion: 'latest' is reserved by MLflow"),
+    (merge(DEFAULT, {"evaluate": {"register": {"alias": "v1"}}}), "evaluate.register.alias: 'v1' is reserved by MLflow for version numbers"),
+    (merge(DEFAULT, {"evaluate": {"register": {"name": "a/b:c"}}}), "evaluate.register.name: 'a/b:c' is not a valid MLflow model name"),
+    (merge(DEFAULT, {"train": {"seed": 5000000000}}), "train.seed: 5000000000 is out of range (must be <= 4294967295)"),
+    (merge(DEFAULT, {"evaluate": {"num_samples": 2}}), "evaluate.num_samples: 2 is out of range (must be >= 4)"),
+    (merge(DEFAULT, {"prepare": {"limit_test": 1}}), "prepare.limit_test: 1 is out of range (must be >= 4)"),
     (merge(DEFAULT, {"evaluate": {"register": {"champion": "Candidate"}}}), "evaluate.register.champion: the same alias as evaluate.register.alias ('candidate')"),
     (merge(DEFAULT, {"prepare": {"dataset": "celeba"}}), "reference.features: domain needs class labels and celeba has none; use inception"),
     (merge(DEFAULT, {"prepare": {"dataset": "folder"}}), "prepare.image_size: required for dataset folder"),
@@ -124,3 +130,33 @@ def test_presets_are_valid_params(name):
     from pipeline.schema import validate
 
     validate(merge(DEFAULT, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())))
+
+
+@pytest.mark.parametrize("kind", ["name", "alias"])
+def test_registry_names_follow_mlflows_own_rules(kind):
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils import validation
+
+    def mlflow_accepts(value):
+        try:
+            if kind == "name":
+                validation._validate_model_name(value)
+            else:
+                validation._validate_model_alias_name(value)
+                validation._validate_model_alias_name_reserved(value)
+        except MlflowException:
+            return False
+        return True
+
+    def ours_accepts(value):
+        register = {"name": "m", "alias": "a", "champion": "c"} | {kind: value}
+        try:
+            schema._check_registry_names(register)
+        except PipelineError:
+            return False
+        return True
+
+    for value in ("balanced-vae-generator", "a/b", "a:b", "../up", "./m", "gen 2", "v1", "V12", "v1x", "latest",
+                  "LATEST", "champion", "my_alias-2", "a.b", "x" * 255, "x" * 256, "über"):  # fmt: skip
+        assert ours_accepts(value) == mlflow_accepts(value), (kind, value)
+

@@ -15,7 +15,9 @@ def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict
     if not path.is_file():
         raise PipelineError(f"params file not found: {path}")
     try:
-        params = yaml.safe_load(path.read_text())
+        params = yaml.load(path.read_text(), Loader=_UniqueKeys)
+    except PipelineError as e:
+        raise PipelineError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -27,6 +29,21 @@ def load_params(path: str | Path = "params.yaml", validate: bool = True) -> dict
 
         check(params)
     return params
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key twice in one mapping is an error (PyYAML keeps
+    the last silently; DVC refuses the file): a second `train:` section is one line."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise PipelineError(f"the key '{key}' appears twice, at lines {seen[key] + 1} and "
+                                    f"{key_node.start_mark.line + 1}: keep one")  # fmt: skip
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def section(params: dict, name: str, required: tuple[str, ...] = ()) -> dict:

@@ -12,6 +12,8 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+import yaml
+
 from pipeline import PipelineError
 from pipeline.choices import (ARCHITECTURES, DATASETS, MIN_IMAGES, NATIVE_SIZE, PRECISIONS, PROTOCOLS, SAMPLERS,
                               SEED_MAX, STRATEGIES, UNLABELLED)  # fmt: skip
@@ -36,9 +38,12 @@ class Value:
             if not self.null:
                 raise PipelineError(f"{key}: must not be null (expected {self._what()})")
             return
-        if self.type is float and isinstance(v, str) and _number(v):
-            raise PipelineError(f"{key}: {v!r} is read as a string (YAML 1.1); write it with a dot, e.g. "
-                                f"{v.replace('e', '.0e', 1) if '.' not in v else v}")  # fmt: skip
+        if self.type in (int, float) and isinstance(v, str) and _number(v):
+            if not isinstance(yaml.safe_load(v), str):  # a number unquoted: so it was written in quotes
+                raise PipelineError(f"{key}: {v!r} is in quotes, so YAML reads it as text; remove the quotes")
+            if self.type is float:
+                    raise PipelineError(f"{key}: {v!r} is read as a string (YAML 1.1); write it with a dot, e.g. "
+                                    f"{v.replace('e', '.0e', 1) if '.' not in v else v}")  # fmt: skip
         ok = {
             int: isinstance(v, int) and not isinstance(v, bool),
             float: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
@@ -75,7 +80,9 @@ def _number(s: str) -> bool:
 
 
 def _guess(word, options, prefix: str = "") -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    """" (did you mean gen2?)": the option that differs only in case, else the closest one."""
+    options = [str(o) for o in options]
+    close = [o for o in options if o.lower() == str(word).lower()] or difflib.get_close_matches(str(word), options, n=1)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 

@@ -56,12 +56,13 @@ class Pace:
         self.ran = time.perf_counter()
 
 
-def _wait_for_a_signal() -> None:
+def _hold() -> None:
     """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE`` (its pid), then
-    wait mid-epoch until a signal stops the process, so that a test signals on an event,
-    never on a guess of how long an epoch takes."""
-    Path(os.environ["BVAE_HOLD_FILE"]).write_text(str(os.getpid()))
-    while True:
+    wait mid-epoch until a signal stops the process or the test removes the file (go on), so
+    that a test acts on an event, never on a guess of how long an epoch takes."""
+    held = Path(os.environ["BVAE_HOLD_FILE"])
+    held.write_text(str(os.getpid()))
+    while held.exists():
         time.sleep(0.05)
 
 
@@ -131,7 +132,7 @@ def fit(
 
     checkpoints, diagnostics = Pace(checkpoint_every, epochs), Pace(diag_every, epochs)
     inject_nan = int(os.environ.get("BVAE_INJECT_NAN_STEP", "0"))  # fault injection for tests: NaN loss at this step
-    hold = int(os.environ.get("BVAE_HOLD_AFTER_EPOCH", "0"))  # for tests: wait for a signal a few steps later
+    hold = int(os.environ.get("BVAE_HOLD_AFTER_EPOCH", "0"))  # for tests: hold a few steps later
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
     bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0, delay=1e-6)  # drawn once it has a total
     try:
@@ -152,7 +153,7 @@ def fit(
             with part("work"):
                 for i in range(steps):
                     if hold and epoch == hold + 1 and i == min(2, steps - 1):
-                        _wait_for_a_signal()
+                        _hold()
                     idx = perm[i * batch_size : (i + 1) * batch_size]
                     if len(idx) < size:  # a last batch too small to give every rank an item
                         continue

@@ -28,6 +28,31 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+SECTIONS = {"prepare": ("prepare",), "reference": ("reference",), "train_vae": ("train",), "train_stage2": ("stage2",),
+            "evaluate": ("evaluate", "reference.features")}  # what each stage reads: its `params:` in dvc.yaml
+
+
+def _read_sections(path, stage_name: str) -> dict | None:
+    """The params ``stage_name`` reads, flattened, as the file holds them now (None for commands
+    that read none; {"error": ...} for a file that no longer loads)."""
+    if path is None or stage_name not in SECTIONS:
+        return None
+    from pipeline.params import flatten, load_params
+
+    try:
+        params = flatten(load_params(path, validate=False))
+    except PipelineError as e:
+        return {"error": str(e)}
+    return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in SECTIONS[stage_name])}
+
+
+def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> str:
+    """The stage ran with the values it read at its start; DVC would record the new ones."""
+    diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    return (f"{path} changed while {stage_name} ran ({', '.join(diff)}): its outputs follow the values it read at "
+            "its start, so it fails here and DVC does not record the new ones; run `dvc repro` again")
+
+
 def stage(fn):
     """Run a stage body, in a warm server when one is up (:mod:`stages.warm`): user errors
     print one line and exit 2; Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number)."""
@@ -40,8 +65,15 @@ def stage(fn):
         if code is not None:
             sys.exit(code)
         signal.signal(signal.SIGTERM, _terminate)
+        spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
+        stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
         try:
-            return fn(*args, **kwargs)
+            before = _read_sections(kwargs.get("params_path"), stage_name)
+            result = fn(*args, **kwargs)
+            after = _read_sections(kwargs.get("params_path"), stage_name)
+            if before != after:
+                raise PipelineError(_changed_while_running(stage_name, before, after, kwargs["params_path"]))
+            return result
         except PipelineError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

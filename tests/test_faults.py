@@ -334,3 +334,26 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
     stops("train_stage2", {"stage2": {"width": 10_000_000}}, "the stage-2 model (")
     stops("prepare", {"prepare": {"image_size": 100_000}},
           "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB")
+
+
+def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tmp_path):
+    project = make_project(tmp_path, TINY)
+    locked = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")  # the committed run's
+    held = project / "held"
+    env = tool_env(BVAE_HOLD_AFTER_EPOCH="1", BVAE_HOLD_FILE=str(held), BVAE_TRACKING="off")
+    proc = subprocess.Popen(["dvc", "repro", "train_vae"], cwd=project, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.time() + 300
+    while not held.exists():  # the event: train_vae is in its second epoch, holding
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    params = project / "params.yaml"
+    params.write_text(params.read_text().replace("lr: 0.001", "lr: 0.0005", 1))
+    held.unlink()  # go on
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert ("params.yaml changed while train_vae ran (train.lr: 0.001 -> 0.0005): its outputs follow the values it "
+            "read at its start, so it fails here and DVC does not record the new ones") in err  # fmt: skip
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")
+    assert lock == locked  # DVC recorded neither the old values nor the new ones
+    assert "train_vae" in run(["dvc", "status"], project).stdout  # and says it must run again

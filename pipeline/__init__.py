@@ -28,3 +28,11 @@ Modules, one job each:
 
 class PipelineError(Exception):
     """A problem the user can fix (bad params, missing files, no weights): printed without a traceback."""
+
+
+class Diverged(PipelineError):
+    """The training loss became NaN or infinite."""
+
+
+class DiskFull(PipelineError):
+    """An output could not be written: its file system is full."""

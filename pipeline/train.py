@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline import PipelineError, distributed
+from pipeline import Diverged, distributed
 from pipeline.adam import Adam
 from pipeline.balance import Balance
 from pipeline.checkpoint import copy_tensors, rng_state, set_rng_state
@@ -184,7 +184,7 @@ def fit(
             bad = (~values[:, 0].isfinite()).nonzero()
             if len(bad):
                 first = int(bad[0])
-                raise PipelineError(f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, "
+                raise Diverged(f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, "
                                     f"step {step + first + 1}")  # fmt: skip
             step += steps
             seconds = time.perf_counter() - t0

@@ -1,5 +1,6 @@
 """Small helpers: seeding, atomic writes, CSV/JSON, progress bars, image grids."""
 
+import errno
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from pipeline import DiskFull
 from pipeline.timing import timed
 
 
@@ -35,8 +37,11 @@ def atomic_path(path: str | os.PathLike):
     record their file's name, as ``torch.save`` does inside its zip, then write the same
     bytes for the same content, so DVC sees an unchanged hash."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise _disk_full(path, 0) if e.errno in (errno.ENOSPC, errno.EDQUOT) else e from None
     tmp = folder / path.name
     try:
         yield tmp
@@ -44,8 +49,24 @@ def atomic_path(path: str | os.PathLike):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # outputs get the usual permissions
         os.replace(tmp, path)
+    except Exception as e:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        # torch.save and PIL report a full disk without an errno ("file write failed"): look at the disk
+        if full or shutil.disk_usage(path.parent).free < FULL_BELOW:
+            raise _disk_full(path, tmp.stat().st_size if tmp.exists() else 0) from None
+        raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is put down to a full disk
+
+
+def _disk_full(path: Path, written: int) -> DiskFull:
+    free = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
+    return DiskFull(f"cannot write {path}: its file system is full ({free / 1e6:.1f} MB free; the file needs more than "
+                    f"the {written / 1e6:.1f} MB written when it filled). Free some space, then run `dvc repro` again "
+                    "(a training stage resumes from its last checkpoint)")  # fmt: skip
 
 
 @timed("io")

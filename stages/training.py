@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from pipeline import PipelineError
+from pipeline import Diverged
 from pipeline.speed import Speed
 from stages.layout import CHECKPOINTS, PLOTS
 
@@ -92,9 +92,9 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
             resume=ckpt.found and ckpt.found["training"], on_checkpoint=save,
             checkpoint_every=cfg.get("checkpoint_every", 1), diag_every=cfg.get("diag_every", 1),
         )  # fmt: skip
-    except PipelineError as e:
+    except Diverged as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
-        raise PipelineError(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
+        raise Diverged(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
                             "params, then dvc repro") from None  # fmt: skip
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (stages.command.Terminated): the same class again
         raise type(e)(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None

@@ -3,6 +3,7 @@ at a chosen step, a tracking server that is closed or dies mid-run, messy data f
 Each checks the message, the exit code, and that nothing half-written is left."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -357,3 +358,31 @@ def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tm
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")
     assert lock == locked  # DVC recorded neither the old values nor the new ones
     assert "train_vae" in run(["dvc", "status"], project).stdout  # and says it must run again
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 30 MB tmpfs (needs the right to mount, as root in a container has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_run_fails(small_disk, tmp_path):
+    project = make_project(small_disk / "p", TINY)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # the store on another disk, so the run's end can be recorded
+    run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=uri)
+    free = shutil.disk_usage(small_disk).free
+    (small_disk / "filler").write_bytes(b"\0" * (free - 300_000))  # 0.3 MB left: less than a checkpoint
+    out = run(["python", "-m", "stages.train_vae"], project, check=False, MLFLOW_TRACKING_URI=uri)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    (line,) = [x for x in out.stderr.strip().splitlines() if x.startswith("error:")]
+    assert line.startswith("error: cannot write checkpoints/train_vae.pt: its file system is full (") and "`dvc repro`" in line
+    client = MlflowClient(uri)
+    (stage,) = client.search_runs([client.get_experiment_by_name("balanced-vae").experiment_id],
+                                  "tags.`bvae.stage` = 'train_vae'")  # fmt: skip
+    assert stage.info.status == "FAILED"
+    assert client.get_run(stage.data.tags["mlflow.parentRunId"]).info.status == "FAILED"

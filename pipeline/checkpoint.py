@@ -70,7 +70,7 @@ def identity(params: dict, inputs: list[Path]) -> str:
 
 
 def save(path: Path, ident: str, state: dict) -> None:
-    save_torch({"identity": ident, **state}, path)
+    save_torch({"identity": ident, **state}, path, output=False)  # kept when the stage fails: it resumes
 
 
 def load(path: Path, ident: str) -> dict | None:

@@ -30,9 +30,13 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+WRITTEN: list[Path] = []  # the outputs this process wrote: a stage that fails removes them (stages.command)
+
+
 @contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds.
+def atomic_path(path: str | os.PathLike, output: bool = True):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds
+    (and note it in WRITTEN when it is an ``output``, not resumable state such as a checkpoint).
     The temporary file has ``path``'s own name (in a hidden folder beside it): writers that
     record their file's name, as ``torch.save`` does inside its zip, then write the same
     bytes for the same content, so DVC sees an unchanged hash."""
@@ -49,6 +53,8 @@ def atomic_path(path: str | os.PathLike):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # outputs get the usual permissions
         os.replace(tmp, path)
+        if output:
+            WRITTEN.append(path)
     except Exception as e:
         full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
         # torch.save and PIL report a full disk without an errno ("file write failed"): look at the disk
@@ -70,8 +76,8 @@ def _disk_full(path: Path, written: int) -> DiskFull:
 
 
 @timed("io")
-def save_torch(obj, path) -> None:
-    with atomic_path(path) as tmp:
+def save_torch(obj, path, output: bool = True) -> None:
+    with atomic_path(path, output) as tmp:
         torch.save(obj, tmp)
 
 

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 start=$(date +%s)
+bvae check          # params.yaml, and prepare.data_root named by its key if it is missing
 # A new MLflow store gets a record of every stage. Without --force, a fresh clone would
 # skip `evaluate`: its inputs reproduce bit for bit and its outputs are committed, so DVC
 # rightly calls it up to date, and the store would have no FIDs and no registered model.

@@ -154,6 +154,25 @@ def compare(experiment, filter_string, out_dir):
     click.echo(f"wrote {out_dir / 'table.md'}, " + ", ".join(str(p) for p in paths))
 
 
+@main.command()
+@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
+              show_default=True, help="Params file to check.")
+@stage
+def check(params_path):
+    """Check params.yaml without running anything: every key (as each stage does at its
+    start), and that `prepare.data_root` exists (DVC checks it before the prepare stage
+    starts, with a message that names the path, not the key). `scripts/repro.sh` runs it
+    before `dvc repro`."""
+    from pipeline.params import load_params
+
+    params = load_params(params_path)
+    root = Path(params["prepare"]["data_root"])
+    if not root.exists():
+        raise PipelineError(f"prepare.data_root: {str(root)!r} does not exist; DVC needs it as the prepare stage's "
+                            "dependency (for digits too: the default data/raw holds a README): create it or fix the path")
+    click.echo(f"{params_path}: ok")
+
+
 PRESETS = Path(__file__).resolve().parents[1] / "presets"
 
 

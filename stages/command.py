@@ -53,6 +53,21 @@ def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> 
             "its start, so it fails here and DVC does not record the new ones; run `dvc repro` again")
 
 
+def _remove_written() -> None:
+    """A stage that fails leaves none of its outputs (not some of them): remove those it wrote.
+    Checkpoints are not outputs and stay, for the resume."""
+    utils = sys.modules.get("pipeline.utils")
+    if utils is None:  # never imported: nothing written
+        return
+    for path in utils.WRITTEN:
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()  # an output folder (plots/train_vae) left empty
+        except OSError:
+            pass
+    utils.WRITTEN.clear()
+
+
 def stage(fn):
     """Run a stage body, in a warm server when one is up (:mod:`stages.warm`): user errors
     print one line and exit 2; Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number)."""
@@ -75,11 +90,20 @@ def stage(fn):
                 raise PipelineError(_changed_while_running(stage_name, before, after, kwargs["params_path"]))
             return result
         except PipelineError as e:
+            _remove_written()
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt as e:
+            _remove_written()
             what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
             click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
             sys.exit(128 + signal.SIGTERM if isinstance(e, Terminated) else 130)
+        except SystemExit as e:
+            if e.code not in (0, None):
+                _remove_written()
+            raise
+        except Exception:
+            _remove_written()
+            raise
 
     return wrapper

@@ -357,6 +357,8 @@ def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tm
             "read at its start, so it fails here and DVC does not record the new ones") in err  # fmt: skip
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")
     assert lock == locked  # DVC recorded neither the old values nor the new ones
+    for output in ("models/vae.pt", "metrics/train_vae.json", "metrics/all/train_vae.json", "plots/train_vae"):
+        assert not (project / output).exists(), output  # all of the stage's outputs or none: none
     assert "train_vae" in run(["dvc", "status"], project).stdout  # and says it must run again
 
 

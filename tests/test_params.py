@@ -164,3 +164,14 @@ def test_registry_names_follow_mlflows_own_rules(kind):
                   "LATEST", "champion", "my_alias-2", "a.b", "x" * 255, "x" * 256, "über"):  # fmt: skip
         assert ours_accepts(value) == mlflow_accepts(value), (kind, value)
 
+
+
+def test_check_names_a_missing_data_root_by_its_key(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(DEFAULT, {"prepare": {"data_root": "data/nothere"}})))
+    out = run(["bvae", "check"], tmp_path, check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: prepare.data_root: 'data/nothere' does not exist; DVC needs it as the prepare stage's dependency (for "
+        "digits too: the default data/raw holds a README): create it or fix the path"]  # fmt: skip
+    (tmp_path / "data/nothere").mkdir(parents=True)
+    assert run(["bvae", "check"], tmp_path).stdout == "params.yaml: ok\n"

@@ -3,7 +3,8 @@ but the machine cannot hold (``train.latent_dim: 100000000``, ``prepare.image_si
 100000``) stops in a moment with one line, not after minutes with an allocation error.
 
 The estimates are lower bounds of what the work holds at once: a model's weights, their
-gradients and Adam's two moments (16 bytes a float32 parameter; activations not
+gradients and Adam's two moments (16 bytes a float32 parameter) and a batch's input,
+output and output gradient in float32 (the layers' activations in between are not
 counted), or a data set's images. They must fit in MARGIN of the memory available.
 """
 
@@ -40,9 +41,11 @@ def check(need: float, device: torch.device, what: str, fix: str) -> None:
                             f"{device}: {fix}")  # fmt: skip
 
 
-def model_bytes(build) -> int:
-    """Training memory of the model ``build()`` makes (built on the meta device: nothing is
-    allocated): ADAM_BYTES a parameter."""
+def training_bytes(build, batch_size: int, item_values: int) -> tuple[int, int]:
+    """(bytes, parameters) of training the model ``build()`` makes (built on the meta device:
+    nothing is allocated) on batches of ``batch_size`` items of ``item_values`` values:
+    ADAM_BYTES a parameter, and 3 float32 copies of a batch."""
     with torch.device("meta"):
         model = build()
-    return ADAM_BYTES * sum(p.numel() for p in model.parameters())
+    params = sum(p.numel() for p in model.parameters())
+    return ADAM_BYTES * params + 3 * 4 * batch_size * item_values, params

@@ -49,9 +49,9 @@ def main(params_path):
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
-    need = memory.model_bytes(lambda: build_stage2(cfg, mu.shape[1]))
-    memory.check(need, device, f"the stage-2 model ({need // memory.ADAM_BYTES:,} parameters, with gradients and Adam "
-                 "state)", "lower stage2.width or stage2.depth")  # fmt: skip
+    need, n = memory.training_bytes(lambda: build_stage2(cfg, mu.shape[1]), cfg["batch_size"], mu.shape[1])
+    memory.check(need, device, f"the stage-2 model ({n:,} parameters, with gradients and Adam state) and a batch",
+                 "lower stage2.width, stage2.depth or stage2.batch_size")  # fmt: skip
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])

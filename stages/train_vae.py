@@ -39,9 +39,11 @@ def main(params_path):
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:
-        need = memory.model_bytes(lambda: build_stage1(cfg, channels, size))
-        memory.check(need, device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model ({need // memory.ADAM_BYTES:,} "
-                     "parameters, with gradients and Adam state)", "lower train.latent_dim or the train.model sizes")
+        need, n = memory.training_bytes(lambda: build_stage1(cfg, channels, size), cfg["batch_size"],
+                                        train.images[0].numel())  # fmt: skip
+        memory.check(need, device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model ({n:,} parameters, with "
+                     "gradients and Adam state) and a batch",
+                     "lower train.latent_dim, the train.model sizes or train.batch_size")  # fmt: skip
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None

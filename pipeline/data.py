@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import PipelineError, memory
-from pipeline.choices import DATASETS, MIN_IMAGES
+from pipeline.choices import DATASETS
 from pipeline.timing import timed
 
 PARALLEL_MIN = 500  # decode in a process pool when there are more image files than this
@@ -122,10 +122,6 @@ def load(cfg: dict) -> Dataset:
     else:
         ds = load_folder(root, size, cfg["test_fraction"], limits, seed, bad_images)
     ds.train, ds.test = ds.train.subset(limits[0], seed), ds.test.subset(limits[1], seed + 1)
-    if len(ds.test) < MIN_IMAGES or len(ds.train) < MIN_IMAGES:
-        raise PipelineError(f"prepare: {len(ds.train)} training and {len(ds.test)} test images; FID, KID and "
-                            f"precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
-                            "limit_test or prepare.test_fraction, or add images")  # fmt: skip
     if size is not None:
         n, c = len(ds.train) + len(ds.test), channels or ds.train.images.shape[1]
         memory.check(5 * n * c * size * size, torch.device("cpu"), f"prepare.image_size: {size}: {n:,} images of "

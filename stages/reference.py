@@ -25,6 +25,7 @@ def main(params_path):
 
     import torch
     from pipeline import PipelineError
+    from pipeline.choices import MIN_IMAGES
     from pipeline import classifier as clf
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
     from pipeline.speed import set_cpu_threads, step_flops, training_threads
@@ -39,7 +40,12 @@ def main(params_path):
         resolve_inception_weights(ref.get("inception_weights"))
     if not (PREPARED / "meta.json").is_file():
         raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
-    labelled = read_json(PREPARED / "meta.json").get("num_classes", 0) >= 2
+    meta = read_json(PREPARED / "meta.json")
+    if min(meta["num_train"], meta["num_test"]) < MIN_IMAGES:  # before the classifier trains, not after
+        raise PipelineError(f"{PREPARED}: {meta['num_train']} training and {meta['num_test']} test images; FID, KID "
+                            f"and precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
+                            "limit_test or prepare.test_fraction, or add images")  # fmt: skip
+    labelled = meta.get("num_classes", 0) >= 2
     if ref["features"] == "domain" and not labelled:
         raise PipelineError(
             "reference.features: domain needs class labels (it trains a classifier on them), but the prepared "

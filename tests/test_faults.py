@@ -335,6 +335,12 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
     stops("train_stage2", {"stage2": {"width": 10_000_000}}, "the stage-2 model (")
     stops("prepare", {"prepare": {"image_size": 100_000}},
           "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB")
+    few = {"prepare": {"limit_train": None, "limit_test": None, "test_fraction": 0.001}}  # 2 of the 1,797 digits
+    params = tmp_path / "few.yaml"
+    params.write_text(yaml.safe_dump(merge(yaml.safe_load((project / "params.yaml").read_text()), few)))
+    run(["python", "-m", "stages.prepare", "--params", str(params)], project, BVAE_TRACKING="off")
+    stops("reference", few, "data/prepared: 1795 training and 2 test images; FID, KID and precision/recall need at "
+          "least 4 of each")  # fmt: skip
 
 
 def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tmp_path):

@@ -41,7 +41,7 @@ def main(params_path):
     if not (PREPARED / "meta.json").is_file():
         raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
     meta = read_json(PREPARED / "meta.json")
-    if min(meta["num_train"], meta["num_test"]) < MIN_IMAGES:  # before the classifier trains, not after
+    if min(meta.get("num_train", MIN_IMAGES), meta.get("num_test", MIN_IMAGES)) < MIN_IMAGES:  # before any training
         raise PipelineError(f"{PREPARED}: {meta['num_train']} training and {meta['num_test']} test images; FID, KID "
                             f"and precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
                             "limit_test or prepare.test_fraction, or add images")  # fmt: skip

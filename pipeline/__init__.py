@@ -10,6 +10,7 @@ Modules, one job each:
     train       the training loop shared by both stages
     adam        the optimiser (torch.optim.Adam's update, without its compiler import)
     speed       device, CPU threads (by step size and DVC queue share), bf16, compile
+    memory      will it fit: memory estimates checked before the work
     checkpoint  resumable training state, saved atomically and found again
     classifier  the small domain classifier whose features give "domain FID"
     features    feature spaces (domain, inception) and Frechet distance
@@ -19,6 +20,7 @@ Modules, one job each:
     store       MLflow: which store (local sqlite or a server), whether it answers
     runs        MLflow: one parent run per configuration, one child run per stage
     tracking    MLflow: a stage's run, logging that never costs the training
+    registry    MLflow: the generator's versions, the candidate and champion aliases
     mlflow_calls  MLflow: the calls of a stage's run, made in its tracking process
     worker      a helper process that runs calls in order (the tracking process)
     timing      where a stage's time goes (work, start-up, tracking, checkpoints, ...)

@@ -121,7 +121,7 @@ def apply_overlay(path: str | Path, overlay: dict) -> list[tuple[str, object, ob
         if node[leaf] != new:
             changes.append((key, node[leaf], new))
             node[leaf] = new
-    with atomic_path(path) as tmp:
+    with atomic_path(path, output=False) as tmp:  # the user's file, never removed as a failed stage's output
         with open(tmp, "w") as f:
             yaml_rt.dump(doc, f)
         load_params(tmp)  # the result must be valid before it replaces the file

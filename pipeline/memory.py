@@ -41,11 +41,12 @@ def check(need: float, device: torch.device, what: str, fix: str) -> None:
                             f"{device}: {fix}")  # fmt: skip
 
 
-def training_bytes(build, batch_size: int, item_values: int) -> tuple[int, int]:
-    """(bytes, parameters) of training the model ``build()`` makes (built on the meta device:
+def check_training(build, batch_size: int, item_values: int, device: torch.device, what: str, fix: str) -> None:
+    """:func:`check` the training of the model ``build()`` makes (built on the meta device:
     nothing is allocated) on batches of ``batch_size`` items of ``item_values`` values:
-    ADAM_BYTES a parameter, and 3 float32 copies of a batch."""
+    ADAM_BYTES a parameter, and 3 float32 copies of a batch. ``what`` names the model."""
     with torch.device("meta"):
         model = build()
     params = sum(p.numel() for p in model.parameters())
-    return ADAM_BYTES * params + 3 * 4 * batch_size * item_values, params
+    need = ADAM_BYTES * params + 3 * 4 * batch_size * item_values
+    check(need, device, f"{what} ({params:,} parameters, with gradients and Adam state) and a batch", fix)

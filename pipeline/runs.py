@@ -8,7 +8,7 @@ the hash of the whole params.yaml, and starts its own run under it (tag
 
 The parent is named after the DVC experiment and its balance (``dvc exp run -n b01``:
 ``b01 · fixed beta=0.1``), outside an experiment after its balance and configuration
-hash (``running_gamma k=1.0 · 3fa2c1``). It carries the params the configuration
+hash (``running_gamma k=1.0 · 43f6c2``). It carries the params the configuration
 uses (a running-gamma run logs no beta), a description of what differs from the commit,
 the git commit, and at the end the headline metrics (:mod:`stages.evaluate`).
 Experiment name: ``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``; it is tagged as

@@ -42,7 +42,7 @@ class Value:
             if not isinstance(yaml.safe_load(v), str):  # a number unquoted: so it was written in quotes
                 raise PipelineError(f"{key}: {v!r} is in quotes, so YAML reads it as text; remove the quotes")
             if self.type is float:
-                    raise PipelineError(f"{key}: {v!r} is read as a string (YAML 1.1); write it with a dot, e.g. "
+                raise PipelineError(f"{key}: {v!r} is read as a string (YAML 1.1); write it with a dot, e.g. "
                                     f"{v.replace('e', '.0e', 1) if '.' not in v else v}")  # fmt: skip
         ok = {
             int: isinstance(v, int) and not isinstance(v, bool),
@@ -175,6 +175,10 @@ def _check_registry_names(register: dict) -> None:
         if not re.fullmatch(r"[\w\-]{1,255}", alias):
             raise PipelineError(f"evaluate.register.{key}: {alias!r} is not a valid MLflow alias (letters, digits, "
                                 "_ and -, at most 255)")  # fmt: skip
+    alias, champion = register["alias"], register["champion"]
+    if alias and champion and alias.lower() == champion.lower():
+        raise PipelineError(f"evaluate.register.champion: the same alias as evaluate.register.alias ({alias!r}); the "
+                            "champion moves only on a better FID, so name it differently")  # fmt: skip
 
 
 def validate(params: dict) -> None:
@@ -219,8 +223,4 @@ def _combinations(p: dict) -> None:
     if p["reference"]["features"] == "domain" and prep["dataset"] in UNLABELLED:
         raise PipelineError(f"reference.features: domain needs class labels and {prep['dataset']} has none; "
                             "use inception")  # fmt: skip
-    register = p["evaluate"]["register"]
-    _check_registry_names(register)
-    if register["alias"] and register["champion"] and register["alias"].lower() == register["champion"].lower():
-        raise PipelineError(f"evaluate.register.champion: the same alias as evaluate.register.alias "
-                            f"({register['alias']!r}); the champion moves only on a better FID, so name it differently")
+    _check_registry_names(p["evaluate"]["register"])

@@ -130,8 +130,9 @@ class StageRun:
         return self._call("log_metrics", {f"{self.stage}/{k}": float(v) for k, v in metrics.items()}, step)
 
     def log_epoch(self, metrics: dict, step: int) -> None:
-        """Per-epoch metrics (under ``<stage>/`` as :meth:`log_metrics`), buffered: sent in one batch at most every FLUSH_SECONDS, before
-        each checkpoint and when the stage ends (one store round trip instead of one an epoch)."""
+        """Per-epoch metrics (under ``<stage>/``, as :meth:`log_metrics`), buffered: sent in one
+        batch at most every FLUSH_SECONDS, before each checkpoint and when the stage ends (one
+        store round trip instead of one an epoch)."""
         if not self.enabled:
             return
         now = int(time.time() * 1000)

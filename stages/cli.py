@@ -169,7 +169,8 @@ def check(params_path):
     root = Path(params["prepare"]["data_root"])
     if not root.exists():
         raise PipelineError(f"prepare.data_root: {str(root)!r} does not exist; DVC needs it as the prepare stage's "
-                            "dependency (for digits too: the default data/raw holds a README): create it or fix the path")
+                            "dependency (for digits too: the default data/raw holds a README): create it or fix the "
+                            "path")  # fmt: skip
     click.echo(f"{params_path}: ok")
 
 
@@ -205,10 +206,10 @@ def preset(name, params_path, list_only):
         import textwrap
 
         for n in _preset_names():
-            header = itertools.takewhile(lambda line: line.startswith("#"), (PRESETS / f"{n}.yaml").read_text().splitlines())
-            text = " ".join(line.lstrip("# ") for line in header)
-            indent = " " * 4
-            click.echo(f"{n}\n{textwrap.fill(text, 88, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)}\n")
+            lines = (PRESETS / f"{n}.yaml").read_text().splitlines()
+            text = " ".join(line.lstrip("# ") for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
+            wrapped = textwrap.fill(text, 88, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False)
+            click.echo(f"{n}\n{wrapped}\n")
         return
     if name not in _preset_names():
         raise PipelineError(f"unknown preset '{name}' (choose one of {', '.join(_preset_names())})")

@@ -28,14 +28,22 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-SECTIONS = {"prepare": ("prepare",), "reference": ("reference",), "train_vae": ("train",), "train_stage2": ("stage2",),
-            "evaluate": ("evaluate", "reference.features")}  # what each stage reads: its `params:` in dvc.yaml
+def _sections(stage_name: str) -> list[str] | None:
+    """The params sections a stage reads: its ``params:`` in dvc.yaml (None outside a DVC
+    project, or for a command that is not a stage)."""
+    import yaml
+
+    try:
+        with open("dvc.yaml") as f:
+            return yaml.safe_load(f)["stages"][stage_name]["params"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
 
 
-def _read_sections(path, stage_name: str) -> dict | None:
-    """The params ``stage_name`` reads, flattened, as the file holds them now (None for commands
-    that read none; {"error": ...} for a file that no longer loads)."""
-    if path is None or stage_name not in SECTIONS:
+def _read_sections(path, sections: list[str] | None) -> dict | None:
+    """The params in ``sections``, flattened, as the file holds them now (None when there are
+    no sections to read; {"error": ...} for a file that no longer loads)."""
+    if path is None or not sections:
         return None
     from pipeline.params import flatten, load_params
 
@@ -43,12 +51,13 @@ def _read_sections(path, stage_name: str) -> dict | None:
         params = flatten(load_params(path, validate=False))
     except PipelineError as e:
         return {"error": str(e)}
-    return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in SECTIONS[stage_name])}
+    return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in sections)}
 
 
 def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> str:
     """The stage ran with the values it read at its start; DVC would record the new ones."""
-    diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)]
+    keys = sorted(set(before) | set(after))
+    diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
     return (f"{path} changed while {stage_name} ran ({', '.join(diff)}): its outputs follow the values it read at "
             "its start, so it fails here and DVC does not record the new ones; run `dvc repro` again")
 
@@ -82,10 +91,11 @@ def stage(fn):
         signal.signal(signal.SIGTERM, _terminate)
         spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
         stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
+        sections = _sections(stage_name) if kwargs.get("params_path") else None
         try:
-            before = _read_sections(kwargs.get("params_path"), stage_name)
+            before = _read_sections(kwargs.get("params_path"), sections)
             result = fn(*args, **kwargs)
-            after = _read_sections(kwargs.get("params_path"), stage_name)
+            after = _read_sections(kwargs.get("params_path"), sections)
             if before != after:
                 raise PipelineError(_changed_while_running(stage_name, before, after, kwargs["params_path"]))
             return result

@@ -46,8 +46,7 @@ def main(params_path):
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_grid
-    from stages.runtime import load_checkpoint, load_prepared, setup
-    from stages.training import write_metrics
+    from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
 
     cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
                                         "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip

@@ -45,6 +45,19 @@ def load_checkpoint(path: Path, what: str) -> dict:
                             f"{fix if stage else 'write it again'}") from None  # fmt: skip
 
 
+def write_metrics(name: str, metrics: dict, headline) -> dict:
+    """metrics/<name>.json: the metrics whose key ``headline(key)`` accepts (what ``dvc exp
+    show`` and ``dvc metrics diff`` show); metrics/all/<name>.json: every metric. Returns the
+    headline ones."""
+    from pipeline.utils import write_json
+    from stages.layout import METRICS
+
+    top = {k: v for k, v in metrics.items() if headline(k)}
+    write_json(metrics, METRICS / "all" / f"{name}.json")
+    write_json(top, METRICS / f"{name}.json")
+    return top
+
+
 def load_prepared(split: str):
     """data/prepared/<split>.pt (``train`` or ``test``) as a :class:`pipeline.data.Split`."""
     from pipeline.data import Split

@@ -33,8 +33,8 @@ def main(params_path):
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_torch
-    from stages.runtime import load_checkpoint, load_prepared, setup
-    from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
+    from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
+    from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
@@ -49,9 +49,8 @@ def main(params_path):
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
-    need, n = memory.training_bytes(lambda: build_stage2(cfg, mu.shape[1]), cfg["batch_size"], mu.shape[1])
-    memory.check(need, device, f"the stage-2 model ({n:,} parameters, with gradients and Adam state) and a batch",
-                 "lower stage2.width, stage2.depth or stage2.batch_size")  # fmt: skip
+    memory.check_training(lambda: build_stage2(cfg, mu.shape[1]), cfg["batch_size"], mu.shape[1], device,
+                          "the stage-2 model", "lower stage2.width, stage2.depth or stage2.batch_size")
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
@@ -72,7 +71,7 @@ def main(params_path):
         with part("work"):
             gmm = fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"])
         save_torch(gmm, GMM)
-        write_metrics("train_stage2", final_metrics(history, speed))
+        write_metrics("train_stage2", final_metrics(history, speed), HEADLINE.__contains__)
         run.log_artifact(STAGE2, "model")
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")

@@ -30,8 +30,8 @@ def main(params_path):
     from pipeline.timing import part
     from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, save_torch
-    from stages.runtime import load_prepared, setup
-    from stages.training import StageCheckpoint, final_metrics, train_and_record, write_metrics
+    from stages.runtime import load_prepared, setup, write_metrics
+    from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
@@ -39,11 +39,9 @@ def main(params_path):
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:
-        need, n = memory.training_bytes(lambda: build_stage1(cfg, channels, size), cfg["batch_size"],
-                                        train.images[0].numel())  # fmt: skip
-        memory.check(need, device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model ({n:,} parameters, with "
-                     "gradients and Adam state) and a batch",
-                     "lower train.latent_dim, the train.model sizes or train.batch_size")  # fmt: skip
+        memory.check_training(lambda: build_stage1(cfg, channels, size), cfg["batch_size"], train.images[0].numel(),
+                              device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model",
+                              "lower train.latent_dim, the train.model sizes or train.batch_size")  # fmt: skip
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None
@@ -79,7 +77,7 @@ def main(params_path):
         with part("work"):
             test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
         metrics = final_metrics(history, speed) | {"test_mse": test_mse}
-        write_metrics("train_vae", metrics)
+        write_metrics("train_vae", metrics, HEADLINE.__contains__)
         run.log_metrics({"test_mse": test_mse})
         run.log_artifact(VAE, "model")
         run.log_model(Reconstruct(model.cpu()), "vae", grid_images[:4].float() / 255)

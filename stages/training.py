@@ -95,7 +95,7 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     except Diverged as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
         raise Diverged(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
-                            "params, then dvc repro") from None  # fmt: skip
+                       "params, then dvc repro") from None  # fmt: skip
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (stages.command.Terminated): the same class again
         raise type(e)(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
@@ -123,15 +123,3 @@ def final_metrics(history: list[dict], speed: Speed) -> dict:
     and ``bf16_autocast`` (1: the steps ran in bf16, which only CPUs and GPUs with native bf16 do
     under ``precision: auto``, so the numbers differ from an fp32 machine's)."""
     return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"bf16_autocast": float(speed.bf16)}
-
-
-def write_metrics(name: str, metrics: dict, headline=lambda key: key in HEADLINE) -> dict:
-    """metrics/<name>.json: the ``headline`` metrics (what ``dvc exp show`` and ``dvc
-    metrics diff`` show); metrics/all/<name>.json: every metric. Returns the headline ones."""
-    from pipeline.utils import write_json
-    from stages.layout import METRICS
-
-    top = {k: v for k, v in metrics.items() if headline(k)}
-    write_json(metrics, METRICS / "all" / f"{name}.json")
-    write_json(top, METRICS / f"{name}.json")
-    return top

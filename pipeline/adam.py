@@ -17,11 +17,15 @@ import torch
 
 
 class Adam:
-    """Adam without weight decay or AMSGrad; ``lr`` may be changed between steps."""
+    """Adam without weight decay or AMSGrad; ``lr`` may be changed between steps. ``lr_factors``
+    (one per parameter, default 1) scale each parameter's learning rate, as torch's parameter
+    groups with lr x factor would (halving ``lr`` halves them all)."""
 
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 lr_factors: list[float] | None = None):  # fmt: skip
         self.params = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
+        self.lr_factors = lr_factors or [1.0] * len(self.params)
         self.state: list[dict | None] = [None] * len(self.params)  # created at a parameter's first gradient
 
     def zero_grad(self) -> None:
@@ -41,7 +45,7 @@ class Adam:
             s["step"] += 1
             s["exp_avg"].lerp_(p.grad, 1 - beta1)
             s["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            step_size = self.lr / (1 - beta1 ** float(s["step"]))
+            step_size = self.lr * self.lr_factors[i] / (1 - beta1 ** float(s["step"]))
             denom = (s["exp_avg_sq"].sqrt() / (1 - beta2 ** float(s["step"])) ** 0.5).add_(self.eps)
             p.addcdiv_(s["exp_avg"], denom, value=-step_size)
 

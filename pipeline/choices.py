@@ -18,7 +18,7 @@ SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")  # pipeline/sampling.py
 STRATEGIES = {  # balancing strategy -> its params and their defaults (its constructor's keywords), pipeline/balance/
     "annealed": {"beta": 1.0, "anneal_steps": 1000, "cyclical": False, "ramp_fraction": 0.5},
     "fixed": {"beta": 1.0},
-    "learned_gamma": {},
+    "learned_gamma": {"lr_factor": 1.0},
     "running_gamma": {"momentum": 0.99, "min_clamp": True, "k": 1.0},
     "sigma": {"detach": True, "min_log_gamma": -6.0},
 }

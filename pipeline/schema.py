@@ -142,7 +142,7 @@ def _schema() -> dict:
 
 
 BALANCE_RANGES = {"beta": {"lo": 0}, "anneal_steps": {"lo": 1}, "ramp_fraction": {"gt": 0, "hi": 1},
-                  "momentum": {"lo": 0, "lt": 1}, "k": {"gt": 0}}  # fmt: skip
+                  "momentum": {"lo": 0, "lt": 1}, "k": {"gt": 0}, "lr_factor": {"gt": 0}}  # fmt: skip
 
 
 def _balance_schema() -> dict:

@@ -111,7 +111,8 @@ def fit(
     rank, size = distributed.world()
     forward = distributed.wrap(model)
     forward = torch.compile(forward) if speed.compile else forward
-    opt = Adam(list(model.parameters()) + list(balance.parameters()), lr=lr)
+    weights, own = list(model.parameters()), list(balance.parameters())
+    opt = Adam(weights + own, lr=lr, lr_factors=[1.0] * len(weights) + [balance.lr_factor] * len(own))
     history, step, start = [], 0, 1
     if resume is not None:
         model.load_state_dict(resume["model"])

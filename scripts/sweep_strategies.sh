@@ -1,25 +1,61 @@
 #!/usr/bin/env bash
-# Run every balancing strategy at the same budget and seed, as queued DVC experiments,
-# then compare them. Usage (from the repo root, with params.yaml set as you want it):
+# Run every balancing strategy at the same budget, for N seeds each, as queued DVC
+# experiments, then compare them. Usage (from the repo root, params.yaml set as you want
+# it: your own images are `prepare.dataset: folder`, as for any run):
 #
-#   bash scripts/sweep_strategies.sh                         # all strategies, current params
-#   bash scripts/sweep_strategies.sh -S train.epochs=20      # extra overrides for every run
+#   bash scripts/sweep_strategies.sh                          # every strategy, 1 seed
+#   bash scripts/sweep_strategies.sh --seeds 3                # seeds 0, 1, 2 of each
+#   bash scripts/sweep_strategies.sh --seeds 3 -S train.epochs=20   # overrides for every run
 #
-# Each configuration becomes one `dvc exp run --queue`; `dvc queue start` runs them one
-# at a time (parallel workers need a tracking server, not sqlite: see the README). Every
-# run lands in the MLflow experiment $MLFLOW_EXPERIMENT_NAME (default balanced-vae);
-# the table and figures go to reports/strategies/.
+# The configurations: fixed beta 1 and 0.1, annealed to 1 (monotone and cyclical),
+# learned gamma (log gamma at 10x the model's learning rate, so that it reaches the data's
+# gamma within a short budget: see pipeline/balance/learned_gamma.py), running gamma at k = 1
+# and at the reference code's k = (2 * image side / latent_dim)^2, and sigma. A seed sets
+# train.seed, stage2.seed and evaluate.seed; the data subset and the FID feature space
+# (prepare, reference) are the same for all runs.
+#
+# Each run is one `dvc exp run --queue`; `dvc queue start` runs them one at a time
+# (parallel workers need a tracking server, not sqlite: see the README). Every run lands in
+# the MLflow experiment $MLFLOW_EXPERIMENT_NAME (default balanced-vae); the table, figures
+# and report (seeds aggregated: mean +- std) go to reports/strategies/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+
+seeds=1
+if [[ "${1:-}" == "--seeds" ]]; then
+  seeds=${2:?--seeds needs a number}
+  shift 2
+fi
+[[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "--seeds: expected a positive whole number, got '$seeds'" >&2; exit 2; }
+
+# The reference rule for k, from params.yaml and any -S overrides given here.
+k_ref=$(python - "$@" <<'EOF'
+import sys, yaml
+from pipeline.choices import NATIVE_SIZE
+p, args = yaml.safe_load(open("params.yaml")), sys.argv[1:]
+for flag, kv in zip(args, args[1:]):
+    if flag in ("-S", "--set-param"):
+        *path, last = kv.split("=", 1)[0].split(".")
+        d = p
+        for key in path:
+            d = d[key]
+        d[last] = yaml.safe_load(kv.split("=", 1)[1])
+side = p["prepare"]["image_size"] or NATIVE_SIZE.get(p["prepare"]["dataset"])
+if side is None:
+    sys.exit("prepare.image_size is needed for the reference rule for k")
+print((2 * side / p["train"]["latent_dim"]) ** 2)
+EOF
+)
 
 configs=(
   "train.balance.strategy=fixed train.balance.beta=1.0"
   "train.balance.strategy=fixed train.balance.beta=0.1"
   "train.balance.strategy=annealed train.balance.beta=1.0"
   "train.balance.strategy=annealed train.balance.beta=1.0 train.balance.cyclical=true"
-  "train.balance.strategy=learned_gamma"
-  "train.balance.strategy=running_gamma"
+  "train.balance.strategy=learned_gamma train.balance.lr_factor=10.0"
+  "train.balance.strategy=running_gamma train.balance.k=1.0"
+  "train.balance.strategy=running_gamma train.balance.k=$k_ref"
   "train.balance.strategy=sigma"
 )
 
@@ -27,13 +63,16 @@ configs=(
 # outputs inside the queued experiments (which only hold git/DVC-tracked files).
 dvc repro reference
 
-for config in "${configs[@]}"; do
-  args=()
-  for kv in $config; do args+=(-S "$kv"); done
-  dvc exp run --queue "${args[@]}" "$@"
+for ((seed = 0; seed < seeds; seed++)); do
+  for config in "${configs[@]}"; do
+    args=(-S "train.seed=$seed" -S "stage2.seed=$seed" -S "evaluate.seed=$seed")
+    for kv in $config; do args+=(-S "$kv"); done
+    dvc exp run --queue "${args[@]}" "$@"
+  done
 done
 dvc queue start -j 1
 sleep 5
 until status=$(dvc queue status) && ! grep -qE "Queued|Running" <<<"$status"; do sleep 20; done
 echo "$status"
-bvae compare --experiment "${MLFLOW_EXPERIMENT_NAME:-balanced-vae}" --out reports/strategies
+bvae compare --experiment "${MLFLOW_EXPERIMENT_NAME:-balanced-vae}" --out reports/strategies \
+  --report reports/strategies/report.md

@@ -6,7 +6,8 @@ import click
 from stages.command import params_option, stage
 from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, REFERENCE, STAGE2, VAE
 
-HEADLINE_NLL = ("bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")  # with the FIDs
+HEADLINE_NLL = ("bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test",
+                "gamma_test", "data_dim")  # with the FIDs; gamma_test^2 (the test MSE) and D turn beta_eff into a variance
 HEADLINE_STAGE1 = ("final_gamma", "final_beta_eff", "final_active_units", "final_kl_grad_share")  # also on the parent run
 
 
@@ -98,7 +99,7 @@ def main(params_path):
         grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
         run.log_grid(grid, "samples_real")
         run.log_grid(grid, "samples_real", parent=True)
-        metrics, timing = {}, {}
+        metrics, timing = {"data_dim": test.images[0].numel()}, {}
         click.echo("KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
                    "subsets of the size shown")  # fmt: skip
         for name in names:

@@ -198,3 +198,21 @@ def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
     resumed = Adam(ours.parameters(), lr=1.0)
     resumed.load_state_dict(opt_ours.state_dict())
     assert resumed.lr == opt_ours.lr and resumed.state[0]["step"] == 30
+
+
+def test_adam_lr_factors_are_torch_parameter_groups():
+    """``lr_factors`` (learned_gamma's ``lr_factor``) = torch.optim.Adam parameter groups at lr x factor;
+    Adam's first step moves every parameter by its learning rate whatever its gradient's size."""
+    from pipeline.adam import Adam
+
+    ours, theirs = [torch.ones(3, requires_grad=True) for _ in range(2)], [torch.ones(3, requires_grad=True) for _ in range(2)]
+    opt_ours = Adam(ours, lr=1e-3, lr_factors=[1.0, 10.0])
+    opt_theirs = torch.optim.Adam([{"params": [theirs[0]], "lr": 1e-3}, {"params": [theirs[1]], "lr": 1e-2}])
+    for step in range(4):
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            (params[0].sum() * 5 + params[1].pow(2).sum() * (step + 1)).backward()
+            opt.step()
+        if step == 0:
+            assert torch.allclose(1 - ours[0], torch.full((3,), 1e-3)) and torch.allclose(1 - ours[1], torch.full((3,), 1e-2))
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), step

@@ -68,9 +68,9 @@ def test_metrics_show_lists_the_fids(repro):
                 for s in samplers}  # fmt: skip
     nll = {f"{u}_{b}_{m}_gamma_{g}" for u in ("nll", "bpd") for b in ("elbo", "iwae") for m in ("stage1", "twostage")
            for g in ("trained", "test")} | {"gamma_trained", "gamma_test"}  # fmt: skip
-    assert fidelity | nll == set(metrics)
-    assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
-        "bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test"}  # fmt: skip
+    assert fidelity | nll | {"data_dim"} == set(metrics) and metrics["data_dim"] == 64  # 8x8 grey digits
+    assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {"bpd_iwae_stage1_gamma_trained",
+        "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test", "gamma_test", "data_dim"}  # fmt: skip
     assert all(headline[k] == metrics[k] for k in headline)
     assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
     assert all(metrics[f"kid_subset_size_domain_{s}"] == 30 for s in samplers)  # half of the 60 test images

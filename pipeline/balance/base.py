@@ -64,7 +64,10 @@ def register(name: str):
 class Balance(nn.Module):
     """A strategy: ``forward`` computes the loss of a batch, ``step`` runs after
     each optimiser step (for strategies that keep running estimates). State lives
-    in buffers/parameters, so it is saved with ``state_dict`` and moved by ``.to``."""
+    in buffers/parameters, so it is saved with ``state_dict`` and moved by ``.to``.
+    Its parameters (learned_gamma's log gamma) learn at the model's lr x ``lr_factor``."""
+
+    lr_factor = 1.0
 
     @property
     def gamma(self) -> float:

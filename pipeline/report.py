@@ -1,35 +1,61 @@
-"""Compare pipeline runs from the MLflow store: a markdown table and figures.
+"""Compare pipeline runs from the MLflow store: one row per configuration, seeds aggregated.
 
-Reads the parent runs (one per configuration) of an experiment, optionally narrowed
-by an MLflow filter (e.g. the runs of one `dvc exp` sweep), and for each: the
-balancing strategy, REC / GEN-1 / GEN-2 FID, the likelihood bound in bits/dim (stage 1
-at its trained and at the test-optimal gamma, two-stage), the first stage's final beta_eff,
-active units and KL gradient share, and the training wall time (its stage runs).
+Reads the finished parent runs (one per pipeline run that reached evaluate) of an experiment, optionally narrowed
+by an MLflow filter (e.g. the runs of one `dvc exp` sweep), with their stage runs' metrics
+and stage 1's training curves. Runs that differ only in their seeds are one configuration
+(:mod:`pipeline.seeds`): every number is its mean ± std over the seeds. Per configuration:
+REC / GEN-1 / GEN-2 FID, the likelihood bound in bits/dim, the first stage's final gamma,
+beta_eff, active units and KL gradient share, the training wall time, and the decoder
+variance its balance implied against the one the test data supports
+(:mod:`pipeline.equivalence`).
 """
 
+import math
 from dataclasses import dataclass, field
 
 from pipeline import PipelineError
-from pipeline.runs import BALANCE_TAG, ROLE_TAG, STAGE_TAG
+from pipeline.equivalence import beta_for_variance, variance_for_beta
+from pipeline.runs import ROLE_TAG, STAGE_TAG, balance_label
+from pipeline.seeds import Group, group
 
 LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.likelihood)
     "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",
     "bpd_iwae_stage1_gamma_test": "bits/dim stage 1 (IWAE, test gamma)",
     "bpd_iwae_twostage_gamma_test": "bits/dim two-stage (IWAE, test gamma)",
 }
+STAGE1 = {  # stage 1's last epoch, in the table
+    "train_vae.final_gamma": ("final gamma", ".3g"),
+    "train_vae.final_beta_eff": ("final beta_eff", ".3g"),
+    "train_vae.final_active_units": ("active units", ".3g"),
+    "train_vae.final_kl_grad_share": ("KL grad share", ".2f"),
+}
+VARIANCE = {  # per configuration: the decoder variance, implied and supported (derived below)
+    "implied_gamma2": ("implied gamma^2 = beta_eff D / 2", ".3g"),
+    "data_gamma2": ("test gamma^2 (test MSE)", ".3g"),
+    "implied_over_data": ("implied / test", ".3g"),
+    "beta_sse_own": ("its beta, summed SSE", ".3g"),
+    "beta_sse_match": ("beta to match test, summed SSE", ".3g"),
+    "beta_mean_match": ("beta to match test, mean MSE", ".3g"),
+}
+CURVES = ("mse", "kl_common", "gamma", "beta_eff")
 
 
 @dataclass
 class Row:
+    """One pipeline run: its params, its metrics (the parent's, the stage runs' as
+    ``<stage>/<name>``, and the derived ones), stage 1's curves and its times (ms)."""
+
     run_id: str
     name: str
-    label: str
+    params: dict
     metrics: dict
-    wall_s: float | None
-    curves: dict = field(default_factory=dict)  # metric -> [(step, value)] of the train_vae run
+    curves: dict = field(default_factory=dict)  # metric -> [(epoch, value)] of the train_vae run
+    start: int = 0
+    end: int = 0
+    commit: str = ""
 
 
-def fetch(client, experiment: str, filter_string: str = "", curves=("mse", "kl_common", "gamma", "beta_eff")) -> list[Row]:
+def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise PipelineError(f"no MLflow experiment named '{experiment}' in {client.tracking_uri}")
@@ -43,79 +69,163 @@ def fetch(client, experiment: str, filter_string: str = "", curves=("mse", "kl_c
             [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{p.info.run_id}'", max_results=100
         )
         by_stage = {c.data.tags.get(STAGE_TAG): c for c in children}
-        train = [(s, by_stage[s]) for s in ("train_vae", "train_stage2") if s in by_stage]
-        wall = sum(c.data.metrics.get(f"{s}/stage_wall_time_s", 0.0) for s, c in train) if len(train) == 2 else None
-        row = Row(p.info.run_id, p.info.run_name, p.data.tags.get(BALANCE_TAG, "?"), p.data.metrics, wall)
+        if "evaluate" not in by_stage:  # stopped at an earlier stage (`dvc repro reference`): nothing to compare
+            continue
+        metrics = dict(p.data.metrics)
+        for c in children:
+            metrics |= c.data.metrics  # keyed <stage>/<name>
+        row = Row(p.info.run_id, p.info.run_name, dict(p.data.params), metrics, start=p.info.start_time,
+                  end=p.info.end_time or p.info.start_time, commit=p.data.tags.get("mlflow.source.git.commit", ""))  # fmt: skip
         if "train_vae" in by_stage:
             run_id = by_stage["train_vae"].info.run_id
             row.curves = {m: [(x.step, x.value) for x in client.get_metric_history(run_id, f"train_vae/{m}")]
-                          for m in curves}  # fmt: skip
+                          for m in CURVES}  # fmt: skip
+        row.metrics |= derived(row.metrics, row.curves)
         rows.append(row)
     if not rows:
         raise PipelineError(f"no finished pipeline runs in experiment '{experiment}'" + (f" matching {filter_string}" if filter_string else ""))
     return rows
 
 
-def _fid_keys(rows: list[Row]) -> list[str]:
-    spaces = sorted({k.split("_")[1] for r in rows for k in r.metrics if k.startswith("fid_") and k.endswith("_gen2")})
+def derived(m: dict, curves: dict) -> dict:
+    """Numbers computed from a run's metrics:
+
+    - implied_gamma2: the decoder variance stage 1's final KL weight implies, beta_eff D / 2;
+    - data_gamma2: the one the test data supports, gamma_test^2 (the ELBO-optimal variance:
+      the test MSE of decoded posterior draws), and implied_over_data, their ratio;
+    - beta_sse_own: the final balance as a fixed beta next to a summed squared error;
+      beta_sse_match / beta_mean_match: the fixed beta that would match data_gamma2 next to
+      a summed and a mean-reduced squared error (none exists next to BCE);
+    - gamma2_over_train_mse: final gamma^2 / the last epoch's training MSE (1 where the
+      variance has reached its optimum for the training reconstructions);
+    - log_gamma_last_epoch: |change of log gamma| over the last epoch (0 when it stopped moving);
+    - fid_<space>_gen2_gain: GEN-1 FID - GEN-2 FID, what the second stage gained;
+    - train_wall_s: the two training stages' wall time.
+    """
+    out = {}
+    walls = [m.get(f"{s}/stage_wall_time_s") for s in ("train_vae", "train_stage2")]
+    if None not in walls:
+        out["train_wall_s"] = sum(walls)
+    dim, beta_eff, gamma_test = m.get("data_dim"), m.get("train_vae.final_beta_eff"), m.get("gamma_test")
+    if dim and beta_eff is not None:
+        out["implied_gamma2"] = variance_for_beta(beta_eff, dim, "mse_mean")
+        out["beta_sse_own"] = beta_for_variance(out["implied_gamma2"], dim, "sse")
+    if dim and gamma_test:
+        out["data_gamma2"] = gamma_test**2
+        out["beta_sse_match"] = beta_for_variance(out["data_gamma2"], dim, "sse")
+        out["beta_mean_match"] = beta_for_variance(out["data_gamma2"], dim, "mse_mean")
+        if "implied_gamma2" in out:
+            out["implied_over_data"] = out["implied_gamma2"] / out["data_gamma2"]
+    if m.get("train_vae.final_gamma") and m.get("train_vae/mse"):
+        out["gamma2_over_train_mse"] = m["train_vae.final_gamma"] ** 2 / m["train_vae/mse"]
+    gamma = curves.get("gamma", [])
+    if len(gamma) >= 2 and gamma[-1][1] > 0 and gamma[-2][1] > 0:
+        out["log_gamma_last_epoch"] = abs(math.log(gamma[-1][1]) - math.log(gamma[-2][1]))
+    for space in fid_spaces(m):
+        if f"fid_{space}_gen1" in m and f"fid_{space}_gen2" in m:
+            out[f"fid_{space}_gen2_gain"] = m[f"fid_{space}_gen1"] - m[f"fid_{space}_gen2"]
+    return out
+
+
+def fid_spaces(metrics) -> list[str]:
+    """The feature spaces (and protocols) with a GEN-2 FID: ["domain"], ["inception-paper"], ..."""
+    return sorted(k[len("fid_"):-len("_gen2")] for k in metrics if k.startswith("fid_") and k.endswith("_gen2"))
+
+
+def label(params: dict) -> str:
+    """A configuration's name: its first stage's balance, from its params ("fixed beta=0.1")."""
+    prefix = "train.balance."
+    return balance_label({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+
+
+def configurations(rows: list[Row]) -> list[Group]:
+    return group(rows, label)
+
+
+def _fid_keys(groups: list[Group]) -> list[str]:
+    spaces = sorted({s for g in groups for s in fid_spaces(g.stats)})
     return [f"fid_{s}_{w}" for s in spaces for w in ("rec", "gen1", "gen2")]
 
 
-def markdown_table(rows: list[Row]) -> str:
-    fids = _fid_keys(rows)
-    head = ["run", "strategy"] + [k.replace("fid_", "FID ").replace("_rec", " REC").replace("_gen1", " GEN-1")
-                                  .replace("_gen2", " GEN-2") for k in fids]  # fmt: skip
-    head += [LIKELIHOOD[k] for k in LIKELIHOOD]
-    head += ["final beta_eff", "active units", "KL grad share", "train wall time (s)"]
+def _fid_title(key: str) -> str:
+    return key.replace("fid_", "FID ").replace("_rec", " REC").replace("_gen1", " GEN-1").replace("_gen2", " GEN-2")
+
+
+def _cell(g: Group, key: str, spec: str) -> str:
+    s = g.stat(key)
+    return "-" if s is None else s.format(spec)
+
+
+def markdown_table(groups: list[Group]) -> str:
+    """Scores per configuration, mean ± std over its seeds."""
+    fids = _fid_keys(groups)
+    head = ["configuration", "seeds"] + [_fid_title(k) for k in fids] + list(LIKELIHOOD.values())
+    head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-
-    def fmt(v, spec):
-        return "-" if v is None else format(v, spec)
-
-    for r in rows:
-        m = r.metrics
-        cells = [r.name, r.label] + [fmt(m.get(k), ".2f") for k in fids] + [fmt(m.get(k), ".3f") for k in LIKELIHOOD] + [
-            fmt(m.get("train_vae.final_beta_eff"), ".3g"),
-            fmt(m.get("train_vae.final_active_units"), ".0f"),
-            fmt(m.get("train_vae.final_kl_grad_share"), ".3f"),
-            fmt(r.wall_s, ".0f"),
-        ]
+    for g in groups:
+        cells = [g.label, str(len(g.runs))] + [_cell(g, k, ".2f") for k in fids] + [_cell(g, k, ".3f") for k in LIKELIHOOD]
+        cells += [_cell(g, k, spec) for k, (_, spec) in STAGE1.items()] + [_cell(g, "train_wall_s", ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def figures(rows: list[Row], out_dir) -> list:
-    """compare.png: FIDs, beta_eff and active units per run; curves.png: training curves per run."""
+def variance_table(groups: list[Group]) -> str:
+    """Per configuration: the decoder variance its final balance implied, the one the test
+    data supports, and the fixed betas that would match the latter (mean ± std)."""
+    head = ["configuration"] + [title for title, _ in VARIANCE.values()] + ["beta to match test, BCE"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [g.label] + [_cell(g, k, spec) for k, (_, spec) in VARIANCE.items()] + ["none (no variance)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figures(groups: list[Group], out_dir) -> list:
+    """compare.png: FIDs, bits/dim, beta_eff and KL gradient share per configuration, with
+    ±1 std error bars; curves.png: stage 1's training curves, mean with a ±1 std band."""
     import numpy as np
 
     from pipeline.plots import plt, save_figure
 
-    labels = [r.label for r in rows]
-    fids = _fid_keys(rows)
-    x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
-    for i, k in enumerate(fids[:3]):
-        axes[0].bar(x + (i - 1) * 0.27, [r.metrics.get(k, np.nan) for r in rows], 0.27, label=k)
-    axes[0].set(title="FID (lower is better)", xticks=x)
-    axes[0].set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    axes[0].legend(fontsize=7)
-    axes[1].bar(x, [r.metrics.get("train_vae.final_beta_eff", np.nan) for r in rows], color="tab:purple")
-    axes[1].set(title="final beta_eff (KL weight vs per-value MSE)", yscale="log", xticks=x)
-    axes[1].set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    axes[2].bar(x, [r.metrics.get("train_vae.final_active_units", np.nan) for r in rows], color="tab:green")
-    axes[2].set(title="active latent units (stage 1)", xticks=x)
-    axes[2].set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    labels = [g.label for g in groups]
+    x = np.arange(len(groups))
+
+    def bars(ax, key, width=0.8, offset=0.0, **kw):
+        stats = [g.stat(key) for g in groups]
+        ax.bar(x + offset, [s.mean if s else np.nan for s in stats], width,
+               yerr=[s.std if s and s.std is not None else 0 for s in stats], capsize=3, **kw)  # fmt: skip
+
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9), constrained_layout=True)
+    for i, k in enumerate(_fid_keys(groups)[:3]):
+        bars(axes[0, 0], k, 0.27, (i - 1) * 0.27, label=_fid_title(k))
+    axes[0, 0].set(title="FID (lower is better)")
+    axes[0, 0].legend(fontsize=7)
+    for i, k in enumerate(("bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")):
+        bars(axes[0, 1], k, 0.4, (i - 0.5) * 0.4, label=LIKELIHOOD[k])
+    axes[0, 1].set(title="bits/dim, IWAE bound at the test gamma (lower is better)")
+    axes[0, 1].legend(fontsize=7)
+    bars(axes[1, 0], "train_vae.final_beta_eff", color="tab:purple")
+    axes[1, 0].set(title="final beta_eff (KL weight next to the per-value MSE)", yscale="log")
+    bars(axes[1, 1], "train_vae.final_kl_grad_share", color="tab:green")
+    axes[1, 1].set(title="KL's share of the encoder gradient (stage 1, last epoch)")
+    for ax in axes.flat:
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     paths = [out_dir / "compare.png", out_dir / "curves.png"]
     save_figure(fig, paths[0])
 
-    titles = {"mse": "per-value MSE", "kl_common": "beta_eff * KL (KL term, common scale)",
+    titles = {"mse": "per-value MSE (training)", "kl_common": "beta_eff * KL (the KL term next to the MSE)",
               "gamma": "gamma (decoder std)", "beta_eff": "beta_eff"}  # fmt: skip
     fig, axes = plt.subplots(2, 2, figsize=(12, 7), constrained_layout=True)
     for ax, (metric, title) in zip(axes.flat, titles.items()):
-        for r in rows:
-            pts = r.curves.get(metric, [])
+        for g in groups:
+            pts = g.curves.get(metric, [])
             if pts:
-                ax.plot([s for s, _ in pts], [v for _, v in pts], label=r.label)
+                steps = [s for s, _ in pts]
+                mean = np.array([st.mean for _, st in pts])
+                std = np.array([st.std or 0.0 for _, st in pts])
+                (line,) = ax.plot(steps, mean, label=g.label)
+                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
         ax.set(title=title, xlabel="epoch", yscale="log")
     axes[0, 0].legend(fontsize=7)
     save_figure(fig, paths[1])

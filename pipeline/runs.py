@@ -33,6 +33,7 @@ LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in la
     "fixed": ("beta",),
     "annealed": ("beta", "cyclical"),
     "running_gamma": ("k",),
+    "learned_gamma": ("lr_factor",),
 }
 
 

@@ -29,9 +29,12 @@ if [[ "${1:-}" == "--seeds" ]]; then
 fi
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "--seeds: expected a positive whole number, got '$seeds'" >&2; exit 2; }
 
-# The reference rule for k, from params.yaml and any -S overrides given here.
+# Check the data is visible to queued experiments, and compute the reference rule for k,
+# from params.yaml and any -S overrides given here.
 k_ref=$(python - "$@" <<'EOF'
-import sys, yaml
+import subprocess, sys
+from pathlib import Path
+import yaml
 from pipeline.choices import NATIVE_SIZE
 p, args = yaml.safe_load(open("params.yaml")), sys.argv[1:]
 for flag, kv in zip(args, args[1:]):
@@ -41,6 +44,13 @@ for flag, kv in zip(args, args[1:]):
         for key in path:
             d = d[key]
         d[last] = yaml.safe_load(kv.split("=", 1)[1])
+root = Path(p["prepare"]["data_root"]).resolve()
+if p["prepare"]["dataset"] != "digits" and root.is_relative_to(Path.cwd()):
+    tracked = subprocess.run(["git", "ls-files", str(root)], capture_output=True, text=True).stdout.split()
+    if not any(t.endswith(".dvc") for t in tracked):
+        sys.exit(f"prepare.data_root {p['prepare']['data_root']} is inside the repository but not versioned: queued "
+                 "experiments run in clean copies and would not see it. Version it (dvc add <folder> and git add "
+                 "<folder>.dvc) or set prepare.data_root to a path outside the repository.")
 side = p["prepare"]["image_size"] or NATIVE_SIZE.get(p["prepare"]["dataset"])
 if side is None:
     sys.exit("prepare.image_size is needed for the reference rule for k")

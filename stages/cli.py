@@ -127,31 +127,53 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
 @click.option("--filter", "filter_string", default="",
               help="Extra MLflow filter on the parent runs, e.g. \"params.`prepare.dataset` = 'mnist'\".")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/compare"),
-              show_default=True, help="Folder for table.md, compare.png and curves.png.")
+              show_default=True, help="Folder for table.md, variance.md, compare.png and curves.png.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the answer page (markdown) here, e.g. docs/results.md; it links the figures in --out.")
+@click.option("--note", default="", help="A line for the report's set-up: the hardware, what else ran.")
 @stage
-def compare(experiment, filter_string, out_dir):
-    """Compare finished pipeline runs side by side.
+def compare(experiment, filter_string, out_dir, report_path, note):
+    """Compare finished pipeline runs side by side, seeds aggregated.
 
-    One row per configuration (MLflow parent run): strategy, REC / GEN-1 / GEN-2
-    FID, the test likelihood bound in bits/dim, final beta_eff, active units, the KL's share of the encoder gradient and
-    the training wall time. Writes a markdown table and two figures (FIDs per run;
-    training curves of MSE, KL term, gamma and beta_eff) and prints the table.
-    Reads MLFLOW_TRACKING_URI, or the project's mlflow.db.
+    Runs that differ only in their seeds (any `*.seed` param) are one configuration:
+    every number is its mean ± std (and n). Per configuration: REC / GEN-1 / GEN-2 FID,
+    the test likelihood bound in bits/dim, stage 1's final gamma, beta_eff, active units
+    and KL gradient share, the training wall time (table.md); the decoder variance its
+    final KL weight implied against the one the test data support, and the fixed beta
+    that would match it next to a summed, a mean-reduced squared error and BCE
+    (variance.md); two figures with error bars (FIDs, bits/dim, beta_eff, KL share;
+    training curves with a ±1 std band). With --report, also a markdown page that
+    answers "is scaling the KL sound?" from these runs (what docs/results.md is); the
+    same runs give the same bytes. Reads MLFLOW_TRACKING_URI, or the project's mlflow.db.
     """
+    import os
+    import shlex
+
     from mlflow import MlflowClient
 
-    from pipeline import report
+    from pipeline import report, results_page
     from pipeline.store import check_reachable, tracking_uri
     from pipeline.utils import atomic_path
 
     check_reachable(tracking_uri())
     rows = report.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
-    table = report.markdown_table(rows)
-    with atomic_path(out_dir / "table.md") as tmp:
-        tmp.write_text(table)
-    paths = report.figures(rows, out_dir)
-    click.echo(table)
-    click.echo(f"wrote {out_dir / 'table.md'}, " + ", ".join(str(p) for p in paths))
+    groups = report.configurations(rows)
+    table, variance = report.markdown_table(groups), report.variance_table(groups)
+    for name, text in (("table.md", table), ("variance.md", variance)):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text)
+    paths = report.figures(groups, out_dir)
+    click.echo(table + "\n" + variance)
+    written = [out_dir / "table.md", out_dir / "variance.md", *paths]
+    if report_path:
+        args = ["bvae", "compare", "--experiment", experiment] + (["--filter", filter_string] if filter_string else [])
+        args += ["--out", str(out_dir), "--report", str(report_path)] + (["--note", note] if note else [])
+        page = results_page.render(groups, rows, fig_dir=os.path.relpath(out_dir, report_path.parent),
+                                   experiment=experiment, command=shlex.join(args), note=note)  # fmt: skip
+        with atomic_path(report_path) as tmp:
+            tmp.write_text(page)
+        written.append(report_path)
+    click.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 @main.command()

@@ -250,10 +250,13 @@ def test_compare_shows_the_likelihood_of_the_run(repro):
     run(["bvae", "compare", "--out", "reports/one"], project)
     head, _, *rows = (project / "reports/one/table.md").read_text().splitlines()
     keys = [c.strip() for c in head.split("|")]
-    cells = [dict(zip(keys, [c.strip() for c in row.split("|")])) for row in rows]  # one per pipeline run so far
+    cells = [dict(zip(keys, [c.strip() for c in row.split("|")])) for row in rows]  # one per configuration so far
     expected = (f"{metrics['bpd_iwae_twostage_gamma_test']:.3f}", f"{metrics['bpd_iwae_stage1_gamma_trained']:.3f}")
     assert expected in [(c["bits/dim two-stage (IWAE, test gamma)"], c["bits/dim stage 1 (IWAE, trained gamma)"])
                         for c in cells]  # fmt: skip
+    variance = (project / "reports/one/variance.md").read_text()
+    gamma2 = metrics["gamma_test"] ** 2  # the test MSE, and the beta that matches it next to a summed squared error
+    assert f"| {gamma2:.3g} " in variance and f"| {2 * gamma2:.3g} " in variance
 
 
 @pytest.mark.slow  # about 3 minutes: `bash scripts/test.sh -m slow`
@@ -274,6 +277,6 @@ def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
     table = (project / "reports/cmp/table.md").read_text()
     assert table in out + "\n" or table.strip() in out
     for strategy in ("fixed beta=1.0", "sigma", "running_gamma k=1.0"):
-        assert f"| {strategy} |" in table
+        assert f"| {strategy} | 1 |" in table  # one seed each
     for png in ("compare.png", "curves.png"):
         assert Image.open(project / "reports/cmp" / png).format == "PNG"

@@ -6,12 +6,24 @@ A Gaussian decoder with variance gamma^2 gives the per-image reconstruction term
 
 with sse the summed squared error over the D = C*H*W pixel values. Strategies differ
 in how gamma is set. Each reports, besides its loss, the same diagnostics on one
-common scale: dividing the loss by D / (2 gamma^2) turns it into
+common scale,
 
-    mse + beta_eff * KL,   beta_eff = 2 gamma^2 / D  (times any KL factor),
+    mse + beta_eff * KL   (mse = sse / D),
 
-so ``beta_eff`` says how strongly the KL is weighted against the per-value MSE,
-whatever the strategy.
+the loss with the KL weight read against the per-value MSE. How a strategy's loss
+reaches that scale depends on its form:
+
+- fixed, annealed (``sse + beta KL``): divide by D, so beta_eff = beta / D;
+- running_gamma (``sse / (2 gamma^2) + k KL``, gamma held constant in the gradient):
+  divide by D / (2 gamma^2), so beta_eff = 2 k gamma^2 / D;
+- learned_gamma and sigma (the full Gaussian term, k = 1): the same division leaves
+  beta_eff = 2 gamma^2 / D plus the terms 2 gamma^2 / D (D log gamma + D/2 log 2 pi),
+  which do not depend on the networks' weights (for learned_gamma they drive gamma itself;
+  for sigma with detach: false they do).
+
+So ``beta_eff`` says how strongly the KL is weighted against the per-value MSE, whatever
+the strategy: it is the beta of a loss ``mse_loss(reduction='mean') + beta * KL``
+(:mod:`pipeline.equivalence`), and ``loss_common`` is computed as mse + beta_eff * KL.
 """
 
 from dataclasses import dataclass, field

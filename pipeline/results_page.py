@@ -8,6 +8,7 @@ run are left out. The same runs give the same bytes: nothing depends on the cloc
 """
 
 import math
+import statistics
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -66,6 +67,7 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
     steps = f" ({int(epochs) * math.ceil(limit / batch):,} optimisation steps)" if isinstance(limit, float) and epochs and batch else ""
     seeds = Counter(len(g.runs) for g in groups)
     start, end = min(r.start for r in rows), max(r.end for r in rows)
+    median = statistics.median((r.end - r.start) / 1000 for r in rows)
     commits = sorted({r.commit[:7] for r in rows if r.commit})
     day = datetime.fromtimestamp(start / 1000, timezone.utc).strftime("%Y-%m-%d")
     lines = [
@@ -89,7 +91,8 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
         + "; a seed sets every `*.seed` param that differs between the runs of a configuration.",
         f"- Runs: {len(rows)} finished pipeline runs in MLflow experiment `{experiment}`, code at commit "
         + ", ".join(f"`{x}`" for x in commits) + f", {day}. From the first run's start to the last run's end: "
-        f"{(end - start) / 60000:.0f} minutes.",
+        f"{(end - start) / 60000:.0f} minutes; one run (its stages after the shared prepare and reference) took a "
+        f"median of {median:.0f} s.",
     ]
     if note:
         lines.append(f"- {note}")
@@ -142,6 +145,7 @@ def _answer_beta(groups: list[Group], dim: int | None) -> list[str]:
         for space in fid_spaces(one.stats):
             out += [f"- {_versus(one, tenth, f'fid_{space}_{w}', '.2f', f'{t} FID ({space})')};"
                     for w, t in (("rec", "REC"), ("gen1", "GEN-1"), ("gen2", "GEN-2"))]  # fmt: skip
+        out[-1] = out[-1][:-1] + "."
         share = tenth.stat("train_vae.final_kl_grad_share")
         if share is not None:
             out += ["", f"At beta = 0.1 the KL still made {share.mean:.0%} of the push on the encoder (last epoch): a lower "
@@ -175,9 +179,10 @@ def _answer_gradient(groups: list[Group]) -> list[str]:
         "- **Under Adam** (these runs) even that goes: each step divides by a running RMS of the gradient, so a",
         "  constant factor on the loss cancels (up to Adam's eps). sse + 0.1 KL, 10 sse + KL and a Gaussian",
         "  decoder with gamma^2 = 0.05 train identically: \"caring 10x more about reconstruction\" and \"assuming",
-        "  pixel noise of std 0.22\" are one statement. The decoder's steps do not depend on beta at all; beta",
-        "  only changes the mix of reconstruction and KL in the encoder's gradient.",
-        "  (`tests/test_equivalence.py` checks all three statements.)",
+        "  pixel noise of std 0.22\" are one statement. For the same codes the decoder's step does not depend",
+        "  on beta; beta changes the mix of reconstruction and KL in the encoder's gradient, and reaches the",
+        "  decoder only through the codes the encoder then produces.",
+        "  (`tests/test_equivalence.py` checks these statements.)",
     ]
     if one and tenth:
         lines.append(f"- **Measured:** {_versus(one, tenth, 'train_vae.final_kl_grad_share', '.3f', 'KL share of the encoder gradient at the last epoch, beta 1 -> 0.1,')}.")
@@ -241,6 +246,28 @@ def _answer_stage2(groups: list[Group]) -> list[str]:
                   "matches N(0, I), which GEN-1 assumes.", ""]  # fmt: skip
 
 
+def _brief(groups: list[Group], dim: int | None) -> list[str]:
+    """The answer in a few lines, each pointing at the section with the detail."""
+    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
+    out = ["## In brief", ""]
+    data = tenth.stat("data_gamma2") if tenth else None
+    if data:
+        out.append(f"- beta = 0.1 next to a summed squared error is a Gaussian decoder with gamma^2 = 0.05: "
+                   f"{0.05 / data.mean:.1f} times the test MSE its own decoder reached ({data.format('.3g')})"
+                   + (f"; next to a mean-reduced MSE the same 0.1 is gamma^2 = {variance_for_beta(0.1, dim, 'mse_mean'):.3g}."
+                      if dim else "."))  # fmt: skip
+    if one and tenth:
+        space = (fid_spaces(tenth.stats) or ["?"])[0]
+        changes = [_versus(one, tenth, f"fid_{space}_{w}", ".2f", f"{t} FID") for w, t in (("rec", "REC"), ("gen2", "GEN-2"))]
+        changes.append(_versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage-1 bits/dim"))
+        out.append("- From beta = 1 to 0.1: " + "; ".join(changes) + ".")
+    for g in groups:
+        if g.params.get("train.balance.strategy") == "running_gamma" and g.stat("beta_sse_own"):
+            out.append(f"- {g.label} ended at the equivalent of a fixed beta of {_s(g, 'beta_sse_own')} next to a summed "
+                       "squared error (\"Where running gamma lands\").")  # fmt: skip
+    return out + [""] if len(out) > 2 else []
+
+
 def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, command: str, note: str = "") -> str:
     """The whole page. ``fig_dir``: the figures' folder relative to the page."""
     dataset = _common(groups).get("prepare.dataset", "?")
@@ -255,7 +282,7 @@ def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, co
         "them\" when the means differ by more than twice the standard error of their difference.",
         "",
     ]
-    lines += _setup(groups, rows, experiment, command, note)
+    lines += _brief(groups, dim) + _setup(groups, rows, experiment, command, note)
     lines += ["## Results", "", markdown_table(groups), "### Decoder variance", "",
               "The variance each configuration's final KL weight implied (beta_eff D / 2), the one the test data",
               "support (gamma_test^2, the test MSE of decoded posterior draws), and the fixed beta that would match",

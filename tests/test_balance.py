@@ -122,10 +122,19 @@ def test_annealed_linear_schedule_hits_its_endpoints():
     assert t.beta_eff == pytest.approx(0.5 / 4) and t.gamma == pytest.approx(0.5)
 
 
-def test_annealed_cyclical_schedule_restarts():
+def test_annealed_cyclical_schedule_restarts_and_ends_each_cycle_at_full_weight():
     bal = Annealed(beta=1.0, anneal_steps=100, cyclical=True, ramp_fraction=0.5)
-    values = [bal.beta_at(t) for t in (0, 25, 50, 99, 100, 125, 150)]
-    assert values == pytest.approx([0.0, 0.5, 1.0, 1.0, 0.0, 0.5, 1.0])
+    values = [bal.beta_at(t) for t in (0, 25, 50, 99, 100, 101, 125, 150, 200)]
+    assert values == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0, 0.02, 0.5, 1.0, 1.0])
+    linear = Annealed(beta=1.0, anneal_steps=100, ramp_fraction=1.0)
+    assert [Annealed(beta=1.0, anneal_steps=100, cyclical=True, ramp_fraction=1.0).beta_at(t) for t in range(101)] == [
+        linear.beta_at(t) for t in range(101)]  # the first cycle is the linear warm-up
+
+
+def test_a_run_of_whole_cycles_saves_the_gamma_it_last_trained_under():
+    bal = Annealed(beta=1.0, anneal_steps=100, cyclical=True)
+    bal.steps.fill_(200)  # two whole cycles trained
+    assert bal.gamma == pytest.approx(math.sqrt(0.5))
 
 
 def test_learned_gamma_loss_and_gradient_by_hand():

@@ -3,9 +3,13 @@
     loss = sse + beta_t * KL
 
 Linear warm-up: beta_t = beta * min(1, t / anneal_steps), t = optimisation steps so far.
-Cyclical (Fu et al., NAACL 2019): the schedule restarts every ``anneal_steps`` steps;
+Cyclical (Fu et al., NAACL 2019): the schedule restarts every N = ``anneal_steps`` steps;
 within a cycle beta_t rises linearly over the first ``ramp_fraction`` of it, then
-stays at beta. Like ``fixed`` it reports gamma = sqrt(beta_t / 2), beta_eff = beta_t / D.
+stays at beta. Cycle c covers t in (cN, (c+1)N], so its position is
+phase = ((t - 1) mod N + 1) / N: the first cycle is the linear warm-up, and every
+cycle ends at full weight. A run of whole cycles therefore ends (and saves its
+gamma) at beta, not at the 0 of a next cycle it never trains. Like ``fixed`` it
+reports gamma = sqrt(beta_t / 2), beta_eff = beta_t / D.
 """
 
 import math
@@ -29,7 +33,7 @@ class Annealed(Balance):
         """The KL weight after t optimisation steps."""
         if not self.cyclical:
             return self.beta * min(1.0, t / self.anneal_steps)
-        phase = (t % self.anneal_steps) / self.anneal_steps  # position within the current cycle, in [0, 1)
+        phase = ((t - 1) % self.anneal_steps + 1) / self.anneal_steps if t > 0 else 0.0  # in (0, 1] after step 0
         return self.beta * min(1.0, phase / self.ramp_fraction)
 
     @property

@@ -68,6 +68,7 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
     seeds = Counter(len(g.runs) for g in groups)
     start, end = min(r.start for r in rows), max(r.end for r in rows)
     median = statistics.median((r.end - r.start) / 1000 for r in rows)
+    total = sum((r.end - r.start) / 1000 for r in rows)
     commits = sorted({r.commit[:7] for r in rows if r.commit})
     day = datetime.fromtimestamp(start / 1000, timezone.utc).strftime("%Y-%m-%d")
     lines = [
@@ -89,10 +90,10 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
         "- What differs between configurations: " + ", ".join(f"`{k}`" for k in varying) + ".",
         "- Seeds: " + ", ".join(f"{n} per configuration ({k} configurations)" for n, k in sorted(seeds.items()))
         + "; a seed sets every `*.seed` param that differs between the runs of a configuration.",
-        f"- Runs: {len(rows)} finished pipeline runs in MLflow experiment `{experiment}`, code at commit "
-        + ", ".join(f"`{x}`" for x in commits) + f", {day}. From the first run's start to the last run's end: "
-        f"{(end - start) / 60000:.0f} minutes; one run (its stages after the shared prepare and reference) took a "
-        f"median of {median:.0f} s.",
+        f"- Runs: {len(rows)} finished pipeline runs in MLflow experiment `{experiment}`, code at commit"
+        + ("s " if len(commits) > 1 else " ") + ", ".join(f"`{x}`" for x in commits) + f", {day}. One run (its stages "
+        f"after the shared prepare and reference) took a median of {median:.0f} s, all {len(rows)} together "
+        f"{total / 60:.0f} minutes; from the first run's start to the last run's end: {(end - start) / 60000:.0f} minutes.",
     ]
     if note:
         lines.append(f"- {note}")

@@ -42,6 +42,11 @@ def _s(g: Group, key: str, spec: str = ".3g") -> str:
     return "n/a" if s is None else s.format(spec)
 
 
+def _list(items: list[str]) -> list[str]:
+    """Markdown bullets that read as one sentence: "- a;", "- b;", ..., "- z."."""
+    return [f"- {x};" for x in items[:-1]] + [f"- {items[-1]}."]
+
+
 def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
     """"what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; the seeds separate them)"."""
     sa, sb = a.stat(key), b.stat(key)
@@ -138,15 +143,17 @@ def _answer_beta(groups: list[Group], dim: int | None) -> list[str]:
             "",
             f"Fixed beta = 1 vs beta = 0.1 next to a summed squared error ({len(one.runs)} and {len(tenth.runs)} seeds):",
             "",
-            f"- {_versus(one, tenth, 'train_vae.final_kl_grad_share', '.3f', 'KL share of the encoder gradient')};",
-            f"- {_versus(one, tenth, 'train_vae.final_active_units', '.3g', 'active latent units')};",
-            f"- {_versus(one, tenth, 'train_vae/kl', '.3g', 'KL (nats per image)')};",
-            f"- {_versus(one, tenth, 'train_vae/variance_law_mean', '.3g', 'variance law Var(mu) + E[sigma^2] (1 for the prior)')};",
+        ]
+        changes = [
+            _versus(one, tenth, "train_vae.final_kl_grad_share", ".3f", "KL share of the encoder gradient"),
+            _versus(one, tenth, "train_vae.final_active_units", ".3g", "active latent units"),
+            _versus(one, tenth, "train_vae/kl", ".3g", "KL (nats per image)"),
+            _versus(one, tenth, "train_vae/variance_law_mean", ".3g", "variance law Var(mu) + E[sigma^2] (1 for the prior)"),
         ]
         for space in fid_spaces(one.stats):
-            out += [f"- {_versus(one, tenth, f'fid_{space}_{w}', '.2f', f'{t} FID ({space})')};"
-                    for w, t in (("rec", "REC"), ("gen1", "GEN-1"), ("gen2", "GEN-2"))]  # fmt: skip
-        out[-1] = out[-1][:-1] + "."
+            changes += [_versus(one, tenth, f"fid_{space}_{w}", ".2f", f"{t} FID ({space})")
+                        for w, t in (("rec", "REC"), ("gen1", "GEN-1"), ("gen2", "GEN-2"))]  # fmt: skip
+        out += _list(changes)
         share = tenth.stat("train_vae.final_kl_grad_share")
         if share is not None:
             out += ["", f"At beta = 0.1 the KL still made {share.mean:.0%} of the push on the encoder (last epoch): a lower "
@@ -160,11 +167,10 @@ def _answer_beta(groups: list[Group], dim: int | None) -> list[str]:
             "**Does it cost likelihood?** The bound in bits/dim (IWAE; lower is better), at each model's",
             "test-optimal gamma (every model at its best variance) and at the gamma its loss assumed:",
             "",
-            f"- {_versus(one, tenth, 'bpd_iwae_stage1_gamma_test', '.3f', 'stage 1 at the test gamma')};",
-            f"- {_versus(one, tenth, 'bpd_iwae_stage1_gamma_trained', '.3f', 'stage 1 at its trained gamma')};",
-            f"- {_versus(one, tenth, 'bpd_iwae_twostage_gamma_test', '.3f', 'two-stage at the test gamma')}.",
-            "",
         ]
+        out += _list([_versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage 1 at the test gamma"),
+                      _versus(one, tenth, "bpd_iwae_stage1_gamma_trained", ".3f", "stage 1 at its trained gamma"),
+                      _versus(one, tenth, "bpd_iwae_twostage_gamma_test", ".3f", "two-stage at the test gamma")]) + [""]  # fmt: skip
     return out
 
 

@@ -7,9 +7,10 @@ epoch and step counters, the history so far, every RNG state, plus what the stag
 renamed, so a kill at any moment leaves the previous checkpoint or the new one, never a
 torn file.
 
-A checkpoint belongs to one ``identity``: a hash of the stage's params section and of
-its input files. A checkpoint of other params or inputs is ignored (and replaced), so
-editing params.yaml never resumes a stale run.
+A checkpoint belongs to one ``identity``: hashes of the stage's params section, of its
+input files and of the code it runs. A checkpoint of other params, inputs or code is
+ignored (and replaced), so neither an edit of params.yaml nor a code fix ever resumes
+epochs that the stage would not train the same way now.
 """
 
 import hashlib
@@ -56,33 +57,41 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-FORMAT = 3  # bumped when the saved layout changes: a checkpoint of another format is ignored
+FORMAT = 4  # bumped when the saved layout changes: a checkpoint of another format is ignored
+WHAT = {"format": "in an older format", "params": "with other params", "inputs": "for other input files",
+        "code": "by other code"}  # what differs, in the message when a checkpoint is not resumed
 
 
-def identity(params: dict, inputs: list[Path]) -> str:
-    """sha256 of the checkpoint format, the params and the bytes of every input file."""
-    h = hashlib.sha256(f"format {FORMAT}\n".encode() + json.dumps(params, sort_keys=True, default=str).encode())
+def identity(params: dict, inputs: list[Path], code: str) -> dict:
+    """What a checkpoint belongs to: the format, sha256 of the params and of the bytes of
+    every input file, and ``code`` (a hash of the code the stage runs)."""
+    h = hashlib.sha256()
     for path in inputs:
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
-    return h.hexdigest()
+    params_hash = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    return {"format": FORMAT, "params": params_hash, "inputs": h.hexdigest(), "code": code}
 
 
-def save(path: Path, ident: str, state: dict) -> None:
+def save(path: Path, ident: dict, state: dict) -> None:
     save_torch({"identity": ident, **state}, path, output=False)  # kept when the stage fails: it resumes
 
 
-def load(path: Path, ident: str) -> dict | None:
-    """The checkpoint at ``path`` if it belongs to ``ident``; None when absent, foreign or unreadable."""
+def load(path: Path, ident: dict) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to ``ident``; None when absent, foreign or
+    unreadable (saying why, in one line)."""
     if not path.is_file():
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a torn or foreign file: start afresh rather than fail
-        print(f"ignoring unreadable checkpoint {path} ({type(e).__name__})")
+        print(f"checkpoint {path}: unreadable ({type(e).__name__}); starting from epoch 1")
         return None
-    if ckpt.get("identity") != ident:
-        print(f"ignoring checkpoint {path}: it belongs to other params or inputs")
+    found = ckpt.get("identity") if isinstance(ckpt, dict) else None
+    if found != ident:
+        found = found if isinstance(found, dict) else {}
+        differs = next(k for k in WHAT if found.get(k) != ident[k])
+        print(f"checkpoint {path}: written {WHAT[differs]}; starting from epoch 1")
         return None
     return ckpt

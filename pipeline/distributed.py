@@ -11,15 +11,14 @@ own noise stream; a checkpoint (rank 0's state) therefore resumes exactly. Only 
 logs, writes outputs and checkpoints.
 
 ``BVAE_NPROC=N`` makes a training stage re-launch itself as
-``torchrun --standalone --nproc_per_node N -m stages.<stage>``; for several nodes, run
-``torchrun --nnodes ...`` yourself (see the README). The backend is ``nccl`` on CUDA and
+``torchrun --standalone --nproc_per_node N -m stages.<stage>`` (:func:`stages.command.launch`,
+before torch is imported); for several nodes, run ``torchrun --nnodes ...`` yourself
+(see the README). The backend is ``nccl`` on CUDA and
 ``gloo`` on CPU.
 """
 
 import atexit
 import os
-import shutil
-import sys
 
 import torch
 import torch.distributed as dist
@@ -32,16 +31,6 @@ def world() -> tuple[int, int]:
 
 def is_main() -> bool:
     return world()[0] == 0
-
-
-def launch(module: str) -> None:
-    """Re-run this command under torchrun when ``BVAE_NPROC`` > 1 (and not already under it)."""
-    nproc = int(os.environ.get("BVAE_NPROC", "1"))
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
-        args = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", module, *sys.argv[1:]]
-        print(" ".join(args), flush=True)
-        os.execv(torchrun, args)
 
 
 def init(device: torch.device) -> torch.device:

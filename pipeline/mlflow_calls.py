@@ -8,6 +8,7 @@ and turns tracking off for the rest of the stage; the stage's outputs are writte
 """
 
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -18,58 +19,52 @@ from pipeline import runs, store
 from pipeline.params import flatten, used
 
 
-_RUN = None  # this process's RunCalls, made by the first call ("open")
+_RUN = None  # this process's RunCalls, made by the first call ("connect")
 
 
 def start() -> None:
     """Initialiser of the tracking process: Ctrl-C and SIGTERM (sent to the whole process
-    group by SLURM, a shell) are for the stage, which then ends the run here; and the lowest
-    CPU priority, so that it runs on the CPU time the stage leaves idle."""
+    group by SLURM, a shell) are for the stage, which then ends the run here. MLflow's store
+    logs no errors of its own (a read-only store wrote 90 lines of SQLAlchemy traceback):
+    the first failure is one warning line (:func:`call`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
+
+
+def lower_priority() -> None:
+    """The lowest CPU priority, once the store is open: from then on the tracking process
+    runs on the CPU time the stage leaves idle."""
     if hasattr(os, "nice"):
         os.nice(19)
 
 
-def open_store() -> None:
-    """Open the project's sqlite store ahead of the stage's first call (a warm tracking
-    process does, while its stage starts; MLflow keeps the store per URI). Errors are left
-    for the stage's own "open" to report."""
-    from pipeline.store import tracking_enabled, tracking_uri
-
-    uri = tracking_uri()
-    if not tracking_enabled() or not uri.startswith("sqlite:///") or not os.path.isfile(uri[len("sqlite:///") :]):
-        return
-    try:
-        from mlflow import MlflowClient
-
-        with store.opening(uri):
-            MlflowClient(uri)
-    except Exception:  # noqa: BLE001
-        pass
-
-
 def call(name: str, *args, **kwargs) -> tuple[bool, object, float]:
-    """Run ``RunCalls.<name>`` (``open`` first); returns (ok, result, seconds). After a
+    """Run ``RunCalls.<name>`` (``connect`` first); returns (ok, result, seconds). After a
     failure every later call is skipped (ok False)."""
     global _RUN
     t0 = time.perf_counter()
-    if name != "open" and (_RUN is None or not _RUN.enabled):
+    if name != "connect" and (_RUN is None or not _RUN.enabled):
         return False, None, 0.0
     try:
-        if name == "open":
+        if name == "connect":
             _RUN = RunCalls()
-            result = _RUN.open(*args, **kwargs)
-        else:
-            result = getattr(_RUN, name)(*args, **kwargs)
+        result = getattr(_RUN, name)(*args, **kwargs)
         return True, result, time.perf_counter() - t0
     except Exception as e:
         if _RUN is not None:
             _RUN.enabled = False
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        print(f"warning: MLflow tracking failed ({reason}); continuing without tracking, the stage's outputs "
+        print(f"warning: MLflow tracking failed ({reason(e)}); continuing without tracking, the stage's outputs "
               "are still written", file=sys.stderr, flush=True)  # fmt: skip
         return False, None, time.perf_counter() - t0
+
+
+def reason(e: BaseException) -> str:
+    """The root cause of ``e`` in one short line (a database error, not the SQL around it)."""
+    while e.__cause__ is not None or (e.__context__ is not None and not e.__suppress_context__):
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(e).split("\n")[0].split())
+    return f"{type(e).__name__}: {text[:197] + '...' if len(text) > 200 else text}"
 
 
 class RunCalls:
@@ -80,28 +75,51 @@ class RunCalls:
         self.client = None
         self.run_id = None
         self.parent_id = None
+        self.exp_id = None
+        self.uri = None
+        self.artifacts = None
 
-    def open(self, stage: str, params: dict, uri: str, artifacts: str | None, resume_run_id: str | None) -> str:
-        """Start (or, with ``resume_run_id``, continue) the stage's run under its parent; returns its id."""
+    def connect(self, uri: str, artifacts: str | None) -> None:
+        """Import MLflow and open the store and the experiment, while the stage starts. A
+        sqlite store that does not exist yet is created by :meth:`open`, once the stage has
+        checked its inputs: a stage that stops at a check writes nothing, not even a store."""
         import mlflow
-        from mlflow import MlflowClient
 
         if store.is_server(uri):  # fail in seconds, not after minutes of retries
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         mlflow.set_tracking_uri(uri)
-        with store.opening(uri):  # a new sqlite store is created by one process at a time
-            self.client = MlflowClient(uri)
-            if resume_run_id and self._resume(resume_run_id):
-                return self.run_id
-            exp_id = runs.experiment_id(self.client, artifacts)
-            tags = runs.stage_tags(stage, params)
-            self.parent_id, parent_name = runs.parent_run(self.client, exp_id, tags, params)
-        run = mlflow.start_run(experiment_id=exp_id, run_name=f"{stage} · {parent_name}", parent_run_id=self.parent_id,
-                               tags=tags)  # fmt: skip
-        self.run_id = run.info.run_id
+        self.uri, self.artifacts = uri, artifacts
+        if not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///") :]).is_file():
+            self._experiment()
+
+    def _experiment(self) -> None:
+        from mlflow import MlflowClient
+
+        with store.opening(self.uri):  # a new sqlite store is created by one process at a time
+            self.client = MlflowClient(self.uri)
+            self.exp_id = runs.experiment_id(self.client, self.artifacts)
+
+    def open(self, stage: str, params: dict, resume_run_id: str | None) -> str:
+        """Start (or, with ``resume_run_id``, continue) the stage's run under its parent, and
+        record the code it runs; returns its id."""
+        import mlflow
+
+        if self.exp_id is None:
+            self._experiment()
+        commit, diff = runs.code_state()
+        tags = runs.stage_tags(stage, params, commit, bool(diff))
+        if not (resume_run_id and self._resume(resume_run_id, tags)):
+            self.parent_id, parent_name = runs.parent_run(self.client, self.exp_id, tags, params)
+            run = mlflow.start_run(experiment_id=self.exp_id, run_name=f"{stage} · {parent_name}",
+                                   parent_run_id=self.parent_id, tags=tags)  # fmt: skip
+            self.run_id = run.info.run_id
+            print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
+        if diff:
+            mlflow.log_text(diff, runs.DIFF_FILE)
+        if self.parent_id:
+            runs.note_code(self.client, self.parent_id, stage, commit, diff)
         self._parent_running()
-        print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {uri}", flush=True)
         return self.run_id
 
     def _parent_running(self) -> None:
@@ -110,11 +128,11 @@ class RunCalls:
             self.client.update_run(self.parent_id, status="RUNNING")
 
     def warm_up(self) -> None:
-        """Import what logging a model needs (torch, mlflow.pytorch) while the stage works."""
+        """Import what logging a model needs (torch, mlflow.pytorch) before the stage asks."""
         import mlflow.pytorch  # noqa: F401
         import torch  # noqa: F401
 
-    def _resume(self, run_id: str) -> bool:
+    def _resume(self, run_id: str, tags: dict) -> bool:
         """Continue the run ``run_id`` when the store still has it."""
         import mlflow
 
@@ -123,9 +141,8 @@ class RunCalls:
         except Exception:
             print(f"MLflow: run {run_id} of the checkpoint not found; starting a new run", flush=True)
             return False
-        self.run_id = mlflow.start_run(run_id=run_id).info.run_id
+        self.run_id = mlflow.start_run(run_id=run_id, tags=tags).info.run_id
         self.parent_id = run.data.tags.get("mlflow.parentRunId")
-        self._parent_running()
         print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
         return True
 
@@ -136,6 +153,8 @@ class RunCalls:
         (a second the stage would otherwise wait for): everything is written."""
         import mlflow
 
+        if self.run_id is None:  # the stage ended before it opened its run
+            return
         mlflow.end_run(status=status)
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
@@ -181,7 +200,6 @@ class RunCalls:
         about pickle is therefore silenced). With ``register_as``: a new registered version,
         described and tagged with ``metrics`` (:mod:`pipeline.registry`), ``alias`` pointed at
         it and ``champion`` moved to it if its ``score`` is the best; returns what happened."""
-        import logging
 
         import mlflow
         import torch

@@ -10,7 +10,8 @@ The parent is named after the DVC experiment and its balance (``dvc exp run -n b
 ``b01 · fixed beta=0.1``), outside an experiment after its balance and configuration
 hash (``running_gamma k=1.0 · 43f6c2``). It carries the params the configuration
 uses (a running-gamma run logs no beta), a description of what differs from the commit,
-the git commit, and at the end the headline metrics (:mod:`stages.evaluate`).
+the git commit and the code each stage ran (:func:`note_code`), and at the end the
+headline metrics (:mod:`stages.evaluate`).
 Experiment name: ``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``; it is tagged as
 MLflow's "custom model development" kind, so the UI opens it on its training runs.
 """
@@ -19,8 +20,8 @@ import os
 import subprocess
 
 from pipeline.params import config_hash, flatten, used
+from pipeline.store import experiment_name
 
-DEFAULT_EXPERIMENT = "balanced-vae"
 CONFIG_TAG = "bvae.config_hash"
 ROLE_TAG = "bvae.role"  # "pipeline" on parent runs, "stage" on stage runs
 STAGE_TAG = "bvae.stage"  # the DVC stage of a stage run
@@ -52,7 +53,7 @@ def git_commit() -> str | None:
 def experiment_id(client, artifacts: str | None) -> str:
     """Get or create the experiment (tagged with its kind, unless a user set another);
     a new one keeps its artifacts at ``artifacts`` (None: the store decides)."""
-    name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    name = experiment_name()
     exp = client.get_experiment_by_name(name)
     if exp is None:
         try:
@@ -64,13 +65,56 @@ def experiment_id(client, artifacts: str | None) -> str:
     return exp.experiment_id
 
 
-def stage_tags(stage: str, params: dict) -> dict:
-    """The tags of a stage run: its stage, the configuration hash and role, the git commit."""
+DIRTY_TAG = "bvae.git.dirty"  # "true" on a run made from a tree with uncommitted changes
+DIFF_FILE = "code/uncommitted.diff"  # those changes, an artifact of the stage run
+
+
+def code_state() -> tuple[str | None, str]:
+    """The git commit of the working tree, and its uncommitted changes to tracked files as a
+    diff ("" when there are none), leaving out the files `dvc repro` itself rewrites:
+    dvc.lock and the stages' outputs that git keeps (metrics/, plots/)."""
+    import yaml
+
+    written = ["dvc.lock"]
+    try:
+        with open("dvc.yaml") as f:
+            stages = yaml.safe_load(f)["stages"].values()
+        for spec in stages:
+            for entry in [*spec.get("outs", []), *spec.get("metrics", []), *spec.get("plots", [])]:
+                written.append(next(iter(entry)) if isinstance(entry, dict) else entry)
+    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
+        pass
+    diff = git("diff", "HEAD", "--", ".", *[f":(exclude){path}" for path in written])
+    return git_commit(), diff or ""
+
+
+def stage_tags(stage: str, params: dict, commit: str | None, dirty: bool) -> dict:
+    """The tags of a stage run: its stage, the configuration hash and role, the git commit,
+    and whether the tree had uncommitted changes."""
     tags = {STAGE_TAG: stage, CONFIG_TAG: config_hash(params), ROLE_TAG: "stage"}
-    commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    if dirty:
+        tags[DIRTY_TAG] = "true"
     return tags
+
+
+def note_code(client, parent_id: str, stage: str, commit: str | None, diff: str) -> None:
+    """Record on the parent run the code that its stage ``stage`` ran: the tag
+    ``bvae.code.<stage>`` (the commit, and whether the tree had uncommitted changes, whose
+    diff is then the artifact ``code/<stage>.diff``); the parent is tagged ``bvae.git.dirty``
+    while the latest run of any of its stages had such changes."""
+    dirty = " + uncommitted changes"
+    client.set_tag(parent_id, f"bvae.code.{stage}", f"{commit or 'no git commit'}{dirty if diff else ''}")
+    if commit:
+        client.set_tag(parent_id, "mlflow.source.git.commit", commit)
+    if diff:
+        client.log_text(parent_id, diff, f"code/{stage}.diff")
+    tags = client.get_run(parent_id).data.tags
+    if any(k.startswith("bvae.code.") and v.endswith(dirty) for k, v in tags.items()):
+        client.set_tag(parent_id, DIRTY_TAG, "true")
+    elif DIRTY_TAG in tags:
+        client.delete_tag(parent_id, DIRTY_TAG)
 
 
 def balance_label(balance: dict) -> str:
@@ -119,7 +163,7 @@ def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]
     exp = os.environ.get("DVC_EXP_NAME")  # set by `dvc exp run` (-n NAME, or a generated name)
     name = f"{exp} · {label}" if exp else f"{label} · {tags[CONFIG_TAG][:6]}"
     diff = changed(params)
-    parent_tags = {k: v for k, v in tags.items() if k != STAGE_TAG} | {
+    parent_tags = {k: v for k, v in tags.items() if k not in (STAGE_TAG, DIRTY_TAG)} | {
         ROLE_TAG: "pipeline", BALANCE_TAG: label, CHANGED_TAG: ", ".join(diff) or "nothing",
         "mlflow.note.content": description(params, diff),
     }  # fmt: skip

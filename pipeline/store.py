@@ -1,10 +1,14 @@
-"""Which MLflow store a stage writes to, and whether it answers.
+"""Which MLflow store a stage writes to, where its artifacts go, and whether it answers.
 
-``MLFLOW_TRACKING_URI`` when set (a team's ``mlflow server``), else a sqlite file
-``mlflow.db`` at the repository root with artifacts in ``mlartifacts/``, both as
-absolute paths, so that ``dvc exp run --temp`` / ``--queue`` (which run in copies
-under ``.dvc/tmp/exps/``) write to the same store. ``BVAE_TRACKING=off`` turns
-tracking off (offline runs); the stages' outputs do not depend on it.
+``MLFLOW_TRACKING_URI`` when set (a team's ``mlflow server``, or a shared database),
+else a sqlite file ``mlflow.db`` at the repository root, as an absolute path, so that
+``dvc exp run --temp`` / ``--queue`` (which run in copies under ``.dvc/tmp/exps/``)
+write to the same store. A new experiment keeps its artifacts beside its store: in
+``mlartifacts/`` beside a sqlite file, wherever a tracking server decides, or at
+``MLFLOW_DEFAULT_ARTIFACT_ROOT`` (the variable ``mlflow server`` reads) when that is
+set; never in the working folder of the process that made the experiment.
+``BVAE_TRACKING=off`` turns tracking off (offline runs); the stages' outputs do not
+depend on it.
 """
 
 import os
@@ -26,19 +30,31 @@ def repo_root(cwd: str | Path | None = None) -> Path:
     return path
 
 
+EXPERIMENT = "balanced-vae"  # the MLflow experiment, unless MLFLOW_EXPERIMENT_NAME names another
+
+
+def experiment_name() -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
-def own_store() -> bool:
-    """True when the stages use the project's own sqlite store (no MLFLOW_TRACKING_URI)."""
-    return not os.environ.get("MLFLOW_TRACKING_URI")
-
-
-def artifact_root() -> str | None:
-    """Where a new experiment keeps its artifacts: ``mlartifacts/`` beside our own store;
-    a tracking server decides for itself (None)."""
-    return (repo_root() / "mlartifacts").as_uri() if own_store() else None
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment in the store ``uri`` keeps its artifacts (None: the tracking
+    server decides). MLflow's own default for a database store is ``./mlruns`` of the
+    process that creates the experiment: with a shared database, one clone's ignored folder
+    would hold every clone's artifacts."""
+    configured = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT")
+    if configured:
+        return configured
+    if is_server(uri):
+        return None
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
+    raise PipelineError(f"MLFLOW_TRACKING_URI={uri}: a database without a folder beside it for the runs' artifacts; "
+                        "set MLFLOW_DEFAULT_ARTIFACT_ROOT (a shared folder, s3://...) or track through `mlflow server`")
 
 
 def tracking_enabled() -> bool:
@@ -72,9 +88,12 @@ def opening(uri: str):
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not minutes of retries, when a tracking server does not answer: it
-    must accept a connection and answer an HTTP request (its ``/health``) within ``timeout``
-    seconds. Any answer will do (an error status too): only silence stops the stage."""
+    must accept a connection and answer HTTP requests within ``timeout`` seconds, both its
+    ``/health`` and a call of its API that reads the store (a server whose database hangs
+    still answers ``/health``). Any answer will do (an error status too): only silence
+    stops the stage."""
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     url = urlparse(uri)
@@ -87,10 +106,15 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as e:
         raise PipelineError(f"MLflow tracking server {uri} is unreachable ({e}). {fix}") from None
-    try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        pass  # it answered
-    except (OSError, ValueError) as e:
-        raise PipelineError(f"MLflow tracking server {uri} accepts connections but did not answer within "
-                            f"{timeout:.0f} s ({e}). {fix}") from None  # fmt: skip
+    name = urllib.parse.quote(experiment_name())
+    for path, what in (("/health", "did not answer"),
+                       (f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}", "answers /health but its API "
+                        "(the store behind it) did not answer")):  # fmt: skip
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}{path}", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass  # it answered
+        except (OSError, ValueError) as e:
+            reason = " ".join(str(getattr(e, "reason", e)).split())
+            raise PipelineError(f"MLflow tracking server {uri} accepts connections but {what} within "
+                                f"{timeout:.0f} s ({reason}). {fix}") from None  # fmt: skip

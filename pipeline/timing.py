@@ -46,7 +46,6 @@ class Clock:
 
     def __init__(self):
         self.started = process_start()
-        self.warm = False  # True in a stage process of the warm server (stages/warm.py)
         self.seconds = dict.fromkeys(PARTS, 0.0)
         self.seconds_background: dict[str, float] = {}
         self._at_first_work: dict[str, float] = {}  # the parts' seconds when the first work began
@@ -71,11 +70,6 @@ class Clock:
             self.seconds[name] += now - self._stack.pop()[1]
             if self._stack:
                 self._stack[-1][1] = now
-
-    def handed_over(self, started: float) -> None:
-        """This process runs a stage command for a client that started at ``started`` (a
-        warm stage, :mod:`stages.warm`): its clock starts there, not at this fork."""
-        self.started, self.warm = started, True
 
     def background(self, name: str, seconds: float) -> None:
         """Time spent on another thread (e.g. MLflow calls): reported, not part of the wall."""
@@ -126,7 +120,7 @@ def record(stage: str) -> None:
         return
 
     def write():
-        line = json.dumps({"stage": stage, "pid": os.getpid(), "warm": CLOCK.warm, **CLOCK.summary()})
+        line = json.dumps({"stage": stage, "pid": os.getpid(), **CLOCK.summary()})
         try:
             with open(path, "a") as f:
                 f.write(line + "\n")

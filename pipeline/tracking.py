@@ -2,13 +2,15 @@
 under which parent), log to it without ever costing the user their training, close it.
 
 Every MLflow call runs in a separate tracking process (:mod:`pipeline.mlflow_calls`,
-run by :class:`pipeline.worker.Worker`), in the order the stage made them, so
-importing MLflow (1.5 s; none in a warm stage, :mod:`stages.warm`), opening the store
-and logging run beside the stage's work, on another CPU and outside its interpreter
-lock, instead of delaying it. The stage waits for that process only where it must: before
-writing a checkpoint (the store then holds every epoch the checkpoint holds), for the
-run id, for a registered model version, and at the end. Per-epoch metrics are also
-batched (one store round trip every ``FLUSH_SECONDS``, not one per epoch).
+run by :class:`pipeline.worker.Worker`), in the order the stage made them. The process
+starts when the stage makes its :class:`StageRun`, right after reading its params, and
+imports MLflow and opens the store while the stage imports torch and loads its data;
+it then drops to the lowest CPU priority, so that logging runs on the CPU time the
+stage leaves idle. The stage waits for that process only where it must: before writing
+a checkpoint (the store then holds every epoch the checkpoint holds), for the run id,
+for a registered model version, and at the end. Per-epoch metrics are also batched (one
+store round trip every ``FLUSH_SECONDS``, not one per epoch). The process ends with the
+stage.
 
 All calls are no-ops when tracking is off (``BVAE_TRACKING=off``) and on DDP ranks
 other than 0. Waiting counts as ``tracking`` time (:mod:`pipeline.timing`); the
@@ -18,6 +20,7 @@ tracking process's own time as ``tracking_background``.
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from pipeline import mlflow_calls, store, timing
@@ -29,39 +32,67 @@ INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for its last MLflow 
 
 
 class StageRun:
-    """Context manager around one stage's MLflow run (a no-op when tracking is off).
-    ``resume_run_id``: continue that run (a training stage resuming from a checkpoint).
-    Every logging method returns a Future of the call's result (None when tracking is off)."""
+    """One stage's MLflow run (a no-op when tracking is off). Making it starts the tracking
+    process (an unreachable server stops the stage here, before any work); ``with run:``
+    opens the run, ``with run.resuming(run_id):`` continues that run (a training stage
+    resuming from a checkpoint). ``models``: the stage logs models, so the tracking process
+    imports torch and mlflow.pytorch ahead of the first. ``before_end``: a check that runs
+    when the block ends without error, before the run is marked FINISHED (an error it
+    raises marks the run FAILED instead). Every logging method returns a Future of the
+    call's result (None when tracking is off)."""
 
-    def __init__(self, stage: str, params: dict, resume_run_id: str | None = None):
+    def __init__(self, stage: str, params: dict, models: bool = False, before_end: Callable[[], None] | None = None):
         self.stage = stage
         self.params = params
-        self.resume_run_id = resume_run_id
+        self.before_end = before_end
+        self.resume_run_id = None
         self.enabled = tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
         self._opened: Future | None = None
         self._process: Worker | None = None
         self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
         self._flushed = time.perf_counter()
         timing.record(stage)
+        if not self.enabled:
+            return
+        uri = tracking_uri()
+        check_reachable(uri)  # an unreachable server stops the stage now, before any work
+        artifacts = store.artifact_root(uri)
+        try:
+            self._process = Worker(first=mlflow_calls.start)
+        except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
+            print(f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
+                  "stage's outputs are still written", file=sys.stderr)  # fmt: skip
+            self.enabled = False
+            return
+        self._call("connect", uri, artifacts)
+        self._process.submit(mlflow_calls.lower_priority)
+        if models:
+            self._call("warm_up")
+
+    def resuming(self, run_id: str | None) -> "StageRun":
+        """Continue the run ``run_id`` (None: start a new one) when the block opens."""
+        self.resume_run_id = run_id
+        return self
 
     def __enter__(self):
-        if self.enabled:
-            uri = tracking_uri()
-            check_reachable(uri)  # an unreachable server stops the stage now, before any work
-            try:
-                self._process = Worker(first=mlflow_calls.start)
-            except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
-                print(f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
-                      "stage's outputs are still written", file=sys.stderr)  # fmt: skip
-                self.enabled = False
-                return self
-            self._opened = self._call("open", self.stage, self.params, uri, store.artifact_root(), self.resume_run_id)
-            self._call("warm_up")
+        self._opened = self._call("open", self.stage, self.params, self.resume_run_id)
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if exc_type is None and self.before_end is not None:
+            try:
+                self.before_end()
+            except BaseException as e:
+                self._end(type(e))
+                raise
+        self._end(exc_type)
+        return False
+
+    def _end(self, exc_type) -> None:
+        """Send the last metrics, the stage's timing and its end status, and let the tracking
+        process exit (waiting for it, unless the stage was interrupted)."""
         if self._process is None:
-            return False
+            return
         self.flush()
         spent = timing.CLOCK.summary()
         self.log_metrics({"stage_wall_time_s": spent.pop("wall"), "overhead_share": spent.pop("overhead_share")}
@@ -75,7 +106,7 @@ class StageRun:
                   file=sys.stderr)  # fmt: skip
         with timing.part("tracking"):  # the tracking process exits
             self._process.shutdown(wait=not interrupted, cancel_futures=interrupted)
-        return False
+        self._process = None
 
     def _call(self, name: str, *args, **kwargs) -> Future | None:
         """Hand ``mlflow_calls.RunCalls.<name>(*args)`` to the tracking process."""

@@ -58,8 +58,9 @@ class Pace:
 
 def _hold() -> None:
     """Fault tests (``BVAE_HOLD_AFTER_EPOCH=N``): say so in the file ``BVAE_HOLD_FILE`` (its pid), then
-    wait mid-epoch until a signal stops the process or the test removes the file (go on), so
-    that a test acts on an event, never on a guess of how long an epoch takes."""
+    wait mid-epoch N + 1 (N = the last epoch: after training) until a signal stops the process
+    or the test removes the file (go on), so that a test acts on an event, never on a guess
+    of how long an epoch takes."""
     held = Path(os.environ["BVAE_HOLD_FILE"])
     held.write_text(str(os.getpid()))
     while held.exists():
@@ -209,6 +210,8 @@ def fit(
                         on_checkpoint(last)
                         saved, snapshot = True, None  # handed over: the next state() copies into new tensors
                         checkpoints.done()
+        if hold == epochs:  # for tests: hold after the last checkpoint, before the stage writes its outputs
+            _hold()
     except KeyboardInterrupt:
         if not saved:
             on_checkpoint(last)

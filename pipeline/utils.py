@@ -178,11 +178,10 @@ def save_pngs(images: torch.Tensor, folder) -> list[Path]:
 GRID_MIN_WIDTH = 256  # px: grids of small images are enlarged (nearest neighbour) to at least this width
 
 
-@timed("io")
-def save_grid(images: torch.Tensor, path, nrow: int = 8):
-    """Save uint8 images (N, C, H, W) as one PNG grid, enlarged by the smallest whole factor
+def grid_image(images: torch.Tensor, nrow: int = 8):
+    """uint8 images (N, C, H, W) as one PIL image grid, enlarged by the smallest whole factor
     that makes it GRID_MIN_WIDTH px wide or more (8 x 8 digits: 73 px -> 292 px), each pixel
-    a square block, so it reads in a browser; returns the grid as a PIL image."""
+    a square block, so it reads in a browser."""
     from PIL import Image
 
     grid = make_grid(images.cpu(), nrow=nrow)
@@ -190,6 +189,13 @@ def save_grid(images: torch.Tensor, path, nrow: int = 8):
     factor = -(-GRID_MIN_WIDTH // img.width)
     if factor > 1:
         img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+    return img
+
+
+@timed("io")
+def save_grid(images: torch.Tensor, path, nrow: int = 8):
+    """Save uint8 images (N, C, H, W) as one PNG grid (:func:`grid_image`); returns the grid."""
+    img = grid_image(images, nrow)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return img

@@ -3,12 +3,11 @@
 The stage side (:class:`Worker`) pickles each call at once (a snapshot of its
 arguments), hands it to a sender thread, and gets a Future that a reader thread
 resolves with the answer; so the stage never waits for the helper unless it asks for
-a result. The helper runs :func:`serve`. It is either a fresh interpreter started with
-multiprocessing's ``spawn``, or, in a warm stage process (:mod:`stages.warm`), a
-ready process forked beside it with everything imported, whose end of the pipe the
-warm server leaves in :data:`HANDED`.
+a result. The helper runs :func:`serve` in a fresh interpreter started with
+multiprocessing's ``spawn`` (never ``fork``: the stage may hold OpenMP threads and locks).
 """
 
+import atexit
 import itertools
 import multiprocessing
 import pickle
@@ -16,9 +15,6 @@ import queue
 import threading
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
-
-HANDED: Connection | None = None  # set by the warm server in a stage process: its ready helper
-
 
 class WorkerDied(RuntimeError):
     """The helper process ended before it answered."""
@@ -52,24 +48,22 @@ class Worker:
     helper runs before any other (e.g. lowering its priority)."""
 
     def __init__(self, first=None):
-        global HANDED
-        if HANDED is not None:
-            self._conn, self._process, HANDED = HANDED, None, None
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            self._conn, theirs = ctx.Pipe()
-            self._process = ctx.Process(target=serve, args=(theirs,), daemon=True, name="tracking")
-            self._process.start()
-            theirs.close()
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, theirs = ctx.Pipe()
+        self._process = ctx.Process(target=serve, args=(theirs,), daemon=True, name="tracking")
+        self._process.start()
+        theirs.close()
         self._ids = itertools.count()
         self._futures: dict[int, Future] = {}
         self._ended = False  # the helper has gone: no call can be answered any more
+        self._closing = False  # told to stop (shutdown)
         self._lock = threading.Lock()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send_all, daemon=True, name="worker-send")
         self._reader = threading.Thread(target=self._read_all, daemon=True, name="worker-read")
         self._sender.start()
         self._reader.start()
+        atexit.register(self._at_exit)
         if first is not None:
             self.submit(first)
 
@@ -87,6 +81,7 @@ class Worker:
     def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
         """Tell the helper to stop after the calls it has; ``wait``: until it has; ``cancel_futures``:
         cancel the Futures of calls not answered yet (the helper is then not waited for)."""
+        self._closing = True
         self._outbox.put(None)
         if cancel_futures:
             with self._lock:
@@ -95,8 +90,20 @@ class Worker:
                 future.cancel()
         if wait:
             self._reader.join()
-            if self._process is not None:
-                self._process.join()
+            self._process.join()
+
+    def _at_exit(self) -> None:
+        """The stage exits without :meth:`shutdown` (it failed before its run opened): the
+        calls not sent yet are dropped and the helper stops after the one it is making, so
+        that multiprocessing's own exit handler, which waits for it, returns soon."""
+        if self._closing or self._ended:
+            return
+        while True:
+            try:
+                self._outbox.get_nowait()
+            except queue.Empty:
+                break
+        self.shutdown(wait=False, cancel_futures=True)
 
     def _send_all(self) -> None:
         while (data := self._outbox.get()) is not None:

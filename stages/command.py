@@ -56,10 +56,49 @@ def _read_sections(path, sections: list[str] | None) -> dict | None:
 
 def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> str:
     """The stage ran with the values it read at its start; DVC would record the new ones."""
-    keys = sorted(set(before) | set(after))
-    diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
-    return (f"{path} changed while {stage_name} ran ({', '.join(diff)}): its outputs follow the values it read at "
-            "its start, so it fails here and DVC does not record the new ones; run `dvc repro` again")
+    from stages.layout import CHECKPOINTS
+
+    if "error" in after:
+        error = str(after["error"])
+        what = f"and {error[len(str(path)) + 1:]}" if error.startswith(f"{path} ") else f"and no longer loads ({error})"
+    else:
+        keys = sorted(set(before) | set(after))
+        diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
+        what = f"({', '.join(diff[:3])}{f' and {len(diff) - 3} more' if len(diff) > 3 else ''})"
+    kept = CHECKPOINTS / f"{stage_name}.pt"
+    keep = f" ({kept} keeps its training: with the old values back it finishes without training again)"
+    return (f"{path} changed while {stage_name} ran {what}: its outputs follow the values it read at its start, so it "
+            f"fails and DVC records nothing; `dvc repro` runs it again{keep if kept.is_file() else ''}")
+
+
+_WATCH: dict = {}  # the params file of the stage that runs, the sections it reads, and their values at its start
+
+
+def params_unchanged() -> None:
+    """Fail (PipelineError) when the params sections the running stage reads changed on disk
+    since it started: DVC would record the new values beside outputs made with the old
+    ones. A stage calls it before its MLflow run is marked FINISHED and before it removes
+    its checkpoint (:class:`pipeline.tracking.StageRun`'s ``before_end``)."""
+    if not _WATCH:
+        return
+    after = _read_sections(_WATCH["path"], _WATCH["sections"])
+    if after != _WATCH["before"]:
+        raise PipelineError(_changed_while_running(_WATCH["stage"], _WATCH["before"], after, _WATCH["path"]))
+
+
+def launch(module: str) -> None:
+    """Re-run this command under torchrun when ``BVAE_NPROC`` > 1 (and not already under it):
+    data-parallel training on N processes (:mod:`pipeline.distributed`). Called before the
+    stage imports torch or starts its tracking process, which the new processes do."""
+    import os
+    import shutil
+
+    nproc = int(os.environ.get("BVAE_NPROC", "1"))
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+        args = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", module, *sys.argv[1:]]
+        print(" ".join(args), flush=True)
+        os.execv(torchrun, args)
 
 
 def _remove_written() -> None:
@@ -78,27 +117,21 @@ def _remove_written() -> None:
 
 
 def stage(fn):
-    """Run a stage body, in a warm server when one is up (:mod:`stages.warm`): user errors
-    print one line and exit 2; Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number)."""
+    """Run a stage body: user errors print one line and exit 2; Ctrl-C exits 130, SIGTERM
+    143 (128 + the signal's number)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from stages import warm
-
-        code = warm.handoff()
-        if code is not None:
-            sys.exit(code)
         signal.signal(signal.SIGTERM, _terminate)
         spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
         stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
         sections = _sections(stage_name) if kwargs.get("params_path") else None
+        _WATCH.clear()
+        before = _read_sections(kwargs.get("params_path"), sections)
+        if before is not None:
+            _WATCH.update(path=kwargs["params_path"], sections=sections, before=before, stage=stage_name)
         try:
-            before = _read_sections(kwargs.get("params_path"), sections)
-            result = fn(*args, **kwargs)
-            after = _read_sections(kwargs.get("params_path"), sections)
-            if before != after:
-                raise PipelineError(_changed_while_running(stage_name, before, after, kwargs["params_path"]))
-            return result
+            return fn(*args, **kwargs)
         except PipelineError as e:
             _remove_written()
             click.echo(f"error: {e}", err=True)

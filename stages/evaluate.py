@@ -40,12 +40,16 @@ def main(params_path):
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
+    from pipeline.tracking import StageRun
+    from stages.command import params_unchanged
+
+    run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+
     import torch
     from pipeline import PipelineError, likelihood, protocol, sampling
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
     from pipeline.timing import part
-    from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_grid
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
 
@@ -72,7 +76,7 @@ def main(params_path):
     test = load_prepared("test")
     n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
 
-    with StageRun("evaluate", params) as run:
+    with run:
         run.log_params({"evaluate": cfg})
         space = build_feature_space(
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device

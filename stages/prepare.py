@@ -20,16 +20,20 @@ def main(params_path):
     from pipeline.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+    cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
+
+    from pipeline.tracking import StageRun
+    from stages.command import params_unchanged
+
+    run = StageRun("prepare", params, before_end=params_unchanged)  # MLflow starts while torch is imported
 
     from pipeline import data
     from pipeline.timing import part
-    from pipeline.tracking import StageRun
     from pipeline.utils import save_grid, write_json
     from stages.runtime import setup
 
-    cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
     setup(cfg["seed"])
-    with StageRun("prepare", params) as run:
+    with run:
         run.log_params({"prepare": cfg})
         with part("work"):
             ds = data.load(cfg)

@@ -23,6 +23,11 @@ def main(params_path):
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
+    from pipeline.tracking import StageRun
+    from stages.command import params_unchanged
+
+    run = StageRun("reference", params, before_end=params_unchanged)  # MLflow starts while torch is imported
+
     import torch
     from pipeline import PipelineError
     from pipeline.choices import MIN_IMAGES
@@ -30,7 +35,6 @@ def main(params_path):
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
     from pipeline.speed import set_cpu_threads, step_flops, training_threads
     from pipeline.timing import part
-    from pipeline.tracking import StageRun
     from pipeline.utils import read_json, save_torch, write_csv, write_json
     from stages.runtime import load_prepared, setup
 
@@ -54,7 +58,7 @@ def main(params_path):
         )
     device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
-    with StageRun("reference", params) as run:
+    with run:
         run.log_params({"reference": ref})
         metrics = {}
         if labelled:

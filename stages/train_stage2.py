@@ -23,6 +23,12 @@ def main(params_path):
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
+    from pipeline.tracking import StageRun
+    from stages.command import launch, params_unchanged
+
+    launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
+    run = StageRun("train_stage2", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+
     import torch
     from pipeline import PipelineError, memory
     from pipeline.balance import build_balance
@@ -31,12 +37,10 @@ def main(params_path):
     from pipeline import distributed
     from pipeline.sampling import encode, posterior_draws
     from pipeline.timing import part
-    from pipeline.tracking import StageRun
     from pipeline.utils import save_torch
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
-    distributed.launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
     device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
@@ -54,7 +58,7 @@ def main(params_path):
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
-    with StageRun("train_stage2", params, resume_run_id=ckpt.run_id) as run:
+    with run.resuming(ckpt.run_id):
         run.log_params({"stage2": cfg})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
         history, speed = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)

@@ -23,17 +23,21 @@ def main(params_path):
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
+    from pipeline.tracking import StageRun
+    from stages.command import launch, params_unchanged
+
+    launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
+    run = StageRun("train_vae", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+
     from pipeline import PipelineError, distributed, memory
     from pipeline.balance import build_balance
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.sampling import reconstruct
     from pipeline.timing import part
-    from pipeline.tracking import StageRun
-    from pipeline.utils import save_grid, save_torch
+    from pipeline.utils import grid_image, save_grid, save_torch
     from stages.runtime import load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
-    distributed.launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
     device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
@@ -52,14 +56,13 @@ def main(params_path):
     grid_path = PLOTS / "train_vae" / "reconstructions.png"
 
     ckpt = StageCheckpoint("train_vae", cfg, [PREPARED / "train.pt"])
-    with StageRun("train_vae", params, resume_run_id=ckpt.run_id) as run:
+    with run.resuming(ckpt.run_id):
         run.log_params({"train": cfg})
 
         def log_grid(row):  # after the first epoch (where the UI's step slider starts), every grid_every, the last
             if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] in (1, cfg["epochs"])):
                 with part("diagnostics"):
-                    pairs = _pairs(model, grid_images)
-                grid = save_grid(pairs, grid_path, nrow=min(8, len(grid_images)))
+                    grid = grid_image(_pairs(model, grid_images), nrow=min(8, len(grid_images)))
                 run.log_grid(grid, "reconstructions", step=row["epoch"])
 
         history, speed = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
@@ -72,8 +75,7 @@ def main(params_path):
              "gamma": balance.gamma}, VAE,
         )  # fmt: skip
         model.to(device)
-        if not grid_every:
-            save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))
+        save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))  # also after a resume at the end
         with part("work"):
             test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
         metrics = final_metrics(history, speed) | {"test_mse": test_mse}

@@ -36,11 +36,9 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def tool_env(**extra) -> dict:
-    """The environment for stage and DVC subprocesses: this venv first on PATH, default MLflow store,
-    no warm server (:mod:`stages.warm`)."""
+    """The environment for stage and DVC subprocesses: this venv first on PATH, default MLflow store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["BVAE_WARM"] = "off"  # every stage in a fresh process, except in tests/test_warm.py
     env.update(extra)
     return env
 

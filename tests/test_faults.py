@@ -59,13 +59,20 @@ def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **
     return proc
 
 
+def outputs(project: Path) -> dict[str, bytes]:
+    """Every output of train_vae: {path: bytes}."""
+    files = [project / "models/vae.pt", project / "metrics/train_vae.json", project / "metrics/all/train_vae.json",
+             *sorted((project / "plots/train_vae").glob("*"))]  # fmt: skip
+    return {str(f.relative_to(project)): f.read_bytes() for f in files if f.is_file()}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict]:
-    """A project whose train_vae ran once uninterrupted: (path, {file: text} of its results)."""
+    """A project whose train_vae ran once uninterrupted: (path, its outputs, :func:`outputs`)."""
     project = make_project(tmp_path_factory.mktemp("faults"), PARAMS)
     run(["dvc", "repro", "train_vae"], project)
-    results = {f: (project / f).read_text() for f in ("metrics/train_vae.json", "plots/train_vae/history.csv")}
-    assert not (project / CKPT).exists()  # removed once the stage finished
+    results = outputs(project)
+    assert len(results) == 9 and not (project / CKPT).exists()  # removed once the stage finished
     return project, results
 
 
@@ -83,8 +90,7 @@ def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
     assert not (project / "models/vae.pt").exists()  # DVC removed the old output; nothing half-written in its place
     out = run(["dvc", "repro", "train_vae"], project)
     assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
-    for f, text in expected.items():
-        assert (project / f).read_text() == text, f  # the same final metrics and history as without the kill
+    assert outputs(project) == expected  # the same model, metrics, history and plots as without the kill
     assert not (project / CKPT).exists()
     client, after = stage_runs(project, "train_vae")
     new = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
@@ -109,9 +115,18 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_then_resumes(project, si
     assert (latest.info.status, parent.info.status) == ("KILLED", "KILLED")  # the parent follows its stage
     out = run(["python", "-m", "stages.train_vae"], project)
     assert "resuming from checkpoints/train_vae.pt" in out.stdout
-    for f, text in expected.items():
-        assert (project / f).read_text() == text, f
+    assert outputs(project) == expected
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"  # its last stage finished
+
+
+def test_a_stop_after_the_last_epoch_resumes_to_every_output_of_a_fresh_run(project):
+    project, expected = project
+    start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=PARAMS["train"]["epochs"])
+    for f in expected:
+        (project / f).unlink(missing_ok=True)  # as DVC removes a stage's outputs before it runs it
+    out = run(["python", "-m", "stages.train_vae"], project)
+    assert "resuming from checkpoints/train_vae.pt after epoch 8" in out.stdout
+    assert outputs(project) == expected
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):
@@ -120,9 +135,27 @@ def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text((project / "params.yaml").read_text().replace("epochs: 8", "epochs: 2"))
     out = run(["python", "-m", "stages.train_vae", "--params", str(params)], project)
-    assert "ignoring checkpoint checkpoints/train_vae.pt: it belongs to other params or inputs" in out.stdout
+    assert "checkpoint checkpoints/train_vae.pt: written with other params; starting from epoch 1" in out.stdout
     assert "resuming" not in out.stdout
     assert len((project / "plots/train_vae/history.csv").read_text().splitlines()) == 3  # header + 2 epochs
+
+
+def test_a_checkpoint_written_by_other_code_is_not_resumed(project):
+    """The resume of the same code is byte-identical (test_sigkill_mid_epoch_...); after an edit
+    of one line of a module the stage runs, DVC re-runs it and it starts over, saying why."""
+    project, expected = project
+    start_and_stop(project, ["dvc", "repro", "-f", "train_vae"], signal.SIGKILL, after_epoch=2)
+    module = project / "pipeline/balance/running_gamma.py"
+    original = module.read_text()
+    try:
+        module.write_text(original.replace("the seed paper.", "the paper this tool starts from.", 1))  # one line
+        assert module.read_text() != original
+        out = run(["dvc", "repro", "train_vae"], project)
+        assert "checkpoint checkpoints/train_vae.pt: written by other code; starting from epoch 1" in out.stdout
+        assert "resuming" not in out.stdout
+        assert outputs(project) == expected  # a docstring changes no number
+    finally:
+        module.write_text(original)
 
 
 def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
@@ -343,11 +376,12 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
           "least 4 of each")  # fmt: skip
 
 
-def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tmp_path):
+@pytest.mark.parametrize("edit", ["value", "broken"])
+def test_params_edited_while_a_stage_runs_fail_it_keep_its_training_and_dvc_records_nothing(tmp_path, edit):
     project = make_project(tmp_path, TINY)
     locked = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")  # the committed run's
     held = project / "held"
-    env = tool_env(BVAE_HOLD_AFTER_EPOCH="1", BVAE_HOLD_FILE=str(held), BVAE_TRACKING="off")
+    env = tool_env(BVAE_HOLD_AFTER_EPOCH="1", BVAE_HOLD_FILE=str(held))
     proc = subprocess.Popen(["dvc", "repro", "train_vae"], cwd=project, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.time() + 300
@@ -355,17 +389,36 @@ def test_params_edited_while_a_stage_runs_fail_it_and_dvc_records_nothing_new(tm
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.05)
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("lr: 0.001", "lr: 0.0005", 1))
+    original = params.read_text()
+    edited = original.replace("lr: 0.001", "lr: 0.0005", 1) if edit == "value" else original + "train: [\n"  # half saved
+    params.write_text(edited)
     held.unlink()  # go on
     out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
-    assert ("params.yaml changed while train_vae ran (train.lr: 0.001 -> 0.0005): its outputs follow the values it "
-            "read at its start, so it fails here and DVC does not record the new ones") in err  # fmt: skip
+    (line,) = [x for x in err.splitlines() if x.startswith("error: ")]
+    if edit == "value":
+        assert line == ("error: params.yaml changed while train_vae ran (train.lr: 0.001 -> 0.0005): its outputs follow "
+                        "the values it read at its start, so it fails and DVC records nothing; `dvc repro` runs it "
+                        "again (checkpoints/train_vae.pt keeps its training: with the old values back it finishes "
+                        "without training again)")  # fmt: skip
+    else:
+        assert line.startswith("error: params.yaml changed while train_vae ran and is not valid YAML at line ")
+        assert int(line.split("at line ")[1].split(",")[0]) > original.count("\n")  # the line of the broken part
+        assert len(line) < 400
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")
     assert lock == locked  # DVC recorded neither the old values nor the new ones
     for output in ("models/vae.pt", "metrics/train_vae.json", "metrics/all/train_vae.json", "plots/train_vae"):
         assert not (project / output).exists(), output  # all of the stage's outputs or none: none
-    assert "train_vae" in run(["dvc", "status"], project).stdout  # and says it must run again
+    assert checkpoint_epoch(project) == TINY["train"]["epochs"]  # the finished training is kept
+    client, (stage,) = stage_runs(project, "train_vae")
+    assert stage.info.status == "FAILED"  # not FINISHED: its outputs were not recorded
+    assert client.get_run(stage.data.tags["mlflow.parentRunId"]).info.status == "FAILED"
+    if edit == "value":
+        assert "train_vae" in run(["dvc", "status"], project).stdout  # and says it must run again
+    params.write_text(original)  # the old values back: the stage finishes without training again
+    again = run(["dvc", "repro", "train_vae"], project).stdout
+    assert f"resuming from checkpoints/train_vae.pt after epoch {TINY['train']['epochs']}" in again
+    assert (project / "models/vae.pt").is_file() and not (project / CKPT).exists()
 
 
 @pytest.fixture

@@ -1,0 +1,59 @@
+"""dvc.yaml's code deps are exactly the project modules each stage runs (stages/code_deps.py),
+so an edit re-runs the stages it touches and no other. tests/test_pipeline.py checks the
+other direction on a real `dvc repro`: no stage loads a project module outside its deps."""
+
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT
+from stages import code_deps
+
+
+def dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def test_dvc_yaml_lists_every_module_each_stage_runs_and_no_other():
+    assert code_deps.problems(dvc_yaml()) == []
+
+
+def test_a_module_left_out_of_a_stage_or_one_too_many_is_named():
+    dvc = dvc_yaml()
+    dvc["stages"]["train_stage2"]["deps"].remove("pipeline/sampling.py")  # the codes stage 2 trains on
+    dvc["stages"]["prepare"]["deps"].append("pipeline/sampling.py")
+    assert code_deps.problems(dvc) == [
+        "prepare: lists pipeline/sampling.py but does not run it",
+        "train_stage2: runs pipeline/sampling.py but does not list it",
+    ]
+
+
+def test_imports_inside_functions_and_registries_loaded_by_name_count():
+    evaluate, stage2 = code_deps.stage_files("evaluate"), code_deps.stage_files("train_stage2")
+    assert "pipeline/classifier.py" in evaluate  # imported inside pipeline.features.build_feature_space
+    assert "pipeline/sampling.py" in stage2  # imported inside the stage's command function
+    strategies = {str(p.relative_to(ROOT)) for p in (ROOT / "pipeline/balance").glob("*.py")}
+    assert strategies <= set(stage2)  # pipeline/balance/__init__.py imports each strategy by name
+    assert code_deps.as_deps(stage2).count("pipeline/balance") == 1  # one folder entry covers them
+    assert "pipeline/sampling.py" not in code_deps.stage_files("prepare")
+
+
+def test_modules_that_only_talk_to_mlflow_or_time_the_stage_are_exempt_and_exist():
+    for path in code_deps.NOT_DEPS:
+        assert (ROOT / path).is_file(), path
+        assert all(path not in code_deps.stage_files(stage) for stage in code_deps.STAGES)
+    assert "pipeline/tracking.py" in code_deps.closure("stages.train_vae")  # run, but exempt
+
+
+def test_the_code_hash_follows_the_deps_and_ignores_the_exempt(tmp_path, monkeypatch):
+    for f in code_deps.closure("stages.train_vae"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_bytes((ROOT / f).read_bytes())
+    monkeypatch.setattr(code_deps, "ROOT", tmp_path)
+    before = code_deps.code_hash("train_vae")
+    with open(tmp_path / "pipeline/timing.py", "a") as f:
+        f.write("# an edit to an exempt module\n")
+    assert code_deps.code_hash("train_vae") == before
+    running_gamma = Path(tmp_path / "pipeline/balance/running_gamma.py")
+    running_gamma.write_text(running_gamma.read_text() + "# one more line\n")
+    assert code_deps.code_hash("train_vae") != before

@@ -58,8 +58,10 @@ def experiment_id(client, artifacts: str | None) -> str:
     if exp is None:
         try:
             return client.create_experiment(name, artifact_location=artifacts, tags={KIND_TAG: KIND})
-        except Exception:  # created meanwhile by a parallel stage
+        except Exception:  # created meanwhile by a parallel stage, or the store cannot be written
             exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
     if KIND_TAG not in exp.tags:
         client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id

@@ -1,6 +1,7 @@
 """Running a stage: threads, seeds and device; reading its input checkpoints."""
 
 import os
+import textwrap
 from pathlib import Path
 
 import click
@@ -39,8 +40,8 @@ def load_checkpoint(path: Path, what: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, OSError, pickle and zip errors
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
-        fix = f"`dvc checkout {path}` restores it from the DVC cache, or `dvc repro -f {stage}` makes it again"
+        reason = textwrap.shorten(" ".join(str(e).split()), 160, placeholder=" ...") or type(e).__name__
+        fix = f"`dvc checkout --force {path}` restores it from the DVC cache, or `dvc repro -f {stage}` makes it again"
         raise PipelineError(f"{path} is not a readable {what} file (truncated or corrupt? {reason}): "
                             f"{fix if stage else 'write it again'}") from None  # fmt: skip
 

@@ -3,6 +3,7 @@ at a chosen step, a tracking server that is closed or dies mid-run, messy data f
 Each checks the message, the exit code, and that nothing half-written is left."""
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -199,6 +200,94 @@ def test_a_tracking_server_that_never_answers_is_one_line_in_seconds(tmp_path):
     assert not (project / "data/prepared").exists()
 
 
+def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_in_seconds(tmp_path):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    release = threading.Event()
+
+    class HealthyButStuck(BaseHTTPRequestHandler):  # /health answers; the API waits on a database that hangs
+        def do_GET(self):
+            if self.path != "/health":
+                release.wait(120)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HealthyButStuck)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    project = make_project(tmp_path, PARAMS)
+    try:
+        t0 = time.perf_counter()
+        out = run(["python", "-m", "stages.prepare"], project, check=False,
+                  MLFLOW_TRACKING_URI=f"http://127.0.0.1:{server.server_address[1]}")  # fmt: skip
+        took = time.perf_counter() - t0
+    finally:
+        release.set()
+        server.shutdown()
+    assert out.returncode == 2 and took < 30, (took, out.stderr)
+    (line,) = out.stderr.strip().splitlines()
+    assert "answers /health but its API (the store behind it) did not answer within 5 s" in line
+    assert "BVAE_TRACKING=off" in line and not (project / "data/prepared").exists()
+
+
+@pytest.fixture(params=["new", "used"])
+def read_only_store(tmp_path, request) -> str:
+    """A sqlite MLflow store whose file cannot be written (a bind mount as root, else its mode):
+    new (no experiment yet) or used (the experiment exists: the stage's run cannot be added)."""
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    client = MlflowClient(f"sqlite:///{db}")
+    client.search_experiments()  # creates it
+    if request.param == "used":
+        client.create_experiment("balanced-vae")
+    if os.geteuid() != 0:
+        db.chmod(0o444)
+        yield f"sqlite:///{db}"
+        return
+    if subprocess.run(["mount", "--bind", str(db), str(db)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (needs the right to mount)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(db)], check=True, capture_output=True)
+        yield f"sqlite:///{db}"
+    finally:
+        subprocess.run(["umount", str(db)], check=True)
+
+
+def test_a_read_only_store_is_one_warning_line_and_the_stage_finishes(tmp_path, read_only_store):
+    project = make_project(tmp_path / "p", PARAMS)
+    out = run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=read_only_store)
+    assert out.stderr.strip().splitlines() == [
+        "warning: MLflow tracking failed (OperationalError: attempt to write a readonly database); continuing without "
+        "tracking, the stage's outputs are still written"]  # fmt: skip
+    assert (project / "data/prepared/train.pt").is_file()
+
+
+def test_artifacts_go_beside_a_shared_store_or_to_the_configured_root_never_into_a_clone(tmp_path):
+    shared = tmp_path / "shared"
+    first, second = make_project(tmp_path / "a", TINY), make_project(tmp_path / "b", TINY)
+    store = f"sqlite:///{shared / 'mlflow.db'}"
+    for project in (first, second):
+        run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=store)
+        assert not (project / "mlruns").exists() and not (project / "mlartifacts").exists()
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("balanced-vae")
+    assert exp.artifact_location == (shared / "mlartifacts").as_uri()
+    for stage_run in client.search_runs([exp.experiment_id]):
+        assert stage_run.info.artifact_uri.startswith((shared / "mlartifacts").as_uri())
+    assert list((shared / "mlartifacts").rglob("train_images.png"))  # both prepares' grids are there
+    configured = tmp_path / "artifacts"
+    run(["python", "-m", "stages.prepare"], first, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'other.db'}",
+        MLFLOW_DEFAULT_ARTIFACT_ROOT=str(configured))  # fmt: skip
+    assert list(configured.rglob("train_images.png"))
+    out = run(["python", "-m", "stages.prepare"], first, check=False,
+              MLFLOW_TRACKING_URI="postgresql://user@127.0.0.1:1/mlflow")  # a database with no folder beside it
+    assert out.returncode == 2 and "set MLFLOW_DEFAULT_ARTIFACT_ROOT" in out.stderr
+
+
 @pytest.mark.slow  # starts a real mlflow server (about a minute): `bash scripts/test.sh -m slow`
 def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
     project = make_project(tmp_path, PARAMS)
@@ -326,25 +415,34 @@ def test_processes_starting_together_on_a_fresh_sqlite_store_all_land(tmp_path):
     assert len(client.search_runs([exp.experiment_id], "tags.`bvae.role` = 'stage'")) == 4
 
 
-def test_missing_or_corrupt_inputs_are_one_line_naming_the_file_and_the_fix(tmp_path):
-    project = make_project(tmp_path, PARAMS)
+def hints(line: str) -> list[list[str]]:
+    """The commands a message tells the user to run (its `...` parts), as argument lists."""
+    return [shlex.split(cmd) for cmd in line.split("`")[1::2]]
+
+
+def test_missing_or_corrupt_inputs_are_one_line_naming_the_file_and_fixes_that_work_as_written(tmp_path):
+    project = make_project(tmp_path, TINY)
     out = run(["python", "-m", "stages.train_vae"], project, check=False, BVAE_TRACKING="off")  # a fresh clone
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: prepared train images not found at data/prepared/train.pt: run the stages before this one first "
         "(`dvc repro prepare`)"]  # fmt: skip
-    run(["python", "-m", "stages.prepare"], project, BVAE_TRACKING="off")
-    train = project / "data/prepared/train.pt"
-    train.write_bytes(train.read_bytes()[:1000])  # truncated
-    out = run(["python", "-m", "stages.train_vae"], project, check=False, BVAE_TRACKING="off")
-    (line,) = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and line.startswith("error: data/prepared/train.pt is not a readable prepared train images")
-    assert line.endswith("`dvc checkout data/prepared/train.pt` restores it from the DVC cache, or `dvc repro -f prepare` "
-                         "makes it again")  # fmt: skip
-    (project / "models/vae.pt").write_bytes(b"not a torch file")
-    out = run(["python", "-m", "stages.train_stage2"], project, check=False, BVAE_TRACKING="off")
-    (line,) = out.stderr.strip().splitlines()
-    assert out.returncode == 2 and line.startswith("error: models/vae.pt is not a readable stage-1 model file")
-    assert "`dvc repro -f train_vae`" in line
+    (fix,) = hints(out.stderr)
+    run(fix, project, BVAE_TRACKING="off")
+    run(["dvc", "repro", "train_vae"], project, BVAE_TRACKING="off")  # puts prepare's and train_vae's outputs in the cache
+    for path, stage, consumer, what in [("data/prepared/train.pt", "prepare", "train_vae", "prepared train images"),
+                                        ("models/vae.pt", "train_vae", "train_stage2", "stage-1 model")]:  # fmt: skip
+        good = (project / path).read_bytes()
+        for fix in range(2):
+            (project / path).write_bytes(good[:1000])  # truncated
+            out = run(["python", "-m", f"stages.{consumer}"], project, check=False, BVAE_TRACKING="off")
+            (line,) = out.stderr.strip().splitlines()
+            assert out.returncode == 2 and line.startswith(f"error: {path} is not a readable {what} file (truncated or "
+                                                           "corrupt? ")  # fmt: skip
+            assert line.endswith(f"`dvc checkout --force {path}` restores it from the DVC cache, or `dvc repro -f "
+                                 f"{stage}` makes it again")  # fmt: skip
+            command = hints(line)[fix]
+            run(command, project, BVAE_TRACKING="off")
+            assert (project / path).read_bytes() == good, command
 
 
 def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_path):

@@ -3,26 +3,65 @@ experiments, MLflow runs, determinism, the Inception path and its clear error.""
 
 import csv
 import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
 from conftest import TINY, make_project, merge, run, wait_for_queue
+from stages import code_deps
 
 STAGES = ["prepare", "reference", "train_vae", "train_stage2", "evaluate"]
 FIDS = ["fid_domain_rec", "fid_domain_gen1", "fid_domain_gen2"]
 
 
+# Put on PYTHONPATH, Python imports it in every process it starts: at exit it writes the
+# argv and the module files the process loaded (the stages' real imports, lazy ones included).
+MODULES_AT_EXIT = """
+import atexit, os, sys
+
+def _write():
+    files = sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})
+    with open(os.path.join(os.environ["TEST_MODULES_DIR"], f"{os.getpid()}.txt"), "w") as f:
+        f.write("\\n".join([" ".join(sys.argv), *files]))
+
+atexit.register(_write)
+"""
+
+
+def project_processes(project) -> list[str]:
+    """Processes whose working folder is in ``project`` (what a command of the project started)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cwd", "cmdline"]):
+        cwd = proc.info["cwd"] or ""
+        if proc.pid != os.getpid() and (cwd == str(project) or cwd.startswith(f"{project}/")):
+            found.append(f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])}")
+    return found
+
+
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):
-    """One tiny project, reproduced once by `dvc repro`, shared by the tests below."""
+    """One tiny project, reproduced once by `dvc repro`, shared by the tests below. Also
+    returns the processes of the project alive right after the command returned, and the
+    project modules each stage process loaded."""
     project = make_project(tmp_path_factory.mktemp("pipeline"), TINY)
-    out = run(["dvc", "repro"], project)
-    return project, out.stdout + out.stderr
+    probe, modules = tmp_path_factory.mktemp("probe"), tmp_path_factory.mktemp("modules")
+    (probe / "sitecustomize.py").write_text(MODULES_AT_EXIT)
+    out = run(["dvc", "repro"], project, PYTHONPATH=str(probe), TEST_MODULES_DIR=str(modules))
+    left = project_processes(project)
+    loaded = {}
+    for dump in modules.glob("*.txt"):
+        argv, *files = dump.read_text().splitlines()
+        stage = Path(argv.split()[0]).stem if "/stages/" in argv.split()[0] else None
+        if stage in STAGES:
+            loaded[stage] = {str(Path(f).relative_to(project)) for f in files if f.startswith(f"{project}/")}
+    return project, out.stdout + out.stderr, left, loaded
 
 
 def client(project):
@@ -36,7 +75,7 @@ def runs(project):
 
 
 def test_repro_runs_every_stage_and_writes_outputs(repro):
-    project, log = repro
+    project, log, *_ = repro
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
     assert "\r" not in log and "\x1b[" not in log  # progress bars write plain lines to a log
@@ -58,8 +97,64 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
         assert img.format == "PNG" and img.size == (292, 292)  # 8x8 grid of 8x8 images, 1px gaps: 73 px, enlarged 4x
 
 
+def test_no_process_of_the_project_outlives_dvc_repro(repro):
+    *_, left, _ = repro
+    assert left == []
+
+
+def test_each_stage_loads_only_project_modules_among_its_code_deps(repro):
+    *_, loaded = repro
+    assert set(loaded) == set(STAGES)
+    for stage, files in loaded.items():
+        assert f"stages/{stage}.py" in files and "pipeline/__init__.py" in files  # the dump saw the stage's imports
+        assert files - set(code_deps.stage_files(stage)) - set(code_deps.NOT_DEPS) == set(), stage
+
+
+def test_an_edit_to_a_module_reruns_the_stages_that_run_it_and_no_other(repro):
+    project, *_ = repro
+    module = project / "pipeline/sampling.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "# an edit\n")
+        status = run(["dvc", "status", "--json"], project).stdout
+        assert set(json.loads(status)) == {"train_vae", "train_stage2", "evaluate"}  # reconstruct, codes, samples
+    finally:
+        module.write_text(original)
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {}
+
+
+def test_mlflow_records_uncommitted_changes_and_a_clean_tree_carries_none(repro, tmp_path):
+    project, *_ = repro
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    stage_runs = [r for r in runs(project) if r.data.tags.get("bvae.role") == "stage"]
+    assert all("bvae.git.dirty" not in r.data.tags and not client(project).list_artifacts(r.info.run_id, "code")
+               for r in stage_runs)  # fmt: skip
+    (parent,) = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"]
+    assert "bvae.git.dirty" not in parent.data.tags and parent.data.tags["bvae.code.prepare"] == head
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # a store of its own: this project's keeps one run per stage
+    c = MlflowClient(store)
+    module = project / "pipeline/data.py"
+    original = module.read_text()
+    try:
+        module.write_text(original + "# not committed\n")
+        run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=store)
+    finally:
+        module.write_text(original)
+    (dirty,) = c.search_runs([c.get_experiment_by_name("balanced-vae").experiment_id], "tags.`bvae.stage` = 'prepare'")
+    assert dirty.data.tags["bvae.git.dirty"] == "true" and dirty.data.tags["mlflow.source.git.commit"] == head
+    diff = Path(c.download_artifacts(dirty.info.run_id, "code/uncommitted.diff")).read_text()
+    assert "+# not committed" in diff and "pipeline/data.py" in diff and "dvc.lock" not in diff
+    parent_id = dirty.data.tags["mlflow.parentRunId"]
+    tags = c.get_run(parent_id).data.tags
+    assert tags["bvae.git.dirty"] == "true" and tags["bvae.code.prepare"] == f"{head} + uncommitted changes"
+    assert "+# not committed" in Path(c.download_artifacts(parent_id, "code/prepare.diff")).read_text()
+    run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=store)  # from a clean tree again
+    tags = c.get_run(parent_id).data.tags
+    assert "bvae.git.dirty" not in tags and tags["bvae.code.prepare"] == head
+
+
 def test_metrics_show_lists_the_fids(repro):
-    project, _ = repro
+    project, *_ = repro
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
     headline = shown[""]["data"]["metrics/evaluate.json"]["data"]
     metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
@@ -82,7 +177,7 @@ def test_metrics_show_lists_the_fids(repro):
 
 
 def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
-    project, _ = repro
+    project, *_ = repro
     c = client(project)
     # MLflow 3's UI opens an experiment of this kind on its training runs (mlflow/server/js: ExperimentKind)
     assert c.get_experiment_by_name("balanced-vae").tags["mlflow.experimentKind"] == "custom_model_development"
@@ -124,7 +219,7 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
 
 @pytest.mark.parametrize("sampler", ["gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"])
 def test_sample_writes_the_asked_number_of_valid_pngs(repro, sampler, tmp_path):
-    project, _ = repro
+    project, *_ = repro
     run(["bvae", "sample", "--sampler", sampler, "-n", "7", "--out", str(tmp_path / sampler)], project)
     files = sorted((tmp_path / sampler).iterdir())
     assert [f.name for f in files] == [f"{i:06d}.png" for i in range(7)]
@@ -135,7 +230,7 @@ def test_sample_writes_the_asked_number_of_valid_pngs(repro, sampler, tmp_path):
 
 
 def test_sample_from_the_registered_champion_says_so_and_matches_the_workspace(repro, tmp_path):
-    project, _ = repro
+    project, *_ = repro
     ref = "models:/balanced-vae-generator@champion"
     out = run(["bvae", "sample", "--model", ref, "-n", "3", "--out", str(tmp_path / "champion")], project).stdout
     assert "models: registered model balanced-vae-generator version 1, pipeline run 'running_gamma k=1.0 · " in out
@@ -146,7 +241,7 @@ def test_sample_from_the_registered_champion_says_so_and_matches_the_workspace(r
 
 
 def test_interpolation_grid(repro, tmp_path):
-    project, _ = repro
+    project, *_ = repro
     run(["bvae", "interpolate", "--out", str(tmp_path / "i.png"), "--pairs", "3", "--steps", "5"], project)
     assert Image.open(tmp_path / "i.png").size == (4 * (7 * 9 + 1), 4 * (3 * 9 + 1))  # 3 rows of a, 5 steps, b; 4x
 
@@ -156,7 +251,7 @@ def test_registered_generator_and_stage_models_load_back_and_generate(repro):
     import numpy as np
     import torch
 
-    project, _ = repro
+    project, *_ = repro
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     try:
         generator = mlflow.pytorch.load_model("models:/balanced-vae-generator@candidate")
@@ -173,7 +268,7 @@ def test_registered_generator_and_stage_models_load_back_and_generate(repro):
 
 
 def test_second_repro_reruns_nothing(repro):
-    project, _ = repro
+    project, *_ = repro
     t0 = time.perf_counter()
     out = run(["dvc", "repro"], project).stdout
     assert "Running stage" not in out and "Data and pipelines are up to date" in out
@@ -181,7 +276,7 @@ def test_second_repro_reruns_nothing(repro):
 
 
 def test_experiment_on_an_evaluate_param_reruns_only_evaluate(repro):
-    project, _ = repro
+    project, *_ = repro
     out = run(["dvc", "exp", "run", "-S", "evaluate.num_samples=40"], project)
     log = out.stdout + out.stderr
     assert "Running stage 'evaluate'" in log
@@ -196,7 +291,7 @@ def test_experiment_on_an_evaluate_param_reruns_only_evaluate(repro):
 
 
 def test_same_params_give_identical_metrics(repro, tmp_path):
-    first, _ = repro
+    first, *_ = repro
     second = make_project(tmp_path, TINY)
     run(["dvc", "repro"], second, BVAE_TRACKING="off")
     for path in ["metrics/reference.json", "metrics/train_vae.json", "metrics/train_stage2.json",
@@ -245,7 +340,7 @@ def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
 
 
 def test_compare_shows_the_likelihood_of_the_run(repro):
-    project, _ = repro
+    project, *_ = repro
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
     run(["bvae", "compare", "--out", "reports/one"], project)
     head, _, *rows = (project / "reports/one/table.md").read_text().splitlines()
@@ -261,7 +356,7 @@ def test_compare_shows_the_likelihood_of_the_run(repro):
 
 @pytest.mark.slow  # about 3 minutes: `bash scripts/test.sh -m slow`
 def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
-    project, _ = repro
+    project, *_ = repro
     before = {r.info.run_id for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"}
     for strategy in ("fixed", "sigma"):
         run(["dvc", "exp", "run", "--queue", "-S", f"train.balance.strategy={strategy}"], project)

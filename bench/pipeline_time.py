@@ -2,10 +2,10 @@
 (optimisation steps, feature extraction, sampling) and the overhead around it; then
 the same default pipeline swept as 4 queued DVC experiments with 1 and with 2 workers.
 
-    .venv/bin/python bench/pipeline_time.py                 # this working tree
-    .venv/bin/python bench/pipeline_time.py --rev 0468031   # an earlier commit (the baseline)
-    .venv/bin/python bench/pipeline_time.py --queue         # add the 4-experiment sweeps
-    .venv/bin/python bench/pipeline_time.py --cold          # every stage a fresh process (no warm server)
+    .venv/bin/python bench/pipeline_time.py                      # this working tree
+    .venv/bin/python bench/pipeline_time.py --baseline f81ec24   # an earlier commit first, then this tree: the ratio
+    .venv/bin/python bench/pipeline_time.py --rev f81ec24        # that commit alone
+    .venv/bin/python bench/pipeline_time.py --queue              # add the 4-experiment sweeps
 
 It copies the project into a temporary folder (tracked and untracked-but-not-ignored
 files, committed there as a fresh git repository, or the commit ``--rev``), links this
@@ -16,9 +16,9 @@ inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.timing`;
 columns stay empty for a commit that predates it). ``--queue`` then queues 4
 experiments (seeds 1-4; run one at a time, ``-j 1``) and 4 more (seeds 5-8, ``-j 2``),
 against a local tracking server (scripts/tracking_server.sh), and prints both sweep
-times and their ratio. Also prints the time of a stage's ``--help``, and whether each
-stage ran in a warm server (stages/warm.py: the first stage starts one in the background
-for the ones after it).
+times and their ratio. Also prints the time of a stage's ``--help``. Every stage runs
+as the plain process DVC starts (``BVAE_WARM=off`` makes a commit from before the warm
+server's removal do the same).
 """
 
 import argparse
@@ -91,15 +91,14 @@ def help_seconds(project: Path, env: dict) -> float:
 
 def stage_table(walls: dict, inside: dict) -> str:
     head = (f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS)
-            + f" {'overhead':>9s} {'MLflow proc.':>13s} {'warm':>5s}")  # fmt: skip
+            + f" {'overhead':>9s} {'MLflow proc.':>13s}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for name in STAGES:
         t = inside.get(name)
         cells = " ".join(f"{t[p]:10.2f}s" if t else f"{'':>11s}" for p in PARTS)
         share = f"{100 * t['overhead_share']:8.1f}%" if t else f"{'':>9s}"
         thread = f"{t.get('tracking_background', 0):12.2f}s" if t else f"{'':>13s}"
-        warm = ("yes" if t.get("warm") else "no") if t else ""
-        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread} {warm:>5s}")
+        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread}")
     return "\n".join(lines)
 
 
@@ -125,8 +124,8 @@ def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
         time.sleep(1)
     seconds = time.perf_counter() - t0
     stages = read_timing(timing)[before:]
-    print(f"-j {workers}: {len(stages)} stage runs ({sum(t.get('warm', False) for t in stages)} warm), "
-          f"{sum(t['wall'] for t in stages):.1f} s of stage wall time in {seconds:.1f} s")  # fmt: skip
+    print(f"-j {workers}: {len(stages)} stage runs, {sum(t['wall'] for t in stages):.1f} s of stage wall time in "
+          f"{seconds:.1f} s")  # fmt: skip
     if status.count("Success") < len(seeds):
         sys.exit(f"the sweep with -j {workers} did not succeed:\n{status}")
     sh(["dvc", "queue", "remove", "--success"], project, env, check=False)
@@ -136,35 +135,39 @@ def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
+    ap.add_argument("--baseline", help="run this commit first, then the working tree (or --rev), and print the ratio")
     ap.add_argument("--queue", action="store_true", help="also time 4 queued experiments with -j 1 and -j 2")
-    ap.add_argument("--cold", action="store_true", help="every stage in a fresh process (BVAE_WARM=off)")
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
+    results = [run_copy(rev, args.queue) for rev in ([args.baseline] if args.baseline else []) + [args.rev]]
+    if args.baseline:
+        base, new = results
+        print(f"\ndefault pipeline: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
+              f"{new['pipeline_s']:.1f} s ({base['pipeline_s'] / new['pipeline_s']:.2f}x faster)")  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def run_copy(rev: str | None, queue: bool) -> dict:
+    """Measure the pipeline of commit ``rev`` (None: the working tree) in a fresh copy."""
     with tempfile.TemporaryDirectory(prefix="bvae-bench-") as tmp:
         project, timing = Path(tmp) / "project", Path(tmp) / "timing.jsonl"
         project.mkdir()
-        copy_project(project, args.rev)
+        copy_project(project, rev)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
-        env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing)}
-        env |= {"BVAE_WARM": "off"} if args.cold else {}
-        try:
-            result = measure(project, env, timing, args)
-        finally:  # the copy's warm servers (stages/warm.py; none with --cold or before that commit)
-            sh(["python", "-m", "stages.warm", "stop"], project, env, check=False)
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing), "BVAE_WARM": "off"}
+        return measure(project, env, timing, rev, queue)
 
 
-def measure(project: Path, env: dict, timing: Path, args) -> dict:
-    result = {"rev": args.rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "help_s": help_seconds(project, env)}
+def measure(project: Path, env: dict, timing: Path, rev: str | None, queue: bool) -> dict:
+    result = {"rev": rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "help_s": help_seconds(project, env)}
     total, walls = repro(project, env)
     inside = {t["stage"]: t for t in read_timing(timing)}
     result |= {"pipeline_s": total, "stage_wall_s": walls, "stages": inside}
-    print(f"default pipeline ({result['rev']}, fresh copy, new MLflow store, {result['cpus']} CPUs"
-          f"{', BVAE_WARM=off' if args.cold else ''}): {total:.1f} s")  # fmt: skip
+    print(f"default pipeline ({result['rev']}, fresh copy, new MLflow store, {result['cpus']} CPUs): {total:.1f} s")
     print(f"`python -m stages.train_vae --help`: {result['help_s']:.2f} s\n")
     print(stage_table(walls, inside))
-    if args.queue:
+    if queue:
         port = free_port()
         sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
         qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}

@@ -10,10 +10,14 @@ import torch
 
 
 def fit_gmm(codes: torch.Tensor, components: int, covariance: str, seed: int) -> dict[str, torch.Tensor]:
+    """The mixture fitted on one thread (BLAS and scikit-learn's OpenMP): the same bits
+    whatever the number of CPUs (a few dozen codes' dimensions gain nothing from more)."""
     from sklearn.mixture import GaussianMixture
+    from threadpoolctl import threadpool_limits
 
     gm = GaussianMixture(components, covariance_type=covariance, random_state=seed, max_iter=500)
-    gm.fit(codes.double().cpu().numpy())
+    with threadpool_limits(1):
+        gm.fit(codes.double().cpu().numpy())
     k, dim = gm.means_.shape
     cov = torch.from_numpy(gm.covariances_)
     if covariance == "tied":

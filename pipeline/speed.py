@@ -11,11 +11,15 @@
 - Image models train in channels_last memory format (faster convolutions on GPUs and
   with bf16 on CPUs, neutral otherwise).
 - ``compile: true`` wraps the model in ``torch.compile`` (first steps slower while it compiles).
+- :func:`kernels_fingerprint` tells whether two machines compute a training step bit for
+  bit alike (the condition for reproducing each other's results byte for byte).
 """
 
+import copy
+import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -134,6 +138,7 @@ class Speed:
     bf16: bool = False  # bf16 autocast of the model's forward pass
     channels_last: bool = False  # NHWC memory format for 4-d inputs
     compile: bool = False  # torch.compile the model
+    kernels: str = ""  # kernels_fingerprint of the step on this machine (set by the training stage)
 
     @classmethod
     def resolve(cls, precision: str, compile: bool, device: torch.device, images: bool) -> "Speed":
@@ -144,9 +149,38 @@ class Speed:
         bf16 = precision == "bf16" or (precision == "auto" and bf16_native(device))
         return cls(bf16=bf16, channels_last=images, compile=bool(compile))
 
+    def with_kernels(self, model: torch.nn.Module, x: torch.Tensor) -> "Speed":
+        """These settings with the :func:`kernels_fingerprint` of ``model``'s step on ``x``."""
+        return replace(self, kernels=kernels_fingerprint(model, x, self))
+
     def describe(self) -> str:
         return ", ".join(
             [("bf16 autocast" if self.bf16 else "fp32")]
             + (["channels_last"] if self.channels_last else [])
             + (["torch.compile"] if self.compile else [])
         )
+
+
+def kernels_fingerprint(model: torch.nn.Module, x: torch.Tensor, speed: Speed) -> str:
+    """16 hex digits of sha256 over the gradients of one step of a copy of ``model`` on the
+    batch ``x`` (uint8 images or float codes), with this process's threads, as the training
+    loop runs it (bf16 autocast and channels_last as ``speed`` says) and once more in fp32.
+    Two machines with the same fingerprint run these kernels bit for bit alike. Another
+    fingerprint means another code path for this CPU in oneDNN or MKL (they choose kernels
+    by vendor, model and instruction set): the two round differently from the first step,
+    their trainings drift apart, and their results cannot match byte for byte. The model,
+    its state and the RNG are left as they were."""
+    h = hashlib.sha256()
+    with torch.random.fork_rng(devices=[]):
+        for bf16 in dict.fromkeys((speed.bf16, False)):
+            torch.manual_seed(0)
+            probe = copy.deepcopy(model).train()
+            batch = x.float().div(255) if x.dtype == torch.uint8 else x.clone()
+            if speed.channels_last and batch.dim() == 4:
+                probe, batch = probe.to(memory_format=torch.channels_last), batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
+                outputs = probe(batch)
+            sum(o.float().square().mean() for o in outputs).backward()
+            for p in probe.parameters():
+                h.update(p.grad.float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -36,7 +36,7 @@ def main(params_path):
     from pipeline.speed import set_cpu_threads, step_flops, training_threads
     from pipeline.timing import part
     from pipeline.utils import read_json, save_torch, write_csv, write_json
-    from stages.runtime import load_prepared, setup
+    from stages.runtime import load_prepared, setup, significant
 
     ref = section(params, "reference", ("features", "classifier"))
     cfg = section(ref, "classifier", ("feature_dim", "epochs", "batch_size", "lr", "seed"))
@@ -96,7 +96,7 @@ def main(params_path):
                    PLOTS / "reference" / "features.json")  # fmt: skip
 
         metrics[f"fid_{space.name}_train_vs_test"] = floor
-        write_json(metrics, METRICS / "reference.json")
+        write_json(significant(metrics), METRICS / "reference.json")
         run.log_metrics(metrics)
         run.log_artifact(CLASSIFIER, "model")
         if labelled:

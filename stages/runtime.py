@@ -46,13 +46,23 @@ def load_checkpoint(path: Path, what: str) -> dict:
                             f"{fix if stage else 'write it again'}") from None  # fmt: skip
 
 
+SIGNIFICANT = 6  # digits of a float in a metrics file: the precision the metrics support
+
+
+def significant(metrics: dict) -> dict:
+    """Floats rounded to SIGNIFICANT digits (FID 2.8017517354862775 -> 2.80175): noise in the
+    last bits of a computation (a BLAS kernel's summation order) never shows as a change."""
+    return {k: float(f"{v:.{SIGNIFICANT}g}") if isinstance(v, float) else v for k, v in metrics.items()}
+
+
 def write_metrics(name: str, metrics: dict, headline) -> dict:
     """metrics/<name>.json: the metrics whose key ``headline(key)`` accepts (what ``dvc exp
-    show`` and ``dvc metrics diff`` show); metrics/all/<name>.json: every metric. Returns the
-    headline ones."""
+    show`` and ``dvc metrics diff`` show); metrics/all/<name>.json: every metric; floats to
+    SIGNIFICANT digits. Returns the headline ones, as written."""
     from pipeline.utils import write_json
     from stages.layout import METRICS
 
+    metrics = significant(metrics)
     top = {k: v for k, v in metrics.items() if headline(k)}
     write_json(metrics, METRICS / "all" / f"{name}.json")
     write_json(top, METRICS / f"{name}.json")

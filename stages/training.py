@@ -82,7 +82,8 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     if device.type == "cpu":
         flops = step_flops(model, diag_x[: cfg["batch_size"]])
         torch.set_num_threads(training_threads(flops))
-        run.set_tags({"bvae.threads": torch.get_num_threads()})
+        speed = speed.with_kernels(model, diag_x[: cfg["batch_size"]])
+        run.set_tags({"bvae.threads": torch.get_num_threads(), "bvae.kernels": speed.kernels})
         click.echo(f"{name}: {speed.describe()} on {device}, {torch.get_num_threads()} threads "
                    f"({flops / 1e6:.0f} MFLOP a step)")  # fmt: skip
     else:
@@ -122,6 +123,9 @@ HEADLINE = ("final_gamma", "final_beta_eff", "final_mse", "final_kl", "final_act
 
 def final_metrics(history: list[dict], speed: Speed) -> dict:
     """The last epoch's values (it always runs the diagnostics) as metrics: final_loss, final_gamma, ...;
-    and ``bf16_autocast`` (1: the steps ran in bf16, which only CPUs and GPUs with native bf16 do
-    under ``precision: auto``, so the numbers differ from an fp32 machine's)."""
-    return {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"bf16_autocast": float(speed.bf16)}
+    ``bf16_autocast`` (1: the steps ran in bf16, which only CPUs and GPUs with native bf16 do
+    under ``precision: auto``, so the numbers differ from an fp32 machine's); and on a CPU
+    ``kernels``, the :func:`pipeline.speed.kernels_fingerprint` of the step on this machine
+    (a machine with another one cannot reproduce these numbers byte for byte)."""
+    return ({f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"bf16_autocast": float(speed.bf16)}
+            | ({"kernels": speed.kernels} if speed.kernels else {}))  # fmt: skip

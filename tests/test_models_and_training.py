@@ -216,3 +216,21 @@ def test_adam_lr_factors_are_torch_parameter_groups():
         if step == 0:
             assert torch.allclose(1 - ours[0], torch.full((3,), 1e-3)) and torch.allclose(1 - ours[1], torch.full((3,), 1e-2))
         assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), step
+
+
+def test_kernels_fingerprint_is_stable_sensitive_to_one_bit_and_leaves_the_model_and_rng_alone():
+    from pipeline.speed import kernels_fingerprint
+
+    torch.manual_seed(0)
+    model = ConvVAE(1, 8, 4, base_channels=8, num_down=2)
+    x = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    fp32 = kernels_fingerprint(model, x, Speed(channels_last=True))
+    assert len(fp32) == 16 and fp32 == kernels_fingerprint(model, x, Speed(channels_last=True))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()) and torch.equal(torch.get_rng_state(), rng)
+    assert kernels_fingerprint(model, x, Speed(bf16=True, channels_last=True)) != fp32  # another arithmetic
+    with torch.no_grad():
+        w = next(model.parameters())
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(1.0))  # one weight, one ulp
+    assert kernels_fingerprint(model, x, Speed(channels_last=True)) != fp32

@@ -9,7 +9,7 @@ Modules, one job each:
     balance     reconstruction/KL balancing strategies (running gamma, ...)
     train       the training loop shared by both stages
     adam        the optimiser (torch.optim.Adam's update, without its compiler import)
-    speed       device, CPU threads (by step size and DVC queue share), bf16, compile
+    speed       device, CPU threads (by step size and DVC queue share), bf16, compile, kernels fingerprint
     memory      will it fit: memory estimates checked before the work
     checkpoint  resumable training state, saved atomically and found again
     classifier  the small domain classifier whose features give "domain FID"

@@ -24,19 +24,15 @@ _RUN = None  # this process's RunCalls, made by the first call ("connect")
 
 def start() -> None:
     """Initialiser of the tracking process: Ctrl-C and SIGTERM (sent to the whole process
-    group by SLURM, a shell) are for the stage, which then ends the run here. MLflow's store
+    group by SLURM, a shell) are for the stage, which then ends the run here; the lowest
+    CPU priority, so that it runs on the CPU time the stage leaves idle. MLflow's store
     logs no errors of its own (a read-only store wrote 90 lines of SQLAlchemy traceback):
     the first failure is one warning line (:func:`call`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
-
-
-def lower_priority() -> None:
-    """The lowest CPU priority, once the store is open: from then on the tracking process
-    runs on the CPU time the stage leaves idle."""
     if hasattr(os, "nice"):
         os.nice(19)
+    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
 
 
 def call(name: str, *args, **kwargs) -> tuple[bool, object, float]:

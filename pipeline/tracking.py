@@ -2,18 +2,19 @@
 under which parent), log to it without ever costing the user their training, close it.
 
 Every MLflow call runs in a separate tracking process (:mod:`pipeline.mlflow_calls`,
-run by :class:`pipeline.worker.Worker`), in the order the stage made them. The process
-starts when the stage makes its :class:`StageRun`, right after reading its params, and
-imports MLflow (and for a stage that logs models, torch), and opens the store, while
-the stage imports torch and loads its data, on the CPU those single-threaded steps leave
-idle; it then drops to the lowest CPU priority, so that logging takes only CPU time the
-training leaves idle. (At the lowest priority from the start, it got no CPU beside two
-training threads, and its 5 s of imports waited for the stage's end: 3 to 4.6 s of
-train_vae's wall time; now 1.0 to 1.2 s.) The stage waits for that process only where it must: before writing
-a checkpoint (the store then holds every epoch the checkpoint holds), for the run id,
-for a registered model version, and at the end. Per-epoch metrics are also batched (one
-store round trip every ``FLUSH_SECONDS``, not one per epoch). The process ends with the
-stage.
+run by :class:`pipeline.worker.Worker`), in the order the stage made them, at the
+lowest CPU priority. The process starts when the stage makes its :class:`StageRun`,
+right after reading its params, and imports MLflow (and for a stage that logs models,
+torch) and opens the store while the stage imports torch and loads its data: those
+steps are single-threaded and leave a CPU idle. It then takes only CPU time the
+training leaves idle: on two cores, a tracking process that imported torch at normal
+priority beside two training threads slowed train_vae's steps by more than it saved
+(their work took 23.0, 22.8 and 23.7 s, against 15.2, 20.7 and 19.1 s with that import
+at the lowest priority). The stage waits for that process only
+where it must: before writing a checkpoint (the store then holds every epoch the
+checkpoint holds), for the run id, for a registered model version, and at the end.
+Per-epoch metrics are also batched (one store round trip every ``FLUSH_SECONDS``, not
+one per epoch). The process ends with the stage.
 
 All calls are no-ops when tracking is off (``BVAE_TRACKING=off``) and on DDP ranks
 other than 0. Waiting counts as ``tracking`` time (:mod:`pipeline.timing`); the
@@ -68,9 +69,8 @@ class StageRun:
             self.enabled = False
             return
         self._call("connect", uri, artifacts)
-        if models:  # while the stage imports torch too and loads its data, not at its end
+        if models:
             self._call("warm_up")
-        self._process.submit(mlflow_calls.lower_priority)
 
     def resuming(self, run_id: str | None) -> "StageRun":
         """Continue the run ``run_id`` (None: start a new one) when the block opens."""

@@ -196,7 +196,6 @@ class RunCalls:
         about pickle is therefore silenced). With ``register_as``: a new registered version,
         described and tagged with ``metrics`` (:mod:`pipeline.registry`), ``alias`` pointed at
         it and ``champion`` moved to it if its ``score`` is the best; returns what happened."""
-
         import mlflow
         import torch
         from mlflow.models import infer_signature

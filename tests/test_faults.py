@@ -387,9 +387,10 @@ folder, i = Path(sys.argv[1]), sys.argv[2]
 (folder / f"ready{i}").touch()
 while not (folder / "go").exists():
     time.sleep(0.005)
-opened = mlflow_calls.call("open", "prepare", {"prepare": {"seed": int(i)}}, f"sqlite:///{folder}/mlflow.db", None, None)
+connected = mlflow_calls.call("connect", f"sqlite:///{folder}/mlflow.db", None)
+opened = mlflow_calls.call("open", "prepare", {"prepare": {"seed": int(i)}}, None)
 ended = mlflow_calls.call("end", "FINISHED")
-print(opened[0] and ended[0], flush=True)
+print(connected[0] and opened[0] and ended[0], flush=True)
 """
 
 

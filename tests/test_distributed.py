@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from conftest import TINY, make_project, merge, run
 from test_faults import checkpoint_epoch, start_and_stop
 
-PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 6}})  # 1,437 digits, batch 64
+PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 3}})  # 1,437 digits, batch 64
 
 
 def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
@@ -33,7 +33,7 @@ def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
     exp = client.get_experiment_by_name("balanced-vae")
     stage_runs = client.search_runs([exp.experiment_id], "tags.`bvae.stage` = 'train_vae'")
     assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED"  # rank 0 only (the 1-process run was offline)
-    assert len(client.get_metric_history(stage_runs[0].info.run_id, "train_vae/loss")) == 6
+    assert len(client.get_metric_history(stage_runs[0].info.run_id, "train_vae/loss")) == PARAMS["train"]["epochs"]
 
     proc = start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=2,
                           BVAE_NPROC="2", BVAE_TRACKING="off")  # fmt: skip

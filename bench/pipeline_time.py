@@ -9,8 +9,8 @@ the same default pipeline swept as 4 queued DVC experiments with 1 and with 2 wo
 
 It copies the project into a temporary folder (tracked and untracked-but-not-ignored
 files, committed there as a fresh git repository, or the commit ``--rev``), links this
-project's .venv into it, and runs `dvc repro` there: a first run on a new MLflow store,
-as a fresh clone does. Each stage's "wall" is measured from outside (the time between
+project's .venv into it, and runs `dvc repro --force` there: a first run on a new MLflow
+store, as a fresh clone does. Each stage's "wall" is measured from outside (the time between
 DVC's "Running stage" lines, so DVC's own hashing and lock writing count); the parts
 inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.timing`;
 columns stay empty for a commit that predates it). ``--queue`` then queues 4
@@ -63,10 +63,12 @@ def copy_project(dst: Path, rev: str | None) -> None:
 
 
 def repro(project: Path, env: dict) -> tuple[float, dict]:
-    """`dvc repro` with each stage's wall time taken from DVC's "Running stage" lines."""
+    """`dvc repro --force` (every stage runs, as `scripts/repro.sh` does on a new MLflow store, even
+    where the committed outputs would let DVC skip one) with each stage's wall time taken from
+    DVC's "Running stage" lines."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)  # fmt: skip
+    proc = subprocess.Popen(["dvc", "repro", "--force"], cwd=project, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
     starts, tail = [], []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]

@@ -33,6 +33,8 @@ def start() -> None:
     if hasattr(os, "nice"):
         os.nice(19)
     logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
+    if "torch" in sys.modules:  # a copy of a stage (forked): one thread for the example a logged model runs
+        sys.modules["torch"].set_num_threads(1)
 
 
 def call(name: str, *args, **kwargs) -> tuple[bool, object, float]:

@@ -40,7 +40,9 @@ class StageRun:
     process (an unreachable server stops the stage here, before any work); ``with run:``
     opens the run, ``with run.resuming(run_id):`` continues that run (a training stage
     resuming from a checkpoint). ``models``: the stage logs models, so the tracking process
-    imports torch and mlflow.pytorch ahead of the first. ``before_end``: a check that runs
+    imports mlflow.pytorch ahead of the first, and is a copy of the stage made by fork
+    (:class:`pipeline.worker.Worker`), which the stage makes after importing torch and
+    before it computes anything: it then has torch without importing it again. ``before_end``: a check that runs
     when the block ends without error, before the run is marked FINISHED (an error it
     raises marks the run FAILED instead). Every logging method returns a Future of the
     call's result (None when tracking is off)."""
@@ -62,7 +64,7 @@ class StageRun:
         check_reachable(uri)  # an unreachable server stops the stage now, before any work
         artifacts = store.artifact_root(uri)
         try:
-            self._process = Worker(first=mlflow_calls.start)
+            self._process = Worker(first=mlflow_calls.start, fork=models and "torch" in sys.modules)
         except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
             print(f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
                   "stage's outputs are still written", file=sys.stderr)  # fmt: skip

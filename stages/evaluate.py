@@ -43,9 +43,10 @@ def main(params_path):
     from pipeline.tracking import StageRun
     from stages.command import params_unchanged
 
-    run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+    import torch  # before the tracking process is forked: it has torch without importing it
 
-    import torch
+    run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
+
     from pipeline import PipelineError, likelihood, protocol, sampling
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint

@@ -27,9 +27,10 @@ def main(params_path):
     from stages.command import launch, params_unchanged
 
     launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
-    run = StageRun("train_stage2", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+    import torch  # before the tracking process is forked: it has torch without importing it
 
-    import torch
+    run = StageRun("train_stage2", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
+
     from pipeline import PipelineError, memory
     from pipeline.balance import build_balance
     from pipeline.gmm import fit_gmm

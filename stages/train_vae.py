@@ -27,7 +27,9 @@ def main(params_path):
     from stages.command import launch, params_unchanged
 
     launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
-    run = StageRun("train_vae", params, models=True, before_end=params_unchanged)  # MLflow starts meanwhile
+    import torch  # before the tracking process is forked: it has torch without importing it
+
+    run = StageRun("train_vae", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
 
     from pipeline import PipelineError, distributed, memory
     from pipeline.balance import build_balance

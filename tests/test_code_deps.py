@@ -2,11 +2,12 @@
 so an edit re-runs the stages it touches and no other. tests/test_pipeline.py checks the
 other direction on a real `dvc repro`: no stage loads a project module outside its deps."""
 
+import json
 from pathlib import Path
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, run
 from stages import code_deps
 
 
@@ -57,3 +58,14 @@ def test_the_code_hash_follows_the_deps_and_ignores_the_exempt(tmp_path, monkeyp
     running_gamma = Path(tmp_path / "pipeline/balance/running_gamma.py")
     running_gamma.write_text(running_gamma.read_text() + "# one more line\n")
     assert code_deps.code_hash("train_vae") != before
+
+
+def test_dvc_lock_records_the_code_as_it_is():
+    """A commit that changes a stage's code without `bash scripts/repro.sh` leaves a dvc.lock
+    that a clean clone rewrites (and committed outputs that may be stale): caught here, in
+    seconds, instead of by tests/test_reproduce.py's full run."""
+    status = json.loads(run(["dvc", "status", "--json"], ROOT).stdout)
+    stale = sorted(f"{stage}: {path}" for stage, changes in status.items() for change in changes if isinstance(change, dict)
+                   for path, what in change.get("changed deps", {}).items()
+                   if path.startswith(("pipeline/", "stages/")) and what == "modified")  # fmt: skip
+    assert not stale, f"dvc.lock predates these code deps; run `bash scripts/repro.sh` and commit dvc.lock: {stale}"

@@ -35,9 +35,11 @@ class DomainClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> list[dict]:
+def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float,
+                     threads=None) -> list[dict]:  # fmt: skip
     """Cross-entropy training with Adam on the in-memory uint8 images; returns the
-    per-epoch mean training loss and accuracy."""
+    per-epoch mean training loss and accuracy. ``threads``: a :class:`pipeline.speed.Threads`
+    measured again between steps."""
     device = next(model.parameters()).device
     images, labels = train.images.to(device), train.labels.to(device)
     opt = Adam(model.parameters(), lr=lr)
@@ -57,6 +59,8 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == labels[idx]).sum()
             bar.update(len(idx))
+            if threads is not None and (note := threads.tick()):
+                bar.write(f"domain classifier: epoch {epoch}: {note}")
         history.append({"epoch": epoch, "loss": loss_sum.item() / len(images), "accuracy": correct.item() / len(images)})
         bar.set_postfix(epoch=epoch, accuracy=f"{history[-1]['accuracy']:.3f}")
     bar.close()

@@ -24,14 +24,12 @@ _RUN = None  # this process's RunCalls, made by the first call ("connect")
 
 def start() -> None:
     """Initialiser of the tracking process: Ctrl-C and SIGTERM (sent to the whole process
-    group by SLURM, a shell) are for the stage, which then ends the run here; the lowest
-    CPU priority, so that it runs on the CPU time the stage leaves idle. MLflow's store
+    group by SLURM, a shell) are for the stage, which then ends the run here. It keeps the
+    stage's CPU priority (:mod:`pipeline.tracking` says why). MLflow's store
     logs no errors of its own (a read-only store wrote 90 lines of SQLAlchemy traceback):
     the first failure is one warning line (:func:`call`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(os, "nice"):
-        os.nice(19)
     logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
     if "torch" in sys.modules:  # a copy of a stage (forked): one thread for the example a logged model runs
         sys.modules["torch"].set_num_threads(1)

@@ -3,8 +3,10 @@
 - Device: CUDA when available, else CPU; ``BVAE_DEVICE=cpu|cuda|cuda:1`` overrides.
 - Threads: this process's share of the CPUs it may use (its affinity mask and cgroup
   quota, not the host's core count, divided between the DVC queue workers running);
-  training uses fewer when a step is too small to split (:func:`training_threads`);
-  ``BVAE_THREADS`` overrides both.
+  training uses fewer when a step is too small to split (:func:`training_threads`),
+  and a stage's work no more than the CPUs other processes leave free, measured when
+  it starts and every few seconds of its steps (:class:`Threads`,
+  :mod:`pipeline.cpu_load`); ``BVAE_THREADS`` pins the count.
 - ``precision: auto`` runs the model under bf16 autocast where the hardware computes
   in bf16 natively (CUDA with bf16, CPUs with AVX512-BF16 or AMX), fp32 elsewhere.
   Losses are always computed in fp32 on fp32 copies of the outputs.
@@ -19,12 +21,14 @@ import copy
 import hashlib
 import math
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from pipeline.choices import PRECISIONS
+from pipeline.cpu_load import Load
 
 
 
@@ -68,9 +72,65 @@ def cpu_share() -> int:
     return max(1, available_cpus() // max(1, queue_workers()))
 
 
+_load: Load | None = None  # the window the first thread count of a stage's work is measured over
+
+
 def set_cpu_threads() -> None:
-    """One intra-op thread per CPU of this process's share (:func:`cpu_share`)."""
+    """One intra-op thread per CPU of this process's share (:func:`cpu_share`); and a new
+    window for :class:`Threads` to measure the other processes' load over."""
+    global _load
+    _load = None if os.environ.get("BVAE_THREADS") else Load()
     torch.set_num_threads(cpu_share())
+
+
+class Threads:
+    """The intra-op threads of a stage's CPU work: ``cap`` (its share of the CPUs, or for
+    training steps :func:`training_threads`), but no more than the CPUs that other
+    processes leave free, rounded, at least 1 (:mod:`pipeline.cpu_load`).
+
+    Measured first over the window since :func:`set_cpu_threads` (at least
+    ``FIRST_WINDOW`` s: the stage loads its data meanwhile), then every ``WINDOW`` s of
+    work at :meth:`tick` (a clock read otherwise); the count changes when the free CPUs
+    differ from it by more than ``MARGIN``, so that a load near a half CPU does not make
+    it flap. Counts are set with ``torch.set_num_threads``. ``BVAE_THREADS`` pins the
+    count: nothing is measured. Results computed with another count agree only to
+    rounding (README "Reproducibility")."""
+
+    FIRST_WINDOW, WINDOW, MARGIN = 0.2, 2.0, 0.6
+
+    def __init__(self, cap: int):
+        self.cap, self.count, self.others = cap, cap, None
+        self.load = _load
+        if self.load is not None:
+            time.sleep(max(0.0, self.FIRST_WINDOW - self.load.since()))
+            self._measure(margin=0.0)
+        torch.set_num_threads(self.count)
+
+    def _measure(self, margin: float) -> bool:
+        others = self.load.others()
+        if others is None:
+            return False
+        self.others, free = others, self.load.cpus - others
+        if abs(free - self.count) <= margin:
+            return False
+        count = max(1, min(self.cap, round(free)))
+        changed, self.count = count != self.count, count
+        return changed
+
+    def tick(self) -> str | None:
+        """Measure again when a window has passed; a line saying so when the count changes."""
+        if self.load is None or self.load.since() < self.WINDOW:
+            return None
+        before = self.count
+        if not self._measure(self.MARGIN):
+            return None
+        torch.set_num_threads(self.count)
+        return f"{self.describe()}, was {before}"
+
+    def describe(self) -> str:
+        busy = self.others is not None and self.others >= 0.05
+        busy = f" (other processes keep {self.others:.1f} of {self.load.cpus:g} CPUs busy)" if busy else ""
+        return f"{self.count} thread{'s' if self.count > 1 else ''}{busy}"
 
 
 MIN_FLOPS_PER_THREAD = 50e6  # per thread and step; 2 threads pass 1.3x near 100 MFLOP a step (bench/threads.py)

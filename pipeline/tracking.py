@@ -2,17 +2,17 @@
 under which parent), log to it without ever costing the user their training, close it.
 
 Every MLflow call runs in a separate tracking process (:mod:`pipeline.mlflow_calls`,
-run by :class:`pipeline.worker.Worker`), in the order the stage made them, at the
-lowest CPU priority. The process starts when the stage makes its :class:`StageRun`:
-right after reading its params in a stage that logs no model (a fresh interpreter,
-which imports MLflow while the stage imports torch), right after importing torch in
-one that does (a forked copy of the stage, which has torch without a second 2 s
-import: a tiny train_vae took 9.8 to 10.5 s instead of 12.0 to 12.7 s). It imports
-MLflow and opens the store while the stage's start-up, single-threaded, leaves a CPU
-idle, and then takes only CPU time the training leaves idle: on two cores, a
-tracking process that imported torch at normal priority beside two training threads
-slowed train_vae's steps by more than it saved (their work took 23.0, 22.8 and 23.7 s,
-against 15.2, 20.7 and 19.1 s with that import at the lowest priority). The stage
+run by :class:`pipeline.worker.Worker`), in the order the stage made them. The process
+starts when the stage makes its :class:`StageRun`: right after reading its params in a
+stage that logs no model (a fresh interpreter, which imports MLflow while the stage
+imports torch), right after importing torch in one that does (a forked copy of the
+stage, which has torch without a second 2 s import: a tiny train_vae took 9.8 to 10.5 s
+instead of 12.0 to 12.7 s). It imports MLflow and opens the store while the stage
+starts. It runs at the stage's own CPU priority: at the lowest (nice 19) it took only
+CPU time nothing else wanted, which on a quiet machine saved about a second of a
+10-epoch train_vae (12.4 and 14.5 s against 14.1 and 14.7 s), but beside two busy
+processes it got almost none, and the stage, waiting for it at its end, took over
+200 s instead of 21 s. The stage
 waits for that process only where it must: before writing a checkpoint (the store
 then holds every epoch the checkpoint holds), for the run id, for a registered model
 version, and at the end. Per-epoch metrics are also batched (one store round trip

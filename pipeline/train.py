@@ -28,7 +28,7 @@ from pipeline.adam import Adam
 from pipeline.balance import Balance
 from pipeline.checkpoint import copy_tensors, rng_state, set_rng_state
 from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
-from pipeline.speed import Speed
+from pipeline.speed import Speed, Threads
 from pipeline.timing import part
 from pipeline.utils import progress
 
@@ -89,6 +89,7 @@ def fit(
     on_checkpoint: Callable[[dict], None] | None = None,
     checkpoint_every: int | str = 1,
     diag_every: int | str = 1,
+    threads: Threads | None = None,
 ) -> list[dict]:
     """Train ``model`` with ``balance`` (:class:`pipeline.adam.Adam` at ``lr``, halved every ``lr_halve_every``
     epochs when set) and return the per-epoch history rows.
@@ -105,6 +106,9 @@ def fit(
     :mod:`pipeline.checkpoint`); ``resume=state`` continues from one exactly (same
     numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
     state is handed to ``on_checkpoint`` before the interrupt propagates.
+
+    ``threads`` (on a CPU): the thread count, measured again between steps
+    (:meth:`Threads.tick`); the count of each epoch's end goes in its timing.
     """
     speed = speed or Speed()
     if speed.channels_last:
@@ -178,6 +182,8 @@ def fit(
                     values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
                     values[i] *= len(x)
                     bar.update(len(idx))
+                    if threads is not None and (note := threads.tick()):
+                        bar.write(f"{desc}: epoch {epoch}: {note}")
             if lr_halve_every and epoch % lr_halve_every == 0:
                 opt.lr *= 0.5  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) stepped once an epoch
             values = distributed.total(values).cpu()  # sums over the global batches
@@ -199,6 +205,8 @@ def fit(
                     row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
                 diagnostics.done()
             timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.lr}
+            if threads is not None:
+                timing["threads"] = threads.count
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
             if on_epoch is not None and rank == 0:

@@ -50,6 +50,7 @@ def main(params_path):
     from pipeline import PipelineError, likelihood, protocol, sampling
     from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
+    from pipeline.speed import Threads, cpu_share
     from pipeline.timing import part
     from pipeline.utils import read_json, save_grid
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
@@ -86,6 +87,7 @@ def main(params_path):
         proto = cfg["protocol"]
         space_name = protocol.space_name(space.name, proto)
         total = len(test) + n * (len(names) - 1)
+        threads = Threads(cpu_share()) if device.type == "cpu" else None
         with part("work"):  # the feature network's first pass, its one-time set-up included
             rate = space.throughput(test.images[:64])
         click.echo(f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
@@ -108,6 +110,8 @@ def main(params_path):
         click.echo("KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
                    "subsets of the size shown")  # fmt: skip
         for name in names:
+            if threads is not None and (note := threads.tick()):
+                click.echo(f"evaluate: {note}")
             t0 = time.perf_counter()
             with part("work"):
                 images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)

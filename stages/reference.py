@@ -33,7 +33,7 @@ def main(params_path):
     from pipeline.choices import MIN_IMAGES
     from pipeline import classifier as clf
     from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
-    from pipeline.speed import set_cpu_threads, step_flops, training_threads
+    from pipeline.speed import Threads, set_cpu_threads, step_flops, training_threads
     from pipeline.timing import part
     from pipeline.utils import read_json, save_torch, write_csv, write_json
     from stages.runtime import load_prepared, setup, significant
@@ -68,11 +68,13 @@ def main(params_path):
                 "feature_dim": cfg["feature_dim"],
             }
             model = clf.DomainClassifier(**config).to(device)
+            threads = None
             if device.type == "cpu":  # a small model: no more threads than its steps can use
-                torch.set_num_threads(training_threads(step_flops(model, train.images[: cfg["batch_size"]])))
+                threads = Threads(training_threads(step_flops(model, train.images[: cfg["batch_size"]])))
+                click.echo(f"domain classifier: {threads.describe()}")
             with part("work"):
                 history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                                               lr=cfg["lr"])  # fmt: skip
+                                               lr=cfg["lr"], threads=threads)  # fmt: skip
                 accuracy = clf.accuracy(model, test)
             set_cpu_threads()
             for row in history:

@@ -50,14 +50,16 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     plots/<name>/ the training values of every epoch (history.csv), the diagnostics of
     the epochs that ran them (diagnostics.csv), their per-dimension latent statistics
     (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
-    On a CPU the steps run on :func:`pipeline.speed.training_threads` threads.
+    On a CPU the steps run on :func:`pipeline.speed.training_threads` threads, fewer while
+    other processes keep CPUs busy (:class:`pipeline.speed.Threads`: said in a line when
+    it changes, and logged as the per-epoch metric ``threads``).
     Returns the history and the :class:`Speed` settings it ran with; the caller writes
     metrics/<name>.json (:func:`final_metrics`, :func:`write_metrics`)."""
     import torch
 
     from pipeline import distributed
     from pipeline.diagnostics import latent_rows, stack_latents, unstack_latents
-    from pipeline.speed import step_flops, training_threads
+    from pipeline.speed import Threads, step_flops, training_threads
     from pipeline.train import STEP_KEYS, fit
     from pipeline.utils import write_csv
 
@@ -79,13 +81,13 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
 
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
+    threads = None
     if device.type == "cpu":
         flops = step_flops(model, diag_x[: cfg["batch_size"]])
-        torch.set_num_threads(training_threads(flops))
+        threads = Threads(training_threads(flops))
         speed = speed.with_kernels(model, diag_x[: cfg["batch_size"]])
-        run.set_tags({"bvae.threads": torch.get_num_threads(), "bvae.kernels": speed.kernels})
-        click.echo(f"{name}: {speed.describe()} on {device}, {torch.get_num_threads()} threads "
-                   f"({flops / 1e6:.0f} MFLOP a step)")  # fmt: skip
+        run.set_tags({"bvae.threads": threads.count, "bvae.kernels": speed.kernels})
+        click.echo(f"{name}: {speed.describe()} on {device}, {threads.describe()} ({flops / 1e6:.0f} MFLOP a step)")
     else:
         click.echo(f"{name}: {speed.describe()} on {device}")
     try:
@@ -93,7 +95,7 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
             model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
             lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
             resume=ckpt.found and ckpt.found["training"], on_checkpoint=save,
-            checkpoint_every=cfg.get("checkpoint_every", 1), diag_every=cfg.get("diag_every", 1),
+            checkpoint_every=cfg.get("checkpoint_every", 1), diag_every=cfg.get("diag_every", 1), threads=threads,
         )  # fmt: skip
     except Diverged as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"

@@ -13,6 +13,7 @@ from test_faults import checkpoint_epoch, start_and_stop
 PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 3}})  # 1,437 digits, batch 64
 
 
+@pytest.mark.slow  # about a minute (two gloo ranks and torchrun): `bash scripts/test.sh -m slow`
 def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
     project = make_project(tmp_path, PARAMS)
     run(["dvc", "repro", "prepare"], project)

@@ -302,6 +302,7 @@ def test_same_params_give_identical_metrics(repro, tmp_path):
     assert (first / "metrics/evaluate.json").read_text() == (second / "metrics/evaluate.json").read_text()
 
 
+@pytest.mark.slow  # about a minute (Inception at 299 px on 2 cores): `bash scripts/test.sh -m slow`
 def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_inception_weights):
     """A folder of images without class subfolders, outside the project (an external DVC
     dependency), scored with Inception features (random weights: plumbing, not numbers)."""

@@ -1,14 +1,20 @@
 """Where a stage's time goes (pipeline.timing) and how many CPU threads it takes (pipeline.speed)."""
 
+import contextlib
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from pipeline import timing
+from conftest import ROOT, run
+from pipeline import speed, timing
 from pipeline.models import ConvVAE, DenseVAE
 from pipeline.speed import MIN_FLOPS_PER_THREAD, available_cpus, cpu_share, queue_workers, step_flops, training_threads
 
@@ -113,3 +119,69 @@ def test_a_stage_runs_on_without_tracking_when_no_tracking_process_can_start(mon
         assert run.log_metrics({"x": 1.0}) is None and run.run_id is None
     assert not run.enabled
     assert "warning: cannot start the MLflow tracking process (this platform lacks" in capsys.readouterr().err
+
+
+def two_cpus() -> str:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    return f"{cpus[0]},{cpus[1]}"
+
+
+@contextlib.contextmanager
+def spinning(n: int, cpus: str, seconds: float = 600):
+    """``n`` busy single-threaded processes on ``cpus`` that are not this process's children
+    (a shell starts them and exits), as another user's work would be."""
+    spin = f"taskset -c {cpus} {sys.executable} -c 'import time; t = time.time() + {seconds}\nwhile time.time() < t: pass'"
+    out = subprocess.run(["bash", "-c", f"for i in $(seq {n}); do {spin} >/dev/null 2>&1 & echo $!; done"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    pids = [int(p) for p in out.stdout.split()]
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_load_counts_other_processes_but_not_this_one_or_its_children():
+    cpus = two_cpus()
+    script = ("import subprocess, sys, time\nfrom pipeline.cpu_load import Load\nload = Load()\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; t = time.time() + 2\\nwhile time.time() < t: pass'])\n"
+              "time.sleep(2)\nchild.wait()\nprint(load.cpus, load.others())")  # fmt: skip
+    with spinning(1, cpus):
+        out = subprocess.run(["taskset", "-c", cpus, sys.executable, "-c", script], capture_output=True, text=True,
+                             check=True, cwd=ROOT).stdout.split()  # fmt: skip
+    cpus_seen, others = float(out[0]), float(out[1])
+    assert cpus_seen == 2
+    assert 0.7 < others < 1.6  # the spinner (1 CPU), not the child (another 1) nor the measuring process
+
+
+@pytest.mark.parametrize("free, count, cap, margin, expect", [
+    (2.0, 2, 2, 0.6, 2), (1.0, 2, 2, 0.6, 1), (1.5, 2, 2, 0.6, 2), (1.3, 2, 2, 0.6, 1),  # down past the margin only
+    (1.5, 1, 2, 0.6, 1), (1.7, 1, 2, 0.6, 2), (0.2, 2, 2, 0.6, 1), (7.6, 4, 8, 0.6, 8), (3.9, 2, 2, 0.0, 2),
+])  # fmt: skip
+def test_the_thread_count_follows_the_free_cpus_with_a_margin(monkeypatch, free, count, cap, margin, expect):
+    monkeypatch.delenv("BVAE_THREADS", raising=False)
+    threads = object.__new__(speed.Threads)
+    threads.cap, threads.count, threads.others = cap, count, None
+    threads.load = SimpleNamespace(cpus=4.0, others=lambda: 4.0 - free)
+    threads._measure(margin)
+    assert threads.count == expect
+
+
+def test_a_stage_beside_busy_processes_takes_the_cpus_they_leave(tiny_project):
+    """Two busy processes on the stage's 2 CPUs: train_vae, whose default step would take
+    2 threads, says it takes 1 and why, and its MLflow run records 1 thread in every epoch."""
+    cpus = two_cpus()
+    run(["dvc", "repro", "prepare"], tiny_project)
+    with spinning(2, cpus):
+        out = run(["taskset", "-c", cpus, "python", "-m", "stages.train_vae"], tiny_project).stdout
+    assert re.search(r"train_vae: .* 1 thread \(other processes keep [\d.]+ of 2 CPUs busy\) \(\d+ MFLOP", out), out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
+    (stage,) = client.search_runs([client.get_experiment_by_name("balanced-vae").experiment_id],
+                                  "tags.`bvae.stage` = 'train_vae'")  # fmt: skip
+    assert stage.data.tags["bvae.threads"] == "1"
+    assert {m.value for m in client.get_metric_history(stage.info.run_id, "train_vae/threads")} == {1.0}

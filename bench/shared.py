@@ -85,7 +85,19 @@ def beside_tests(tmp: Path, rev: str | None) -> float:
     finally:
         os.killpg(suite.pid, signal.SIGKILL)
         suite.wait()
+        kill_under(tests)  # processes the tests started in sessions of their own
     return total
+
+
+def kill_under(folder: Path) -> None:
+    """SIGKILL every process of this user whose working folder is inside ``folder`` (not this one)."""
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            pid = int(cwd.parent.name)
+            if pid != os.getpid() and Path(os.readlink(cwd)).is_relative_to(folder):
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass  # ended meanwhile, or not ours
 
 
 def queue(tmp: Path, rev: str | None) -> dict:

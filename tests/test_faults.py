@@ -447,6 +447,7 @@ def test_missing_or_corrupt_inputs_are_one_line_naming_the_file_and_fixes_that_w
             assert (project / path).read_bytes() == good, command
 
 
+@pytest.mark.slow  # about 40 s of stage start-ups: `bash scripts/test.sh -m slow`
 def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_path):
     project = make_project(tmp_path / "p", merge(TINY, {"train": {"epochs": 1}}))
     run(["dvc", "repro", "train_vae"], project, BVAE_TRACKING="off")

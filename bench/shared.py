@@ -66,7 +66,8 @@ def side_by_side(tmp: Path, rev: str | None) -> list[float]:
 def beside_tests(tmp: Path, rev: str | None) -> float:
     project, env = fresh(tmp, "pipeline", rev)
     tests, tenv = fresh(tmp, "tests", rev)
-    suite = subprocess.Popen(["bash", "scripts/test.sh"], cwd=tests, env=tenv, stdout=subprocess.PIPE,
+    # its temporary folders inside the copy: the processes its tests start run there
+    suite = subprocess.Popen(["bash", "scripts/test.sh", f"--basetemp={tests / 'pytest'}"], cwd=tests, env=tenv, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     collected = threading.Event()
 

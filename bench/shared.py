@@ -67,8 +67,9 @@ def beside_tests(tmp: Path, rev: str | None) -> float:
     project, env = fresh(tmp, "pipeline", rev)
     tests, tenv = fresh(tmp, "tests", rev)
     # its temporary folders inside the copy: the processes its tests start run there
-    suite = subprocess.Popen(["bash", "scripts/test.sh", f"--basetemp={tests / 'pytest'}"], cwd=tests, env=tenv, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    suite = subprocess.Popen(["bash", "scripts/test.sh", f"--basetemp={tests / 'pytest'}"], cwd=tests, env=tenv,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)  # fmt: skip
     collected = threading.Event()
 
     def watch():  # the event: pytest printed "collected N items"

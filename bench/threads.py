@@ -8,7 +8,7 @@ balance, once per thread count, alternating in the same process so that both see
 same machine; ``--busy N`` keeps N other processes spinning meanwhile (a machine
 shared with other work). Prints the step's FLOPs (:func:`pipeline.speed.step_flops`), ms per step
 at each thread count and the ratio (1 thread = 1.00x). :data:`pipeline.speed.MIN_FLOPS_PER_THREAD`
-is set from where the ratio passes 1.3x on a quiet machine (README "Speed").
+is set from where the ratio passes 1.3x on a quiet machine (docs/speed.md).
 """
 
 import argparse

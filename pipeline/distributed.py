@@ -13,7 +13,7 @@ logs, writes outputs and checkpoints.
 ``BVAE_NPROC=N`` makes a training stage re-launch itself as
 ``torchrun --standalone --nproc_per_node N -m stages.<stage>`` (:func:`stages.command.launch`,
 before torch is imported); for several nodes, run ``torchrun --nnodes ...`` yourself
-(see the README). The backend is ``nccl`` on CUDA and
+(docs/scaling.md). The backend is ``nccl`` on CUDA and
 ``gloo`` on CPU.
 """
 

@@ -94,7 +94,7 @@ class Threads:
     differ from it by more than ``MARGIN``, so that a load near a half CPU does not make
     it flap. Counts are set with ``torch.set_num_threads``. ``BVAE_THREADS`` pins the
     count: nothing is measured. Results computed with another count agree only to
-    rounding (README "Reproducibility")."""
+    rounding (docs/reproducibility.md)."""
 
     FIRST_WINDOW, WINDOW, MARGIN = 0.2, 2.0, 0.6
 
@@ -128,9 +128,10 @@ class Threads:
         return f"{self.describe()}, was {before}"
 
     def describe(self) -> str:
-        busy = self.others is not None and self.others >= 0.05
-        busy = f" (other processes keep {self.others:.1f} of {self.load.cpus:g} CPUs busy)" if busy else ""
-        return f"{self.count} thread{'s' if self.count > 1 else ''}{busy}"
+        text = f"{self.count} thread{'s' if self.count > 1 else ''}"
+        if self.others is not None and self.others >= 0.05:
+            text += f" (other processes keep {self.others:.1f} of {self.load.cpus:g} CPUs busy)"
+        return text
 
 
 MIN_FLOPS_PER_THREAD = 50e6  # per thread and step; 2 threads pass 1.3x near 100 MFLOP a step (bench/threads.py)

@@ -12,11 +12,11 @@ starts. It runs at the stage's own CPU priority: at the lowest (nice 19) it took
 CPU time nothing else wanted, which on a quiet machine saved about a second of a
 10-epoch train_vae (12.4 and 14.5 s against 14.1 and 14.7 s), but beside two busy
 processes it got almost none, and the stage, waiting for it at its end, took over
-200 s instead of 21 s. The stage
-waits for that process only where it must: before writing a checkpoint (the store
-then holds every epoch the checkpoint holds), for the run id, for a registered model
-version, and at the end. Per-epoch metrics are also batched (one store round trip
-every ``FLUSH_SECONDS``, not one per epoch). The process ends with the stage.
+200 s instead of 21 s. The stage waits for that process only where it must: before
+writing a checkpoint (the store then holds every epoch the checkpoint holds), for the
+run id, for a registered model version, and at the end. Per-epoch metrics are also
+batched (one store round trip every ``FLUSH_SECONDS``, not one per epoch). The process
+ends with the stage.
 
 All calls are no-ops when tracking is off (``BVAE_TRACKING=off``) and on DDP ranks
 other than 0. Waiting counts as ``tracking`` time (:mod:`pipeline.timing`); the

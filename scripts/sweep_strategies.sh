@@ -15,7 +15,7 @@
 # (prepare, reference) are the same for all runs.
 #
 # Each run is one `dvc exp run --queue`; `dvc queue start` runs them one at a time
-# (parallel workers need a tracking server, not sqlite: see the README). Every run lands in
+# (parallel workers need a tracking server, not sqlite: see docs/scaling.md). Every run lands in
 # the MLflow experiment $MLFLOW_EXPERIMENT_NAME (default balanced-vae); the table, figures
 # and report (seeds aggregated: mean +- std) go to reports/strategies/.
 set -euo pipefail

@@ -23,7 +23,7 @@ from pipeline.speed import bf16_native
 def test_a_clean_copy_reproduces_the_committed_outputs(tmp_path):
     committed = {stage: json.loads((ROOT / f"metrics/all/{stage}.json").read_text())
                  for stage in ("train_vae", "train_stage2")}  # fmt: skip
-    if bool(committed["train_vae"]["bf16_autocast"]) != bf16_native(torch.device("cpu")):  # README "Reproducibility"
+    if bool(committed["train_vae"]["bf16_autocast"]) != bf16_native(torch.device("cpu")):  # docs/reproducibility.md
         pytest.skip(f"the committed metrics ran {'with' if committed['train_vae']['bf16_autocast'] else 'without'} bf16 "
                     f"autocast; this CPU {'lacks' if committed['train_vae']['bf16_autocast'] else 'has'} native bf16")  # fmt: skip
     project = make_project(tmp_path, {})

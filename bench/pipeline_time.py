@@ -85,6 +85,21 @@ def read_timing(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def all_workers_gone(project: Path, since: float) -> bool:
+    """No DVC queue worker of ``project`` runs (checked 10 s after the start, once they have
+    started): a failed experiment writes fewer timing lines, and the workers exit when idle."""
+    if time.perf_counter() - since < 10:
+        return False
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            if b"queue-worker" in args and Path(os.readlink(cmdline.parent / "cwd")).is_relative_to(project):
+                return False
+        except OSError:
+            pass  # ended meanwhile
+    return True
+
+
 def help_seconds(project: Path, env: dict) -> float:
     t0 = time.perf_counter()
     sh(["python", "-m", "stages.train_vae", "--help"], project, env)
@@ -119,7 +134,13 @@ def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
         sh(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, env)
     t0 = time.perf_counter()
     sh(["dvc", "queue", "start", "-j", str(workers)], project, env)
-    while True:  # the queue's own status is the event: nothing queued or running
+    # The events: the 3 stages each experiment re-runs (train_vae, train_stage2, evaluate)
+    # wrote their timing lines (a file read, where `dvc queue status` is a DVC process, a CPU
+    # second each, that would compete with the workers); then the queue's own status says
+    # nothing is queued or running (DVC has committed the results).
+    while len(read_timing(timing)) < before + 3 * len(seeds) and not all_workers_gone(project, t0):
+        time.sleep(0.5)
+    while True:
         status = sh(["dvc", "queue", "status"], project, env).stdout
         if "Queued" not in status and "Running" not in status:
             break

@@ -17,7 +17,7 @@ In fresh copies of the project (bench/pipeline_time.py's, with this .venv), each
       tracking server;
   (e) training steps against a bare PyTorch loop (bench/steps.py, in the copy).
 
-Each time is printed with its ratio to (a) (for (d): -j 1's time over -j N's, the
+Each time is printed with its ratio to (a) (for (d): the first --jobs count's time over -j N's, the
 speed-up), (e) as ours / bare. Run it on a machine with nothing else running.
 """
 
@@ -102,14 +102,14 @@ def kill_under(folder: Path) -> None:
             pass  # ended meanwhile, or not ours
 
 
-def queue(tmp: Path, rev: str | None) -> dict:
+def queue(tmp: Path, rev: str | None, jobs: list[int]) -> dict:
     project, env = fresh(tmp, "queue", rev)
     sh(["dvc", "repro"], project, env)  # prepare and reference, which the experiments share
     port = free_port()
     sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
     qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
     try:
-        return {j: sweep(project, qenv, range(4 * i + 1, 4 * i + 5), j) for i, j in enumerate((1, 2, 4))}
+        return {j: sweep(project, qenv, range(4 * i + 1, 4 * i + 5), j) for i, j in enumerate(jobs)}
     finally:
         sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
 
@@ -126,9 +126,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
     ap.add_argument("--only", default="a,b,c,d,e", help="the parts to run, comma-separated (default: all)")
+    ap.add_argument("--jobs", default="1,2,4", help="(d): the worker counts, comma-separated, run in this order")
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
-    parts, rev = args.only.split(","), args.rev
+    parts, rev, jobs = args.only.split(","), args.rev, [int(j) for j in args.jobs.split(",")]
     result = {"rev": rev or "working tree", "cpus": len(os.sched_getaffinity(0))}
     print(f"{result['rev']}, {result['cpus']} CPUs")
     with tempfile.TemporaryDirectory(prefix="bvae-shared-") as tmp:
@@ -144,9 +145,9 @@ def main():
             result["c"] = beside_tests(tmp, rev)
             print(f"(c) beside the test run:   {result['c']:6.1f} s  {result['c'] / result['a']:.2f}x")
         if "d" in parts:
-            result["d"] = queue(tmp, rev)
-            print("(d) 4 queued experiments:  " + ", ".join(f"-j {j} {t:6.1f} s {result['d'][1] / t:.2f}x"
-                                                           for j, t in result["d"].items()))  # fmt: skip
+            result["d"] = runs = queue(tmp, rev, jobs)
+            base = runs[jobs[0]]
+            print("(d) 4 queued experiments:  " + ", ".join(f"-j {j} {t:6.1f} s {base / t:.2f}x" for j, t in runs.items()))
         if "e" in parts:
             result["e"] = steps(tmp, rev)
         print(f"bench: {time.perf_counter() - t0:.0f} s")

@@ -61,7 +61,7 @@ def main(params_path):
     reg = cfg.get("register") or {}
     if ref["features"] == "inception":
         resolve_inception_weights(ref.get("inception_weights"))
-    device = setup(cfg["seed"])
+    device = setup(cfg["seed"], "evaluate")
     reference = load_checkpoint(REFERENCE, "real-image statistics")
     if reference["space"] != ref["features"]:
         raise PipelineError(

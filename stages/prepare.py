@@ -32,7 +32,7 @@ def main(params_path):
     from pipeline.utils import save_grid, write_json
     from stages.runtime import setup
 
-    setup(cfg["seed"])
+    setup(cfg["seed"], "prepare")
     with run:
         run.log_params({"prepare": cfg})
         with part("work"):

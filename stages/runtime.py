@@ -13,10 +13,12 @@ from pipeline.timing import timed
 from pipeline.utils import seed_everything
 
 
-def setup(seed: int) -> torch.device:
-    """Threads, seeds and device for a stage (this rank's, under torchrun); prints the device."""
-    from pipeline import distributed
+def setup(seed: int, stage: str) -> torch.device:
+    """A CPU slot in a DVC queue (:mod:`pipeline.cpu_slots`), threads, seeds and device for a
+    stage (this rank's, under torchrun); prints the device."""
+    from pipeline import cpu_slots, distributed
 
+    cpu_slots.hold(stage, available_cpus())
     if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
         os.environ["BVAE_THREADS"] = str(max(1, available_cpus() // int(os.environ["LOCAL_WORLD_SIZE"])))
     set_cpu_threads()

@@ -43,7 +43,7 @@ def main(params_path):
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
-    device = setup(cfg["seed"])
+    device = setup(cfg["seed"], "train_stage2")
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training

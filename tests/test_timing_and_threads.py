@@ -185,3 +185,44 @@ def test_a_stage_beside_busy_processes_takes_the_cpus_they_leave(tiny_project):
                                   "tags.`bvae.stage` = 'train_vae'")  # fmt: skip
     assert stage.data.tags["bvae.threads"] == "1"
     assert {m.value for m in client.get_metric_history(stage.info.run_id, "train_vae/threads")} == {1.0}
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from pipeline import cpu_slots
+fd = cpu_slots.hold(sys.argv[1], 1, Path(sys.argv[2]))
+print("held" if fd is not None else "no slot", flush=True)
+sys.stdin.readline()  # hold the slot until told to end
+"""
+
+
+def test_queue_stages_beyond_the_cpus_wait_for_a_slot_and_get_it_when_one_ends(tmp_path):
+    exps = tmp_path / ".dvc" / "tmp" / "exps"
+    copies = [exps / "tmpa", exps / "tmpb"]
+    for c in copies:
+        c.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("BVAE_THREADS", "LOCAL_WORLD_SIZE")}
+    start = lambda name, cwd: subprocess.Popen([sys.executable, "-c", HOLD, name, str(cwd)], cwd=ROOT, env=env,  # noqa: E731
+                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                               text=True)  # fmt: skip
+    first = start("train_vae", copies[0])
+    assert first.stdout.readline() == "held\n"  # the event: the first stage has the one slot
+    second = start("evaluate", copies[1])
+    try:
+        waiting = second.stderr.readline()
+        assert waiting.startswith("evaluate: waiting for a CPU: this DVC queue has more stages running than its 1 CPU;")
+        assert second.poll() is None
+        first.communicate("\n", timeout=60)  # the first stage ends: the kernel frees its slot
+        out, err = second.communicate("\n", timeout=60)
+        assert out == "held\n" and re.match(r"evaluate: got a CPU after \d+\.\d s", err)
+    finally:
+        for p in (first, second):
+            p.kill()
+    assert (tmp_path / ".dvc" / "tmp" / "cpu-slots" / "0.lock").is_file()
+    # outside a queue's copies, or with BVAE_THREADS set, a stage takes no slot
+    outside = subprocess.run([sys.executable, "-c", HOLD, "train_vae", str(tmp_path)], cwd=ROOT, env=env, input="\n",
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    pinned = subprocess.run([sys.executable, "-c", HOLD, "train_vae", str(copies[0])], cwd=ROOT,
+                            env=env | {"BVAE_THREADS": "1"}, input="\n", capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert outside.stdout == pinned.stdout == "no slot\n"

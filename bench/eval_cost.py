@@ -19,18 +19,18 @@ from pathlib import Path
 
 import torch
 
-from pipeline import sampling
-from pipeline.classifier import DomainClassifier
-from pipeline.features import DomainFeatures, fidelity_metrics, statistics
-from pipeline.gmm import fit_gmm
+from pipeline.evaluation import sampling
+from pipeline.evaluation.classifier import DomainClassifier
+from pipeline.evaluation.features import DomainFeatures, fidelity_metrics, statistics
+from pipeline.evaluation.gmm import fit_gmm
+from pipeline.files import save_torch
+from pipeline.hardware.threads import set_cpu_threads
 from pipeline.models import ConvVAE, DenseVAE
-from pipeline.speed import set_cpu_threads
-from pipeline.utils import save_torch
 
 
 def real_images(root: str, n: int) -> tuple[torch.Tensor, str]:
     try:
-        from pipeline.data import load_mnist
+        from pipeline.data.mnist import load_mnist
 
         return load_mnist(root)[1].images[:n], "MNIST test set"
     except Exception:
@@ -50,8 +50,13 @@ def main():
     gmm = fit_gmm(torch.randn(2000, 16), 10, "full", 0)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "classifier.pt"
-        save_torch({"config": {"channels": 1, "num_classes": 10, "feature_dim": 64},
-                    "state_dict": DomainClassifier(1, 10, 64).state_dict()}, ckpt)  # fmt: skip
+        save_torch(
+            {
+                "config": {"channels": 1, "num_classes": 10, "feature_dim": 64},
+                "state_dict": DomainClassifier(1, 10, 64).state_dict(),
+            },
+            ckpt,
+        )
         space = DomainFeatures(ckpt, device)
 
         t0 = time.perf_counter()
@@ -65,19 +70,27 @@ def main():
         statistics(cached_features)
         cached = time.perf_counter() - t0
 
-        print(f"{torch.get_num_threads()} CPU threads; {args.num:,} samples per sampler vs {len(real):,} real ({source})")
+        print(
+            f"{torch.get_num_threads()} CPU threads; {args.num:,} samples per sampler vs {len(real):,} real ({source})"
+        )
         print(f"{'sampler':14s} {'sample+decode s':>15s} {'features s':>11s} {'metrics s':>10s} {'total s':>8s}")
         kw = {"latent_dim": 16, "stage2": stage2, "gamma_z": 0.5, "gmm": gmm}
         for name in ("rec", *sampling.SAMPLERS):
             t0 = time.perf_counter()
-            images = sampling.reconstruct(vae, real) if name == "rec" else sampling.decode(vae, sampling.latents(name, args.num, 1, **kw))
+            images = (
+                sampling.reconstruct(vae, real)
+                if name == "rec"
+                else sampling.decode(vae, sampling.latents(name, args.num, 1, **kw))
+            )
             t1 = time.perf_counter()
             feats = space.extract(images, name)
             t2 = time.perf_counter()
             fidelity_metrics(feats, real_features, real_stats)
             t3 = time.perf_counter()
             print(f"{name:14s} {t1 - t0:15.1f} {t2 - t1:11.1f} {t3 - t2:10.1f} {t3 - t0:8.1f}")
-        print(f"real statistics: recomputed {recompute:.2f} s, cached {cached:.3f} s -> cached is {recompute / cached:.0f}x faster")
+        print(
+            f"real statistics: recomputed {recompute:.2f} s, cached {cached:.3f} s -> cached is {recompute / cached:.0f}x faster"
+        )
 
 
 if __name__ == "__main__":

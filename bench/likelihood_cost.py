@@ -14,11 +14,11 @@ import argparse
 import time
 
 import torch
-
 from eval_cost import real_images  # bench/ is on sys.path when run as a script
-from pipeline import likelihood, sampling
+
+from pipeline.evaluation import likelihood, sampling
+from pipeline.hardware.threads import set_cpu_threads
 from pipeline.models import ConvVAE, DenseVAE, InfoGAN
-from pipeline.speed import set_cpu_threads
 
 PRESETS = {  # stage 1, stage 2
     "quick": (lambda: ConvVAE(1, 28, 16), lambda: DenseVAE(16, 512, 3)),
@@ -38,8 +38,10 @@ def main():
     torch.manual_seed(0)
     images, source = real_images(args.mnist_root, args.images)
     vae, stage2 = (make().eval() for make in PRESETS[args.preset])
-    print(f"{torch.get_num_threads()} CPU threads; {len(images):,} {source}; preset {args.preset}; "
-          f"{args.samples} importance samples, {args.prior_samples} inner samples")  # fmt: skip
+    print(
+        f"{torch.get_num_threads()} CPU threads; {len(images):,} {source}; preset {args.preset}; "
+        f"{args.samples} importance samples, {args.prior_samples} inner samples"
+    )
 
     t0 = time.perf_counter()
     sampling.reconstruct(vae, images)
@@ -50,7 +52,9 @@ def main():
     likelihood.likelihood_metrics(draws, 0.1, two_stage=True)
     nll = time.perf_counter() - t0
     print(f"baseline, one reconstruction pass: {rec:8.2f} s ({len(images) / rec:,.0f} img/s)")
-    print(f"likelihood, both bounds and models: {nll:8.2f} s ({len(images) / nll:,.1f} img/s) = {nll / rec:.0f}x the baseline")
+    print(
+        f"likelihood, both bounds and models: {nll:8.2f} s ({len(images) / nll:,.1f} img/s) = {nll / rec:.0f}x the baseline"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ files, committed there as a fresh git repository, or the commit ``--rev``), link
 project's .venv into it, and runs `dvc repro --force` there: a first run on a new MLflow
 store, as a fresh clone does. Each stage's "wall" is measured from outside (the time between
 DVC's "Running stage" lines, so DVC's own hashing and lock writing count); the parts
-inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.timing`;
+inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.hardware.timing`;
 columns stay empty for a commit that predates it). ``--queue`` then queues 4
 experiments (seeds 1-4; run one at a time, ``-j 1``) and 4 more (seeds 5-8, ``-j 2``),
 against a local tracking server (scripts/tracking_server.sh), and prints both sweep
@@ -56,8 +56,11 @@ def copy_project(dst: Path, rev: str | None) -> None:
             if (ROOT / f).is_file():
                 (dst / f).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(ROOT / f, dst / f)
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):  # fmt: skip
+        for cmd in (
+            ["git", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"],
+        ):
             sh(cmd, dst, env)
     (dst / ".venv").symlink_to(sys.prefix)
 
@@ -67,8 +70,9 @@ def repro(project: Path, env: dict) -> tuple[float, dict]:
     where the committed outputs would let DVC skip one) with each stage's wall time taken from
     DVC's "Running stage" lines."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["dvc", "repro", "--force"], cwd=project, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        ["dvc", "repro", "--force"], cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     starts, tail = [], []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
@@ -107,8 +111,11 @@ def help_seconds(project: Path, env: dict) -> float:
 
 
 def stage_table(walls: dict, inside: dict) -> str:
-    head = (f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS)
-            + f" {'overhead':>9s} {'MLflow proc.':>13s}")  # fmt: skip
+    head = (
+        f"{'stage':13s} {'wall':>7s} "
+        + " ".join(f"{p:>11s}" for p in PARTS)
+        + f" {'overhead':>9s} {'MLflow proc.':>13s}"
+    )
     lines = [head, "-" * len(head)]
     for name in STAGES:
         t = inside.get(name)
@@ -147,8 +154,10 @@ def sweep(project: Path, env: dict, seeds: range, workers: int) -> float:
         time.sleep(1)
     seconds = time.perf_counter() - t0
     stages = read_timing(timing)[before:]
-    print(f"-j {workers}: {len(stages)} stage runs, {sum(t['wall'] for t in stages):.1f} s of stage wall time in "
-          f"{seconds:.1f} s")  # fmt: skip
+    print(
+        f"-j {workers}: {len(stages)} stage runs, {sum(t['wall'] for t in stages):.1f} s of stage wall time in "
+        f"{seconds:.1f} s"
+    )
     if status.count("Success") < len(seeds):
         sys.exit(f"the sweep with -j {workers} did not succeed:\n{status}")
     sh(["dvc", "queue", "remove", "--success"], project, env, check=False)
@@ -165,8 +174,10 @@ def main():
     results = [run_copy(rev, args.queue) for rev in ([args.baseline] if args.baseline else []) + [args.rev]]
     if args.baseline:
         base, new = results
-        print(f"\ndefault pipeline: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
-              f"{new['pipeline_s']:.1f} s ({base['pipeline_s'] / new['pipeline_s']:.2f}x faster)")  # fmt: skip
+        print(
+            f"\ndefault pipeline: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
+            f"{new['pipeline_s']:.1f} s ({base['pipeline_s'] / new['pipeline_s']:.2f}x faster)"
+        )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -200,8 +211,9 @@ def measure(project: Path, env: dict, timing: Path, rev: str | None, queue: bool
         finally:
             sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
         result |= {"queue_j1_s": one, "queue_j2_s": two}
-        print(f"\n4 queued experiments (tracking server): -j 1 {one:.1f} s (1.00x), -j 2 {two:.1f} s "
-              f"({one / two:.2f}x)")  # fmt: skip
+        print(
+            f"\n4 queued experiments (tracking server): -j 1 {one:.1f} s (1.00x), -j 2 {two:.1f} s ({one / two:.2f}x)"
+        )
     return result
 
 

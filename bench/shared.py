@@ -46,8 +46,11 @@ def fresh(tmp: Path, name: str, rev: str | None) -> tuple[Path, dict]:
     project.mkdir()
     copy_project(project, rev)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
-    env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(tmp / f"{name}.jsonl"),
-            "BVAE_WARM": "off"}  # fmt: skip
+    env |= {
+        "PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}",
+        "BVAE_TIMING": str(tmp / f"{name}.jsonl"),
+        "BVAE_WARM": "off",
+    }
     return project, env
 
 
@@ -67,9 +70,15 @@ def beside_tests(tmp: Path, rev: str | None) -> float:
     project, env = fresh(tmp, "pipeline", rev)
     tests, tenv = fresh(tmp, "tests", rev)
     # its temporary folders inside the copy: the processes its tests start run there
-    suite = subprocess.Popen(["bash", "scripts/test.sh", f"--basetemp={tests / 'pytest'}"], cwd=tests, env=tenv,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)  # fmt: skip
+    suite = subprocess.Popen(
+        ["bash", "scripts/test.sh", f"--basetemp={tests / 'pytest'}"],
+        cwd=tests,
+        env=tenv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     collected = threading.Event()
 
     def watch():  # the event: pytest printed "collected N items"
@@ -147,7 +156,9 @@ def main():
         if "d" in parts:
             result["d"] = runs = queue(tmp, rev, jobs)
             base = runs[jobs[0]]
-            print("(d) 4 queued experiments:  " + ", ".join(f"-j {j} {t:6.1f} s {base / t:.2f}x" for j, t in runs.items()))
+            print(
+                "(d) 4 queued experiments:  " + ", ".join(f"-j {j} {t:6.1f} s {base / t:.2f}x" for j, t in runs.items())
+            )
         if "e" in parts:
             result["e"] = steps(tmp, rev)
         print(f"bench: {time.perf_counter() - t0:.0f} s")

@@ -7,7 +7,7 @@ on 8-dimensional codes), with the default params: the same model (a copy of one
 initialisation), the same data in memory on the same device, the same balanced loss
 and gamma update (the ``Balance`` module), the same precision and thread count. The
 bare loop is forward, loss, ``zero_grad``, ``backward``, ``torch.optim.Adam.step``,
-nothing else; ours is :func:`pipeline.train.fit` with no diagnostics, checkpoints or
+nothing else; ours is :func:`pipeline.training.loop.fit` with no diagnostics, checkpoints or
 logging (those are timed apart, as the stages' overhead). The two alternate
 ``--repeats`` times, after one warm-up epoch each; the best time per step of each is
 compared: ratio = ours / bare. Run it in a project folder: it imports that folder's
@@ -27,17 +27,27 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from pipeline.balance import build_balance  # noqa: E402
-from pipeline.data import load_digits  # noqa: E402
+from pipeline.data.digits import load_digits  # noqa: E402
+from pipeline.hardware.device import Speed
+from pipeline.hardware.threads import step_flops, training_threads  # noqa: E402
 from pipeline.models import build_stage1, build_stage2  # noqa: E402
-from pipeline.speed import Speed, step_flops, training_threads  # noqa: E402
-from pipeline.train import as_input, fit  # noqa: E402
+from pipeline.training.loop import as_input, fit  # noqa: E402
 
 
 def ours(model, balance, data, cfg, speed, epochs) -> float:
     """Seconds per step of :func:`fit` (its own per-epoch clock around the steps)."""
     seconds = []
-    fit(model, balance, lambda epoch: data, epochs=epochs, batch_size=cfg["batch_size"], lr=cfg["lr"], desc="fit",
-        speed=speed, on_epoch=lambda row, timing, latent: seconds.append(timing["epoch_seconds"]))  # fmt: skip
+    fit(
+        model,
+        balance,
+        lambda epoch: data,
+        epochs=epochs,
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        desc="fit",
+        speed=speed,
+        on_epoch=lambda row, timing, latent: seconds.append(timing["epoch_seconds"]),
+    )
     steps = -(-len(data) // cfg["batch_size"])
     return sum(seconds[1:]) / ((epochs - 1) * steps)
 
@@ -73,10 +83,16 @@ def compare(name: str, model, balance, data, cfg, speed, epochs: int, repeats: i
             m, bal = copy.deepcopy(model), copy.deepcopy(balance)
             best[kind] = min(best[kind], loop(m, bal, data, cfg, speed, epochs))
     ratio = best["ours"] / best["bare"]
-    print(f"{name:30s} {torch.get_num_threads()} threads, {'bf16' if speed.bf16 else 'fp32'}: "
-          f"bare {1e3 * best['bare']:.3f} ms/step, ours {1e3 * best['ours']:.3f} ms/step: {ratio:.3f}x")  # fmt: skip
-    return {"threads": torch.get_num_threads(), "bare_ms": 1e3 * best["bare"], "ours_ms": 1e3 * best["ours"],
-            "ratio": ratio}  # fmt: skip
+    print(
+        f"{name:30s} {torch.get_num_threads()} threads, {'bf16' if speed.bf16 else 'fp32'}: "
+        f"bare {1e3 * best['bare']:.3f} ms/step, ours {1e3 * best['ours']:.3f} ms/step: {ratio:.3f}x"
+    )
+    return {
+        "threads": torch.get_num_threads(),
+        "bare_ms": 1e3 * best["bare"],
+        "ours_ms": 1e3 * best["ours"],
+        "ratio": ratio,
+    }
 
 
 def main(epochs: int = 8, repeats: int = 3) -> dict:
@@ -92,10 +108,19 @@ def main(epochs: int = 8, repeats: int = 3) -> dict:
     codes = torch.randn(len(train), cfg1["latent_dim"])  # stage 2's step does not depend on the values
     speed2 = Speed.resolve(cfg2["precision"], False, cpu, images=False)
     return {
-        "stage1": compare("stage 1 (conv, digits 8x8)", stage1, build_balance(cfg1["balance"]), train.images, cfg1,
-                          speed1, epochs, repeats),  # fmt: skip
-        "stage2": compare("stage 2 (dense, width 256)", stage2, build_balance(cfg2["balance"]), codes, cfg2, speed2,
-                          epochs, repeats),  # fmt: skip
+        "stage1": compare(
+            "stage 1 (conv, digits 8x8)",
+            stage1,
+            build_balance(cfg1["balance"]),
+            train.images,
+            cfg1,
+            speed1,
+            epochs,
+            repeats,
+        ),
+        "stage2": compare(
+            "stage 2 (dense, width 256)", stage2, build_balance(cfg2["balance"]), codes, cfg2, speed2, epochs, repeats
+        ),
     }
 
 

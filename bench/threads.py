@@ -6,8 +6,8 @@ usable CPUs, for models from tiny to large, against their FLOPs per step.
 Each model trains ``--steps`` steps (after 5 warm-up steps) under the running-gamma
 balance, once per thread count, alternating in the same process so that both see the
 same machine; ``--busy N`` keeps N other processes spinning meanwhile (a machine
-shared with other work). Prints the step's FLOPs (:func:`pipeline.speed.step_flops`), ms per step
-at each thread count and the ratio (1 thread = 1.00x). :data:`pipeline.speed.MIN_FLOPS_PER_THREAD`
+shared with other work). Prints the step's FLOPs (:func:`pipeline.hardware.threads.step_flops`), ms per step
+at each thread count and the ratio (1 thread = 1.00x). :data:`pipeline.hardware.threads.MIN_FLOPS_PER_THREAD`
 is set from where the ratio passes 1.3x on a quiet machine (docs/speed.md).
 """
 
@@ -18,12 +18,12 @@ import time
 
 import torch
 
-from pipeline.adam import Adam
 from pipeline.balance import build_balance
-from pipeline.classifier import DomainClassifier
+from pipeline.evaluation.classifier import DomainClassifier
+from pipeline.hardware.threads import available_cpus, step_flops
 from pipeline.models import ConvVAE, DenseVAE, InfoGAN
-from pipeline.speed import available_cpus, step_flops
-from pipeline.train import as_input
+from pipeline.training.adam import Adam
+from pipeline.training.loop import as_input
 
 BALANCE = {"strategy": "running_gamma", "momentum": 0.99, "min_clamp": True, "k": 1.0}
 
@@ -36,8 +36,16 @@ def models():
     yield "stage 2, dense width 1024 (presets)", DenseVAE(64, 1024, 3), torch.randn(128, 64)
     yield "stage 1, conv 8x8 (default run)", ConvVAE(1, 8, 8), torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     yield "stage 1, conv 28x28", ConvVAE(1, 28, 16), torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
-    yield "stage 1, infogan 28x28 (mnist preset)", InfoGAN(1, 28, 16), torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
-    yield "domain classifier 8x8 (default run)", DomainClassifier(1, 10, 64), torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    yield (
+        "stage 1, infogan 28x28 (mnist preset)",
+        InfoGAN(1, 28, 16),
+        torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8),
+    )
+    yield (
+        "domain classifier 8x8 (default run)",
+        DomainClassifier(1, 10, 64),
+        torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8),
+    )
 
 
 def step_fn(model, x):
@@ -76,7 +84,9 @@ def ms_per_step(step, threads: int, steps: int) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--busy", type=int, default=0, help="keep this many other processes spinning meanwhile (a shared machine)")
+    ap.add_argument(
+        "--busy", type=int, default=0, help="keep this many other processes spinning meanwhile (a shared machine)"
+    )
     args = ap.parse_args()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
     try:

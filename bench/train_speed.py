@@ -10,7 +10,7 @@ last epoch, after warm-up:
 
 - ``plain DataLoader loop``: the baseline a user would write: float images in a
   ``TensorDataset``, ``DataLoader(shuffle=True)``, fp32, ``loss.item()`` every step;
-- ``pipeline loop, fp32``: :func:`pipeline.train.fit` with batches sliced from one
+- ``pipeline loop, fp32``: :func:`pipeline.training.loop.fit` with batches sliced from one
   in-memory uint8 tensor, no per-step host sync, fp32;
 - ``pipeline loop``: the same with the settings ``precision: auto`` picks on this
   device (bf16 autocast where the hardware computes bf16 natively, channels_last),
@@ -34,18 +34,29 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.balance import build_balance
+from pipeline.hardware.device import Speed, pick_device
+from pipeline.hardware.threads import set_cpu_threads
 from pipeline.models import build_stage1
-from pipeline.speed import Speed, pick_device, set_cpu_threads
-from pipeline.train import fit
+from pipeline.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_TRAIN = 60000
-PEAK_BF16_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100": 756.0,
-                    "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0, "RTX 4090": 165.2}  # fmt: skip
+PEAK_BF16_TFLOPS = {
+    "H200": 989.4,
+    "H100 SXM": 989.4,
+    "H100 80GB HBM3": 989.4,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10G": 70.0,
+    "RTX 4090": 165.2,
+}
 
 
 def images(root: str, n: int) -> tuple[torch.Tensor, str]:
-    from pipeline.data import load_mnist
+    from pipeline.data.mnist import load_mnist
 
     try:
         return load_mnist(root)[0].images[:n], f"MNIST training images ({root})"
@@ -93,8 +104,17 @@ def pipeline_loop(model, balance, data, epochs, batch_size, lr, speed: Speed, de
         times.append(timing["epoch_seconds"])
 
     data = data.to(device)
-    fit(model, balance, lambda e: data, epochs=epochs, batch_size=batch_size, lr=lr, desc="bench", speed=speed,
-        on_epoch=record)  # fmt: skip
+    fit(
+        model,
+        balance,
+        lambda e: data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        desc="bench",
+        speed=speed,
+        on_epoch=record,
+    )
     return times[-1]
 
 
@@ -122,14 +142,20 @@ def main():
     cfg = yaml.safe_load((ROOT / "presets" / f"{args.preset}.yaml").read_text())["train"]
     data, source = images(args.data_root, args.images)
     auto = Speed.resolve("auto", False, device, images=True)
-    variants = [("plain DataLoader loop", None), ("pipeline loop, fp32", Speed()), (f"pipeline loop ({auto.describe()})", auto)]
+    variants = [
+        ("plain DataLoader loop", None),
+        ("pipeline loop, fp32", Speed()),
+        (f"pipeline loop ({auto.describe()})", auto),
+    ]
     if args.compile:
         variants.append((f"pipeline loop ({auto.describe()}) + torch.compile", Speed(auto.bf16, True, True)))
     flops = train_flops_per_image(cfg, data[: cfg["batch_size"]].float().div(255).to(device), device)
     peak = peak_tflops(device)
-    print(f"device {device} ({torch.get_num_threads()} threads), preset {args.preset}: {cfg['model']['arch']} "
-          f"latent {cfg['latent_dim']}, batch {cfg['batch_size']}; {len(data)} {source}; "
-          f"{flops / 1e9:.2f} GFLOP per training image")  # fmt: skip
+    print(
+        f"device {device} ({torch.get_num_threads()} threads), preset {args.preset}: {cfg['model']['arch']} "
+        f"latent {cfg['latent_dim']}, batch {cfg['batch_size']}; {len(data)} {source}; "
+        f"{flops / 1e9:.2f} GFLOP per training image"
+    )
     results, base = [], None
     for name, speed in variants:
         torch.manual_seed(0)
@@ -142,15 +168,38 @@ def main():
         rate = len(data) / seconds
         base = base or rate
         tflops = flops * rate / 1e12
-        results.append({"variant": name, "images_per_s": rate, "epoch_seconds_60k": MNIST_TRAIN / rate,
-                        "ratio": rate / base, "tflops": tflops, "peak_share": tflops / peak if peak else None})  # fmt: skip
-    print(f"{'variant':58s} {'images/s':>9s} {'60k epoch':>10s} {'ratio':>6s} {'TFLOP/s':>8s}" + ("  of peak" if peak else ""))
+        results.append(
+            {
+                "variant": name,
+                "images_per_s": rate,
+                "epoch_seconds_60k": MNIST_TRAIN / rate,
+                "ratio": rate / base,
+                "tflops": tflops,
+                "peak_share": tflops / peak if peak else None,
+            }
+        )
+    print(
+        f"{'variant':58s} {'images/s':>9s} {'60k epoch':>10s} {'ratio':>6s} {'TFLOP/s':>8s}"
+        + ("  of peak" if peak else "")
+    )
     for r in results:
-        print(f"{r['variant']:58s} {r['images_per_s']:9.0f} {r['epoch_seconds_60k']:9.0f}s {r['ratio']:5.2f}x "
-              f"{r['tflops']:8.3f}" + (f"  {r['peak_share']:.1%} of {peak:.0f}" if peak else ""))  # fmt: skip
+        print(
+            f"{r['variant']:58s} {r['images_per_s']:9.0f} {r['epoch_seconds_60k']:9.0f}s {r['ratio']:5.2f}x "
+            f"{r['tflops']:8.3f}" + (f"  {r['peak_share']:.1%} of {peak:.0f}" if peak else "")
+        )
     if args.out:
-        args.out.write_text(json.dumps({"device": str(device), "preset": args.preset, "source": source,
-                                        "gflop_per_image": flops / 1e9, "results": results}, indent=2))  # fmt: skip
+        args.out.write_text(
+            json.dumps(
+                {
+                    "device": str(device),
+                    "preset": args.preset,
+                    "source": source,
+                    "gflop_per_image": flops / 1e9,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

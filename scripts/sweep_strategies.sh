@@ -35,7 +35,7 @@ k_ref=$(python - "$@" <<'EOF'
 import subprocess, sys
 from pathlib import Path
 import yaml
-from pipeline.choices import NATIVE_SIZE
+from pipeline.config.choices import NATIVE_SIZE
 p, args = yaml.safe_load(open("params.yaml")), sys.argv[1:]
 for flag, kv in zip(args, args[1:]):
     if flag in ("-S", "--set-param"):

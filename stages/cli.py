@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from stages import evaluate, prepare, reference, train_stage2, train_vae
 from pipeline import PipelineError
+from stages import evaluate, prepare, reference, train_stage2, train_vae
 from stages.command import stage
 
 
@@ -27,7 +27,7 @@ for module in (prepare, reference, train_vae, train_stage2, evaluate):
 def _trained_models(device, model_ref: str | None):
     """(stage-1 VAE, stage-2 checkpoint, stage-2 VAE, mixture): from the workspace's models/
     (what the last `dvc repro` wrote), or from the pipeline run that ``model_ref`` names
-    (:func:`pipeline.registry.resolve`). Says which."""
+    (:func:`pipeline.tracking.registry.resolve`). Says which."""
     import tempfile
 
     from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
@@ -39,8 +39,8 @@ def _trained_models(device, model_ref: str | None):
         if model_ref:
             from mlflow import MlflowClient
 
-            from pipeline import registry
-            from pipeline.store import check_reachable, tracking_uri
+            from pipeline.tracking import registry
+            from pipeline.tracking.store import check_reachable, tracking_uri
 
             check_reachable(tracking_uri())
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # three small files
@@ -49,27 +49,46 @@ def _trained_models(device, model_ref: str | None):
             paths = {k: Path(v) for k, v in registry.download_models(client, parent_id, folder).items()}
             click.echo(f"models: {what}")
         else:
-            click.echo(f"models: the workspace's {VAE.parent}/ (the last dvc repro; --model models:/NAME@ALIAS or a run "
-                       "id for a registered or logged one)")  # fmt: skip
+            click.echo(
+                f"models: the workspace's {VAE.parent}/ (the last dvc repro; --model models:/NAME@ALIAS or a run "
+                "id for a registered or logged one)"
+            )
         s2 = load_checkpoint(paths["stage2.pt"], "stage-2 model")
-        return (stage1_from_checkpoint(load_checkpoint(paths["vae.pt"], "stage-1 model")).to(device), s2,
-                stage2_from_checkpoint(s2).to(device), load_checkpoint(paths["gmm.pt"], "Gaussian mixture"))  # fmt: skip
+        return (
+            stage1_from_checkpoint(load_checkpoint(paths["vae.pt"], "stage-1 model")).to(device),
+            s2,
+            stage2_from_checkpoint(s2).to(device),
+            load_checkpoint(paths["gmm.pt"], "Gaussian mixture"),
+        )
 
 
 MODEL_OPTION = click.option(
-    "--model", "model_ref", metavar="REF", default=None,
+    "--model",
+    "model_ref",
+    metavar="REF",
+    default=None,
     help="Models to use: models:/NAME@ALIAS (e.g. models:/balanced-vae-generator@champion), models:/NAME/VERSION, or "
     "an MLflow run id (a pipeline run or one of its stage runs). Default: the workspace's models/.",
-)  # fmt: skip
+)
 
 
 @main.command()
-@click.option("--sampler", type=click.Choice(["gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"]), default="gen2",
-              show_default=True, help="gen1: z ~ N(0, I); gen2: through stage 2; gen2_noise: plus gamma_z noise; "
-              "gmm: Gaussian mixture on the codes; gen2_rescaled: variance-law rescale of gen2.")
+@click.option(
+    "--sampler",
+    type=click.Choice(["gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"]),
+    default="gen2",
+    show_default=True,
+    help="gen1: z ~ N(0, I); gen2: through stage 2; gen2_noise: plus gamma_z noise; "
+    "gmm: Gaussian mixture on the codes; gen2_rescaled: variance-law rescale of gen2.",
+)
 @click.option("-n", "--num", type=click.IntRange(1), default=1000, show_default=True, help="How many images.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the PNG files (000000.png, ...).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the PNG files (000000.png, ...).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
 @MODEL_OPTION
@@ -80,9 +99,9 @@ def sample(sampler, num, out_dir, seed, batch_size, model_ref):
     Any external FID tool can then score the folder (e.g. `fidelity --gpu 0 --fid
     --input1 <folder> --input2 <real images>`).
     """
-    from pipeline import sampling
-    from pipeline.speed import pick_device
-    from pipeline.utils import save_pngs
+    from pipeline.evaluation import sampling
+    from pipeline.hardware.device import pick_device
+    from pipeline.images import save_pngs
 
     vae, s2, stage2, gmm = _trained_models(pick_device(), model_ref)
     kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": batch_size}
@@ -94,8 +113,14 @@ def sample(sampler, num, out_dir, seed, batch_size, model_ref):
 
 
 @main.command()
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("plots/interpolation.png"),
-              show_default=True, help="PNG grid to write.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("plots/interpolation.png"),
+    show_default=True,
+    help="PNG grid to write.",
+)
 @click.option("--pairs", type=click.IntRange(1), default=8, show_default=True, help="Rows: pairs of test images.")
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True, help="Interpolation points per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the test images.")
@@ -106,9 +131,9 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
     through the decoded linear interpolation of their stage-1 codes mu(x)."""
     import torch
 
-    from pipeline import sampling
-    from pipeline.speed import pick_device
-    from pipeline.utils import save_grid
+    from pipeline.evaluation import sampling
+    from pipeline.hardware.device import pick_device
+    from pipeline.images import save_grid
     from stages.runtime import load_prepared
 
     vae = _trained_models(pick_device(), model_ref)[0]
@@ -122,14 +147,34 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
 
 
 @main.command()
-@click.option("--experiment", envvar="MLFLOW_EXPERIMENT_NAME", default="balanced-vae", show_default=True,
-              help="MLflow experiment to read.")
-@click.option("--filter", "filter_string", default="",
-              help="Extra MLflow filter on the parent runs, e.g. \"params.`prepare.dataset` = 'mnist'\".")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports/compare"),
-              show_default=True, help="Folder for table.md, variance.md, compare.png and curves.png.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the answer page (markdown) here, e.g. docs/results.md; it links the figures in --out.")
+@click.option(
+    "--experiment",
+    envvar="MLFLOW_EXPERIMENT_NAME",
+    default="balanced-vae",
+    show_default=True,
+    help="MLflow experiment to read.",
+)
+@click.option(
+    "--filter",
+    "filter_string",
+    default="",
+    help="Extra MLflow filter on the parent runs, e.g. \"params.`prepare.dataset` = 'mnist'\".",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports/compare"),
+    show_default=True,
+    help="Folder for table.md, variance.md, compare.png and curves.png.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the answer page (markdown) here, e.g. docs/results.md; it links the figures in --out.",
+)
 @click.option("--note", default="", help="A line for the report's set-up: the hardware, what else ran.")
 @stage
 def compare(experiment, filter_string, out_dir, report_path, note):
@@ -151,25 +196,31 @@ def compare(experiment, filter_string, out_dir, report_path, note):
 
     from mlflow import MlflowClient
 
-    from pipeline import report, results_page
-    from pipeline.store import check_reachable, tracking_uri
-    from pipeline.utils import atomic_path
+    from pipeline.files import atomic_path
+    from pipeline.reports import compare, results_page
+    from pipeline.tracking.store import check_reachable, tracking_uri
 
     check_reachable(tracking_uri())
-    rows = report.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
-    groups = report.configurations(rows)
-    table, variance = report.markdown_table(groups), report.variance_table(groups)
+    rows = compare.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
+    groups = compare.configurations(rows)
+    table, variance = compare.markdown_table(groups), compare.variance_table(groups)
     for name, text in (("table.md", table), ("variance.md", variance)):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text)
-    paths = report.figures(groups, out_dir)
+    paths = compare.figures(groups, out_dir)
     click.echo(table + "\n" + variance)
     written = [out_dir / "table.md", out_dir / "variance.md", *paths]
     if report_path:
         args = ["bvae", "compare", "--experiment", experiment] + (["--filter", filter_string] if filter_string else [])
         args += ["--out", str(out_dir), "--report", str(report_path)] + (["--note", note] if note else [])
-        page = results_page.render(groups, rows, fig_dir=os.path.relpath(out_dir, report_path.parent),
-                                   experiment=experiment, command=shlex.join(args), note=note)  # fmt: skip
+        page = results_page.render(
+            groups,
+            rows,
+            fig_dir=os.path.relpath(out_dir, report_path.parent),
+            experiment=experiment,
+            command=shlex.join(args),
+            note=note,
+        )
         with atomic_path(report_path) as tmp:
             tmp.write_text(page)
         written.append(report_path)
@@ -177,22 +228,30 @@ def compare(experiment, filter_string, out_dir, report_path, note):
 
 
 @main.command()
-@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
-              show_default=True, help="Params file to check.")
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("params.yaml"),
+    show_default=True,
+    help="Params file to check.",
+)
 @stage
 def check(params_path):
     """Check params.yaml without running anything: every key (as each stage does at its
     start), and that `prepare.data_root` exists (DVC checks it before the prepare stage
     starts, with a message that names the path, not the key). `scripts/repro.sh` runs it
     before `dvc repro`."""
-    from pipeline.params import load_params
+    from pipeline.config.params import load_params
 
     params = load_params(params_path)
     root = Path(params["prepare"]["data_root"])
     if not root.exists():
-        raise PipelineError(f"prepare.data_root: {str(root)!r} does not exist; DVC needs it as the prepare stage's "
-                            "dependency (for digits too: the default data/raw holds a README): create it or fix the "
-                            "path")  # fmt: skip
+        raise PipelineError(
+            f"prepare.data_root: {str(root)!r} does not exist; DVC needs it as the prepare stage's "
+            "dependency (for digits too: the default data/raw holds a README): create it or fix the "
+            "path"
+        )
     click.echo(f"{params_path}: ok")
 
 
@@ -205,8 +264,14 @@ def _preset_names() -> list[str]:
 
 @main.command()
 @click.argument("name", required=False)
-@click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("params.yaml"),
-              show_default=True, help="Params file to change (its comments and layout are kept).")
+@click.option(
+    "--params",
+    "params_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("params.yaml"),
+    show_default=True,
+    help="Params file to change (its comments and layout are kept).",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the presets, each with its description.")
 @stage
 def preset(name, params_path, list_only):
@@ -221,7 +286,7 @@ def preset(name, params_path, list_only):
     """
     import yaml
 
-    from pipeline.params import apply_overlay
+    from pipeline.config.params import apply_overlay
 
     if list_only or name is None:
         import itertools

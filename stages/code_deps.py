@@ -26,14 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")  # the project's own code
 STAGES = ("prepare", "reference", "train_vae", "train_stage2", "evaluate")
 NOT_DEPS = {  # project modules a stage runs but that change no output file, with the reason
-    "pipeline/tracking.py": "MLflow: the stage's run and what it logs",
-    "pipeline/mlflow_calls.py": "MLflow: the calls, made in the tracking process",
-    "pipeline/worker.py": "MLflow: the tracking process that makes the calls",
-    "pipeline/runs.py": "MLflow: the parent and stage runs",
-    "pipeline/store.py": "MLflow: which store, and whether it answers",
-    "pipeline/registry.py": "MLflow: the model registry",
-    "pipeline/timing.py": "where a stage's time goes (to MLflow and BVAE_TIMING only)",
-    "pipeline/cpu_slots.py": "when a queued stage starts, not what it computes",
+    "pipeline/tracking/__init__.py": "MLflow: the package docstring",
+    "pipeline/tracking/stage_run.py": "MLflow: the stage's run and what it logs",
+    "pipeline/tracking/mlflow_calls.py": "MLflow: the calls, made in the tracking process",
+    "pipeline/tracking/worker.py": "MLflow: the tracking process that makes the calls",
+    "pipeline/tracking/runs.py": "MLflow: the parent and stage runs",
+    "pipeline/tracking/store.py": "MLflow: which store, and whether it answers",
+    "pipeline/tracking/registry.py": "MLflow: the model registry",
+    "pipeline/hardware/timing.py": "where a stage's time goes (to MLflow and BVAE_TIMING only)",
+    "pipeline/hardware/cpu_slots.py": "when a queued stage starts, not what it computes",
 }
 
 
@@ -123,9 +124,13 @@ def problems(dvc: dict) -> list[str]:
         have, want = listed(dvc["stages"][stage].get("deps", [])), set(stage_files(stage))
         missing, extra = sorted(want - have), sorted(have - want)
         if missing or extra:
-            out.append(f"{stage}: " + "; ".join(
-                ([f"runs {', '.join(missing)} but does not list it"] if missing else [])
-                + ([f"lists {', '.join(extra)} but does not run it"] if extra else [])))
+            out.append(
+                f"{stage}: "
+                + "; ".join(
+                    ([f"runs {', '.join(missing)} but does not list it"] if missing else [])
+                    + ([f"lists {', '.join(extra)} but does not run it"] if extra else [])
+                )
+            )
     return out
 
 

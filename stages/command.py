@@ -45,7 +45,7 @@ def _read_sections(path, sections: list[str] | None) -> dict | None:
     no sections to read; {"error": ...} for a file that no longer loads)."""
     if path is None or not sections:
         return None
-    from pipeline.params import flatten, load_params
+    from pipeline.config.params import flatten, load_params
 
     try:
         params = flatten(load_params(path, validate=False))
@@ -60,15 +60,19 @@ def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> 
 
     if "error" in after:
         error = str(after["error"])
-        what = f"and {error[len(str(path)) + 1:]}" if error.startswith(f"{path} ") else f"and no longer loads ({error})"
+        what = (
+            f"and {error[len(str(path)) + 1 :]}" if error.startswith(f"{path} ") else f"and no longer loads ({error})"
+        )
     else:
         keys = sorted(set(before) | set(after))
         diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
         what = f"({', '.join(diff[:3])}{f' and {len(diff) - 3} more' if len(diff) > 3 else ''})"
     kept = CHECKPOINTS / f"{stage_name}.pt"
     keep = f" ({kept} keeps its training: with the old values back it finishes without training again)"
-    return (f"{path} changed while {stage_name} ran {what}: its outputs follow the values it read at its start, so it "
-            f"fails and DVC records nothing; `dvc repro` runs it again{keep if kept.is_file() else ''}")
+    return (
+        f"{path} changed while {stage_name} ran {what}: its outputs follow the values it read at its start, so it "
+        f"fails and DVC records nothing; `dvc repro` runs it again{keep if kept.is_file() else ''}"
+    )
 
 
 _WATCH: dict = {}  # the params file of the stage that runs, the sections it reads, and their values at its start
@@ -78,7 +82,7 @@ def params_unchanged() -> None:
     """Fail (PipelineError) when the params sections the running stage reads changed on disk
     since it started: DVC would record the new values beside outputs made with the old
     ones. A stage calls it before its MLflow run is marked FINISHED and before it removes
-    its checkpoint (:class:`pipeline.tracking.StageRun`'s ``before_end``)."""
+    its checkpoint (:class:`pipeline.tracking.stage_run.StageRun`'s ``before_end``)."""
     if not _WATCH:
         return
     after = _read_sections(_WATCH["path"], _WATCH["sections"])
@@ -88,7 +92,7 @@ def params_unchanged() -> None:
 
 def launch(module: str) -> None:
     """Re-run this command under torchrun when ``BVAE_NPROC`` > 1 (and not already under it):
-    data-parallel training on N processes (:mod:`pipeline.distributed`). Called before the
+    data-parallel training on N processes (:mod:`pipeline.training.distributed`). Called before the
     stage imports torch or starts its tracking process, which the new processes do."""
     import os
     import shutil
@@ -104,16 +108,16 @@ def launch(module: str) -> None:
 def _remove_written() -> None:
     """A stage that fails leaves none of its outputs (not some of them): remove those it wrote.
     Checkpoints are not outputs and stay, for the resume."""
-    utils = sys.modules.get("pipeline.utils")
-    if utils is None:  # never imported: nothing written
+    files = sys.modules.get("pipeline.files")
+    if files is None:  # never imported: nothing written
         return
-    for path in utils.WRITTEN:
+    for path in files.WRITTEN:
         path.unlink(missing_ok=True)
         try:
             path.parent.rmdir()  # an output folder (plots/train_vae) left empty
         except OSError:
             pass
-    utils.WRITTEN.clear()
+    files.WRITTEN.clear()
 
 
 def stage(fn):

@@ -1,14 +1,25 @@
 """Stage evaluate: REC and every sampler against the real test images."""
 
 import time
+
 import click
 
 from stages.command import params_option, stage
 from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, REFERENCE, STAGE2, VAE
 
-HEADLINE_NLL = ("bpd_iwae_stage1_gamma_trained", "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test",
-                "gamma_test", "data_dim")  # with the FIDs; gamma_test^2 (the test MSE) and D turn beta_eff into a variance
-HEADLINE_STAGE1 = ("final_gamma", "final_beta_eff", "final_active_units", "final_kl_grad_share")  # also on the parent run
+HEADLINE_NLL = (
+    "bpd_iwae_stage1_gamma_trained",
+    "bpd_iwae_stage1_gamma_test",
+    "bpd_iwae_twostage_gamma_test",
+    "gamma_test",
+    "data_dim",
+)  # with the FIDs; gamma_test^2 (the test MSE) and D turn beta_eff into a variance
+HEADLINE_STAGE1 = (
+    "final_gamma",
+    "final_beta_eff",
+    "final_active_units",
+    "final_kl_grad_share",
+)  # also on the parent run
 
 
 @click.command(name="evaluate")
@@ -36,27 +47,47 @@ def main(params_path):
     generator (u -> images) is logged as an MLflow model and registered as
     `evaluate.register.name` with alias `evaluate.register.alias`.
     """
-    from pipeline.params import load_params, section
+    from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
-    from pipeline.tracking import StageRun
-    from stages.command import params_unchanged
-
     import torch  # before the tracking process is forked: it has torch without importing it
+
+    from pipeline.tracking.stage_run import StageRun
+    from stages.command import params_unchanged
 
     run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
 
-    from pipeline import PipelineError, likelihood, protocol, sampling
-    from pipeline.features import build_feature_space, fidelity_metrics, resolve_inception_weights, statistics
+    from pipeline import PipelineError
+    from pipeline.evaluation import likelihood, preprocessing, sampling
+    from pipeline.evaluation.features import (
+        build_feature_space,
+        fidelity_metrics,
+        resolve_inception_weights,
+        statistics,
+    )
+    from pipeline.files import read_json
+    from pipeline.hardware.threads import Threads, cpu_share
+    from pipeline.hardware.timing import part
+    from pipeline.images import save_grid
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
-    from pipeline.speed import Threads, cpu_share
-    from pipeline.timing import part
-    from pipeline.utils import read_json, save_grid
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
 
-    cfg = section(params, "evaluate", ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed",
-                                        "protocol", "nll_samples", "nll_prior_samples"))  # fmt: skip
+    cfg = section(
+        params,
+        "evaluate",
+        (
+            "num_samples",
+            "samplers",
+            "rescale",
+            "batch_size",
+            "grid_rows",
+            "seed",
+            "protocol",
+            "nll_samples",
+            "nll_prior_samples",
+        ),
+    )
     ref = section(params, "reference", ("features",))
     reg = cfg.get("register") or {}
     if ref["features"] == "inception":
@@ -85,13 +116,15 @@ def main(params_path):
         )
         names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
         proto = cfg["protocol"]
-        space_name = protocol.space_name(space.name, proto)
+        space_name = preprocessing.space_name(space.name, proto)
         total = len(test) + n * (len(names) - 1)
         threads = Threads(cpu_share()) if device.type == "cpu" else None
         with part("work"):  # the feature network's first pass, its one-time set-up included
             rate = space.throughput(test.images[:64])
-        click.echo(f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
-                   f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s")  # fmt: skip
+        click.echo(
+            f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
+            f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s"
+        )
 
         real_features = reference["features"]
         with part("work"):  # FID statistics (torch-fidelity's import, about 1 s, comes with the first)
@@ -107,52 +140,80 @@ def main(params_path):
         run.log_grid(grid, "samples_real")
         run.log_grid(grid, "samples_real", parent=True)
         metrics, timing = {"data_dim": test.images[0].numel()}, {}
-        click.echo("KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
-                   "subsets of the size shown")  # fmt: skip
+        click.echo(
+            "KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
+            "subsets of the size shown"
+        )
         for name in names:
             if threads is not None and (note := threads.tick()):
                 click.echo(f"evaluate: {note}")
             t0 = time.perf_counter()
             with part("work"):
-                images = sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
-                images = protocol.apply(proto, name, images, test.images)
+                images = (
+                    sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
+                )
+                images = preprocessing.apply(proto, name, images, test.images)
                 values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
             grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
             run.log_grid(grid, f"samples_{name}")
             run.log_grid(grid, f"samples_{name}", parent=True)
             metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
-            click.echo(f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:9.3g} +- {values['kid_std']:8.3g} "
-                       f"(subsets of {values['kid_subset_size']})  "
-                       f"precision {values['precision']:.3f}  recall {values['recall']:.3f}")  # fmt: skip
+            click.echo(
+                f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:9.3g} +- {values['kid_std']:8.3g} "
+                f"(subsets of {values['kid_subset_size']})  "
+                f"precision {values['precision']:.3f}  recall {values['recall']:.3f}"
+            )
         if cfg["nll_samples"]:
             t0 = time.perf_counter()
             with part("work"):
                 y = likelihood.dequantise(test.images, torch.Generator().manual_seed(seed))
-                draws = likelihood.draw(vae, y, cfg["nll_samples"], seed, stage2=stage2, gamma_z=s2["gamma"],
-                                        prior_samples=cfg["nll_prior_samples"], batch_size=bs)  # fmt: skip
+                draws = likelihood.draw(
+                    vae,
+                    y,
+                    cfg["nll_samples"],
+                    seed,
+                    stage2=stage2,
+                    gamma_z=s2["gamma"],
+                    prior_samples=cfg["nll_prior_samples"],
+                    batch_size=bs,
+                )
                 nll = likelihood.likelihood_metrics(draws, v["gamma"], two_stage=True)
             metrics |= nll
             timing["eval_seconds_nll"] = time.perf_counter() - t0
-            click.echo(f"likelihood, {cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s "
-                       "(IWAE bound, bits/dim):")  # fmt: skip
+            click.echo(
+                f"likelihood, {cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s "
+                "(IWAE bound, bits/dim):"
+            )
             for g in ("trained", "test"):
                 if f"gamma_{g}" in nll:
-                    click.echo(f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
-                               f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}")  # fmt: skip
+                    click.echo(
+                        f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
+                        f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}"
+                    )
         headline = write_metrics("evaluate", metrics, lambda key: key.startswith("fid_") or key in HEADLINE_NLL)
         run.log_metrics(metrics | timing)
         upstream = read_json(METRICS / "train_vae.json")
         headline |= {f"train_vae.{key}": upstream[key] for key in HEADLINE_STAGE1 if key in upstream}
         run.log_parent_metrics(headline)
-        registered = run.wait(run.log_model(
-            Generator(vae.cpu(), stage2.cpu()), "generator", torch.randn(4, vae.latent_dim), register_as=reg.get("name"),
-            alias=reg.get("alias"), champion=reg.get("champion"), score=f"fid_{space_name}_gen2", metrics=headline,
-        ))  # fmt: skip
+        registered = run.wait(
+            run.log_model(
+                Generator(vae.cpu(), stage2.cpu()),
+                "generator",
+                torch.randn(4, vae.latent_dim),
+                register_as=reg.get("name"),
+                alias=reg.get("alias"),
+                champion=reg.get("champion"),
+                score=f"fid_{space_name}_gen2",
+                metrics=headline,
+            )
+        )
         if registered:
             click.echo(registered)
-        click.echo(f"metrics: {METRICS / 'evaluate.json'} (every metric: {METRICS / 'all' / 'evaluate.json'}); "
-                   f"grids: {PLOTS / 'evaluate'}/")  # fmt: skip
+        click.echo(
+            f"metrics: {METRICS / 'evaluate.json'} (every metric: {METRICS / 'all' / 'evaluate.json'}); "
+            f"grids: {PLOTS / 'evaluate'}/"
+        )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,14 @@ CHECKPOINTS = Path("checkpoints")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 
-PRODUCER = {PREPARED: "prepare", CLASSIFIER: "reference", REFERENCE.parent: "reference", VAE: "train_vae",
-            STAGE2: "train_stage2", GMM: "train_stage2"}  # fmt: skip
+PRODUCER = {
+    PREPARED: "prepare",
+    CLASSIFIER: "reference",
+    REFERENCE.parent: "reference",
+    VAE: "train_vae",
+    STAGE2: "train_stage2",
+    GMM: "train_stage2",
+}
 
 
 def producer(path: Path) -> str | None:

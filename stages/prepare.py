@@ -1,6 +1,7 @@
 """Stage prepare: load the dataset named in params, split, resize, save uint8 tensors."""
 
 import json
+
 import click
 
 from stages.command import params_option, stage
@@ -17,19 +18,20 @@ def main(params_path):
     unreadable images, sha256 of the tensors and of the raw files read), the counts in
     metrics/prepare.json and a grid of training images in plots/prepare/. The raw files'
     hash is the MLflow run's dataset input."""
-    from pipeline.params import load_params, section
+    from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
 
-    from pipeline.tracking import StageRun
+    from pipeline.tracking.stage_run import StageRun
     from stages.command import params_unchanged
 
     run = StageRun("prepare", params, before_end=params_unchanged)  # MLflow starts while torch is imported
 
     from pipeline import data
-    from pipeline.timing import part
-    from pipeline.utils import save_grid, write_json
+    from pipeline.files import write_json
+    from pipeline.hardware.timing import part
+    from pipeline.images import save_grid
     from stages.runtime import setup
 
     setup(cfg["seed"], "prepare")
@@ -37,8 +39,10 @@ def main(params_path):
         run.log_params({"prepare": cfg})
         with part("work"):
             ds = data.load(cfg)
-            checksums = {"sha256": data.checksum(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels),
-                         "raw_sha256": data.content_hash(ds.files, data.raw_root(cfg))}  # fmt: skip
+            checksums = {
+                "sha256": data.checksum(ds.train.images, ds.train.labels, ds.test.images, ds.test.labels),
+                "raw_sha256": data.content_hash(ds.files, data.raw_root(cfg)),
+            }
         train, test = ds.train, ds.test
         meta = {
             "dataset": cfg["dataset"],

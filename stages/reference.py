@@ -19,23 +19,29 @@ def main(params_path):
     images' features (reference/real_stats.pt) in the feature space
     `reference.features`; metrics/reference.json holds the classifier's test accuracy
     and the FID of real training images against the test images (the floor)."""
-    from pipeline.params import load_params, section
+    from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
-    from pipeline.tracking import StageRun
+    from pipeline.tracking.stage_run import StageRun
     from stages.command import params_unchanged
 
     run = StageRun("reference", params, before_end=params_unchanged)  # MLflow starts while torch is imported
 
     import torch
+
     from pipeline import PipelineError
-    from pipeline.choices import MIN_IMAGES
-    from pipeline import classifier as clf
-    from pipeline.features import build_feature_space, frechet_distance, resolve_inception_weights, statistics
-    from pipeline.speed import Threads, set_cpu_threads, step_flops, training_threads
-    from pipeline.timing import part
-    from pipeline.utils import read_json, save_torch, write_csv, write_json
+    from pipeline.config.choices import MIN_IMAGES
+    from pipeline.evaluation import classifier as clf
+    from pipeline.evaluation.features import (
+        build_feature_space,
+        frechet_distance,
+        resolve_inception_weights,
+        statistics,
+    )
+    from pipeline.files import read_json, save_torch, write_csv, write_json
+    from pipeline.hardware.threads import Threads, set_cpu_threads, step_flops, training_threads
+    from pipeline.hardware.timing import part
     from stages.runtime import load_prepared, setup, significant
 
     ref = section(params, "reference", ("features", "classifier"))
@@ -46,9 +52,11 @@ def main(params_path):
         raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
     meta = read_json(PREPARED / "meta.json")
     if min(meta.get("num_train", MIN_IMAGES), meta.get("num_test", MIN_IMAGES)) < MIN_IMAGES:  # before any training
-        raise PipelineError(f"{PREPARED}: {meta['num_train']} training and {meta['num_test']} test images; FID, KID "
-                            f"and precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
-                            "limit_test or prepare.test_fraction, or add images")  # fmt: skip
+        raise PipelineError(
+            f"{PREPARED}: {meta['num_train']} training and {meta['num_test']} test images; FID, KID "
+            f"and precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
+            "limit_test or prepare.test_fraction, or add images"
+        )
     labelled = meta.get("num_classes", 0) >= 2
     if ref["features"] == "domain" and not labelled:
         raise PipelineError(
@@ -73,8 +81,9 @@ def main(params_path):
                 threads = Threads(training_threads(step_flops(model, train.images[: cfg["batch_size"]])))
                 click.echo(f"domain classifier: {threads.describe()}")
             with part("work"):
-                history = clf.train_classifier(model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                                               lr=cfg["lr"], threads=threads)  # fmt: skip
+                history = clf.train_classifier(
+                    model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], threads=threads
+                )
                 accuracy = clf.accuracy(model, test)
             set_cpu_threads()
             for row in history:
@@ -92,10 +101,14 @@ def main(params_path):
         with part("work"):
             real = space.extract(test.images, "test images")
             floor_idx = torch.randperm(len(train))[: len(test)]
-            floor = frechet_distance(statistics(space.extract(train.images[floor_idx], "train images")), statistics(real))
+            floor = frechet_distance(
+                statistics(space.extract(train.images[floor_idx], "train images")), statistics(real)
+            )
         save_torch({"space": space.name, "features": real}, REFERENCE)
-        write_json({"space": space.name, "real_test_images": len(real), "labelled": labelled},
-                   PLOTS / "reference" / "features.json")  # fmt: skip
+        write_json(
+            {"space": space.name, "real_test_images": len(real), "labelled": labelled},
+            PLOTS / "reference" / "features.json",
+        )
 
         metrics[f"fid_{space.name}_train_vs_test"] = floor
         write_json(significant(metrics), METRICS / "reference.json")

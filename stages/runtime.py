@@ -8,15 +8,17 @@ import click
 import torch
 
 from pipeline import PipelineError
-from pipeline.speed import available_cpus, pick_device, set_cpu_threads
-from pipeline.timing import timed
-from pipeline.utils import seed_everything
+from pipeline.hardware.device import pick_device
+from pipeline.hardware.threads import available_cpus, set_cpu_threads
+from pipeline.hardware.timing import timed
+from pipeline.seeding import seed_everything
 
 
 def setup(seed: int, stage: str) -> torch.device:
-    """A CPU slot in a DVC queue (:mod:`pipeline.cpu_slots`), threads, seeds and device for a
+    """A CPU slot in a DVC queue (:mod:`pipeline.hardware.cpu_slots`), threads, seeds and device for a
     stage (this rank's, under torchrun); prints the device."""
-    from pipeline import cpu_slots, distributed
+    from pipeline.hardware import cpu_slots
+    from pipeline.training import distributed
 
     cpu_slots.hold(stage, available_cpus())
     if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
@@ -25,7 +27,9 @@ def setup(seed: int, stage: str) -> torch.device:
     device = distributed.init(pick_device())
     seed_everything(seed, device)
     rank, size = distributed.world()
-    click.echo(f"device: {device} ({torch.get_num_threads()} CPU threads)" + (f", rank {rank} of {size}" if size > 1 else ""))
+    click.echo(
+        f"device: {device} ({torch.get_num_threads()} CPU threads)" + (f", rank {rank} of {size}" if size > 1 else "")
+    )
     return device
 
 
@@ -37,15 +41,19 @@ def load_checkpoint(path: Path, what: str) -> dict:
 
     stage = producer(Path(path))
     if not Path(path).is_file():
-        raise PipelineError(f"{what} not found at {path}: run the stages before this one first "
-                            f"(`dvc repro{' ' + stage if stage else ''}`)")  # fmt: skip
+        raise PipelineError(
+            f"{what} not found at {path}: run the stages before this one first "
+            f"(`dvc repro{' ' + stage if stage else ''}`)"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, OSError, pickle and zip errors
         reason = textwrap.shorten(" ".join(str(e).split()), 160, placeholder=" ...") or type(e).__name__
         fix = f"`dvc checkout --force {path}` restores it from the DVC cache, or `dvc repro -f {stage}` makes it again"
-        raise PipelineError(f"{path} is not a readable {what} file (truncated or corrupt? {reason}): "
-                            f"{fix if stage else 'write it again'}") from None  # fmt: skip
+        raise PipelineError(
+            f"{path} is not a readable {what} file (truncated or corrupt? {reason}): "
+            f"{fix if stage else 'write it again'}"
+        ) from None
 
 
 SIGNIFICANT = 6  # digits of a float in a metrics file: the precision the metrics support
@@ -61,7 +69,7 @@ def write_metrics(name: str, metrics: dict, headline) -> dict:
     """metrics/<name>.json: the metrics whose key ``headline(key)`` accepts (what ``dvc exp
     show`` and ``dvc metrics diff`` show); metrics/all/<name>.json: every metric; floats to
     SIGNIFICANT digits. Returns the headline ones, as written."""
-    from pipeline.utils import write_json
+    from pipeline.files import write_json
     from stages.layout import METRICS
 
     metrics = significant(metrics)

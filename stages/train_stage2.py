@@ -19,43 +19,56 @@ def main(params_path):
     models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
     metrics/train_stage2.json (every last-epoch value in metrics/all/); logs them to MLflow.
     """
-    from pipeline.params import load_params, section
+    from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
-    from pipeline.tracking import StageRun
+    from pipeline.tracking.stage_run import StageRun
     from stages.command import launch, params_unchanged
 
     launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
     import torch  # before the tracking process is forked: it has torch without importing it
 
-    run = StageRun("train_stage2", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
+    run = StageRun(
+        "train_stage2", params, models=True, before_end=params_unchanged
+    )  # a forked copy: MLflow starts beside
 
-    from pipeline import PipelineError, memory
+    from pipeline import PipelineError
     from pipeline.balance import build_balance
-    from pipeline.gmm import fit_gmm
+    from pipeline.evaluation.gmm import fit_gmm
+    from pipeline.evaluation.sampling import encode, posterior_draws
+    from pipeline.files import save_torch
+    from pipeline.hardware import memory
+    from pipeline.hardware.timing import part
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
-    from pipeline import distributed
-    from pipeline.sampling import encode, posterior_draws
-    from pipeline.timing import part
-    from pipeline.utils import save_torch
+    from pipeline.training import distributed
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
-    cfg = section(params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm"))
+    cfg = section(
+        params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
+    )
     device = setup(cfg["seed"], "train_stage2")
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
-        raise PipelineError(f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "
-                            f"codes the mixture is fitted on (one per training image); use at most {len(images):,}")
+        raise PipelineError(
+            f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "
+            f"codes the mixture is fitted on (one per training image); use at most {len(images):,}"
+        )
     with part("work"):
         mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
-    memory.check_training(lambda: build_stage2(cfg, mu.shape[1]), cfg["batch_size"], mu.shape[1], device,
-                          "the stage-2 model", "lower stage2.width, stage2.depth or stage2.batch_size")
+    memory.check_training(
+        lambda: build_stage2(cfg, mu.shape[1]),
+        cfg["batch_size"],
+        mu.shape[1],
+        device,
+        "the stage-2 model",
+        "lower stage2.width, stage2.depth or stage2.batch_size",
+    )
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
@@ -68,10 +81,15 @@ def main(params_path):
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}
         expected_std = (mu.var(0) + sigma.pow(2).mean(0)).sqrt().cpu()
         save_torch(
-            {"config": config, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict(),
-             "gamma": balance.gamma, "expected_std": expected_std},
+            {
+                "config": config,
+                "state_dict": model.cpu().state_dict(),
+                "balance": balance.cpu().state_dict(),
+                "gamma": balance.gamma,
+                "expected_std": expected_std,
+            },
             STAGE2,
-        )  # fmt: skip
+        )
         gmm_cfg = cfg["gmm"]
         with part("work"):
             gmm = fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"])

@@ -19,24 +19,26 @@ def main(params_path):
     share of the encoder gradient; test-set MSE), every last-epoch value in
     metrics/all/train_vae.json. Logs all of it to MLflow.
     """
-    from pipeline.params import load_params, section
+    from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
 
-    from pipeline.tracking import StageRun
+    from pipeline.tracking.stage_run import StageRun
     from stages.command import launch, params_unchanged
 
     launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
-    import torch  # before the tracking process is forked: it has torch without importing it
 
     run = StageRun("train_vae", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
 
-    from pipeline import PipelineError, distributed, memory
+    from pipeline import PipelineError
     from pipeline.balance import build_balance
+    from pipeline.evaluation.sampling import reconstruct
+    from pipeline.files import save_torch
+    from pipeline.hardware import memory
+    from pipeline.hardware.timing import part
+    from pipeline.images import grid_image, save_grid
     from pipeline.models import Reconstruct, build_stage1
-    from pipeline.sampling import reconstruct
-    from pipeline.timing import part
-    from pipeline.utils import grid_image, save_grid, save_torch
+    from pipeline.training import distributed
     from stages.runtime import load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
@@ -45,9 +47,14 @@ def main(params_path):
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:
-        memory.check_training(lambda: build_stage1(cfg, channels, size), cfg["batch_size"], train.images[0].numel(),
-                              device, f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model",
-                              "lower train.latent_dim, the train.model sizes or train.batch_size")  # fmt: skip
+        memory.check_training(
+            lambda: build_stage1(cfg, channels, size),
+            cfg["batch_size"],
+            train.images[0].numel(),
+            device,
+            f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model",
+            "lower train.latent_dim, the train.model sizes or train.batch_size",
+        )
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None
@@ -67,17 +74,30 @@ def main(params_path):
                     grid = grid_image(_pairs(model, grid_images), nrow=min(8, len(grid_images)))
                 run.log_grid(grid, "reconstructions", step=row["epoch"])
 
-        history, speed = train_and_record(run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg,
-                                   images[: cfg["diag_size"]], log_grid)  # fmt: skip
+        history, speed = train_and_record(
+            run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg, images[: cfg["diag_size"]], log_grid
+        )
         if not distributed.is_main():
             return
-        model_cfg = {"channels": channels, "image_size": size, "latent_dim": cfg["latent_dim"], "model": cfg.get("model", {})}
+        model_cfg = {
+            "channels": channels,
+            "image_size": size,
+            "latent_dim": cfg["latent_dim"],
+            "model": cfg.get("model", {}),
+        }
         save_torch(
-            {"config": model_cfg, "state_dict": model.cpu().state_dict(), "balance": balance.cpu().state_dict(),
-             "gamma": balance.gamma}, VAE,
-        )  # fmt: skip
+            {
+                "config": model_cfg,
+                "state_dict": model.cpu().state_dict(),
+                "balance": balance.cpu().state_dict(),
+                "gamma": balance.gamma,
+            },
+            VAE,
+        )
         model.to(device)
-        save_grid(_pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images)))  # also after a resume at the end
+        save_grid(
+            _pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))
+        )  # also after a resume at the end
         with part("work"):
             test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
         metrics = final_metrics(history, speed) | {"test_mse": test_mse}
@@ -96,7 +116,7 @@ def _pairs(model, images, ncol: int = 8):
     """Rows of real test images, each followed by a row of their reconstructions."""
     import torch
 
-    from pipeline.sampling import reconstruct
+    from pipeline.evaluation.sampling import reconstruct
 
     ncol = min(ncol, len(images))
     images = images[: len(images) // ncol * ncol]

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from pipeline import Diverged
-from pipeline.speed import Speed
+from pipeline.hardware.device import Speed
 from stages.layout import CHECKPOINTS, PLOTS
 
 
@@ -16,7 +16,7 @@ class StageCheckpoint:
     removed once the stage's outputs are written and its run has finished."""
 
     def __init__(self, name: str, cfg: dict, inputs: list[Path]):
-        from pipeline import checkpoint
+        from pipeline.training import checkpoint
         from stages.code_deps import code_hash
 
         self.path = CHECKPOINTS / f"{name}.pt"
@@ -28,7 +28,7 @@ class StageCheckpoint:
             click.echo(f"{name}: resuming from {self.path} after epoch {self.epoch}")
 
     def save(self, training: dict, **extra) -> None:
-        from pipeline import checkpoint, distributed
+        from pipeline.training import checkpoint, distributed
 
         if not distributed.is_main():
             return
@@ -36,32 +36,32 @@ class StageCheckpoint:
         self.epoch = training["epoch"]
 
     def done(self) -> None:
-        from pipeline import distributed
+        from pipeline.training import distributed
 
         if distributed.is_main():
             self.path.unlink(missing_ok=True)
 
 
-def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x,
-                     on_epoch=None) -> list[dict]:  # fmt: skip
+def train_and_record(
+    run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None
+) -> list[dict]:
     """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
     per-epoch metrics to MLflow (batched), checkpoints paced by ``cfg["checkpoint_every"]``
     and diagnostics by ``cfg["diag_every"]`` (epochs, or seconds "Ns"), and under
     plots/<name>/ the training values of every epoch (history.csv), the diagnostics of
     the epochs that ran them (diagnostics.csv), their per-dimension latent statistics
     (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
-    On a CPU the steps run on :func:`pipeline.speed.training_threads` threads, fewer while
-    other processes keep CPUs busy (:class:`pipeline.speed.Threads`: said in a line when
+    On a CPU the steps run on :func:`pipeline.hardware.threads.training_threads` threads, fewer while
+    other processes keep CPUs busy (:class:`pipeline.hardware.threads.Threads`: said in a line when
     it changes, and logged as the per-epoch metric ``threads``).
     Returns the history and the :class:`Speed` settings it ran with; the caller writes
     metrics/<name>.json (:func:`final_metrics`, :func:`write_metrics`)."""
-    import torch
 
-    from pipeline import distributed
-    from pipeline.diagnostics import latent_rows, stack_latents, unstack_latents
-    from pipeline.speed import Threads, step_flops, training_threads
-    from pipeline.train import STEP_KEYS, fit
-    from pipeline.utils import write_csv
+    from pipeline.files import write_csv
+    from pipeline.hardware.threads import Threads, step_flops, training_threads
+    from pipeline.training import distributed
+    from pipeline.training.diagnostics import latent_rows, stack_latents, unstack_latents
+    from pipeline.training.loop import STEP_KEYS, fit
 
     latents = []  # (epoch, per-dimension statistics) of every epoch with diagnostics
     if ckpt.found:
@@ -77,7 +77,9 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     def save(state):
         run.wait(run.flush())  # the store holds every epoch the checkpoint holds
         kept = [(e, s) for e, s in latents if e <= state["epoch"]]
-        ckpt.save(state, run_id=run.run_id, latent_epochs=[e for e, _ in kept], latents=stack_latents([s for _, s in kept]))
+        ckpt.save(
+            state, run_id=run.run_id, latent_epochs=[e for e, _ in kept], latents=stack_latents([s for _, s in kept])
+        )
 
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
@@ -92,25 +94,40 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
         click.echo(f"{name}: {speed.describe()} on {device}")
     try:
         history = fit(
-            model, balance, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], desc=name,
-            lr_halve_every=cfg.get("lr_halve_every"), speed=speed, diag_x=diag_x, on_epoch=record,
-            resume=ckpt.found and ckpt.found["training"], on_checkpoint=save,
-            checkpoint_every=cfg.get("checkpoint_every", 1), diag_every=cfg.get("diag_every", 1), threads=threads,
-        )  # fmt: skip
+            model,
+            balance,
+            epoch_data,
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            desc=name,
+            lr_halve_every=cfg.get("lr_halve_every"),
+            speed=speed,
+            diag_x=diag_x,
+            on_epoch=record,
+            resume=ckpt.found and ckpt.found["training"],
+            on_checkpoint=save,
+            checkpoint_every=cfg.get("checkpoint_every", 1),
+            diag_every=cfg.get("diag_every", 1),
+            threads=threads,
+        )
     except Diverged as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"
-        raise Diverged(f"{e}; {last}. Nothing was written: lower the learning rate or change the balance "
-                       "params, then dvc repro") from None  # fmt: skip
+        raise Diverged(
+            f"{e}; {last}. Nothing was written: lower the learning rate or change the balance params, then dvc repro"
+        ) from None
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (stages.command.Terminated): the same class again
         raise type(e)(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
         return history, speed
-    from pipeline.plots import latent_figure  # matplotlib: imported once the training is done
+    from pipeline.reports.plots import latent_figure  # matplotlib: imported once the training is done
 
     out = PLOTS / name
     write_csv([{k: row[k] for k in ("epoch", *STEP_KEYS)} for row in history], out / "history.csv")
-    write_csv([{k: v for k, v in row.items() if k not in STEP_KEYS} for row in history if len(row) > 1 + len(STEP_KEYS)],
-              out / "diagnostics.csv")  # fmt: skip
+    write_csv(
+        [{k: v for k, v in row.items() if k not in STEP_KEYS} for row in history if len(row) > 1 + len(STEP_KEYS)],
+        out / "diagnostics.csv",
+    )
     write_csv([r for epoch, stats in latents for r in latent_rows(stats, epoch)], out / "latents.csv")
     write_csv(latent_rows(latents[-1][1]), out / "latents_final.csv")
     latent_figure(latents[-1][1], out / "latents.png", f"{name}: latent dimensions after epoch {cfg['epochs']}")
@@ -119,15 +136,26 @@ def train_and_record(run, ckpt: StageCheckpoint, name: str, model, balance, epoc
     return history, speed
 
 
-HEADLINE = ("final_gamma", "final_beta_eff", "final_mse", "final_kl", "final_active_units", "final_kl_grad_share",
-            "test_mse", "bf16_autocast")  # fmt: skip
+HEADLINE = (
+    "final_gamma",
+    "final_beta_eff",
+    "final_mse",
+    "final_kl",
+    "final_active_units",
+    "final_kl_grad_share",
+    "test_mse",
+    "bf16_autocast",
+)
 
 
 def final_metrics(history: list[dict], speed: Speed) -> dict:
     """The last epoch's values (it always runs the diagnostics) as metrics: final_loss, final_gamma, ...;
     ``bf16_autocast`` (1: the steps ran in bf16, which only CPUs and GPUs with native bf16 do
     under ``precision: auto``, so the numbers differ from an fp32 machine's); and on a CPU
-    ``kernels``, the :func:`pipeline.speed.kernels_fingerprint` of the step on this machine
+    ``kernels``, the :func:`pipeline.hardware.device.kernels_fingerprint` of the step on this machine
     (a machine with another one cannot reproduce these numbers byte for byte)."""
-    return ({f"final_{k}": v for k, v in history[-1].items() if k != "epoch"} | {"bf16_autocast": float(speed.bf16)}
-            | ({"kernels": speed.kernels} if speed.kernels else {}))  # fmt: skip
+    return (
+        {f"final_{k}": v for k, v in history[-1].items() if k != "epoch"}
+        | {"bf16_autocast": float(speed.bf16)}
+        | ({"kernels": speed.kernels} if speed.kernels else {})
+    )

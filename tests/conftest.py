@@ -35,6 +35,9 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+HOOKS_PATH = str(ROOT / "tests" / "hooks")  # on PYTHONPATH: the training loop's fault hooks (its sitecustomize.py)
+
+
 def tool_env(**extra) -> dict:
     """The environment for stage and DVC subprocesses: this venv first on PATH, default MLflow store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_", "DVC_"))}
@@ -54,9 +57,12 @@ def make_project(dst: Path, params: dict) -> Path:
     """Copy the project's files (tracked and untracked-but-not-ignored) into ``dst``,
     apply ``params`` over params.yaml and commit it as a fresh git repo."""
     files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=True,
-    ).stdout.split()  # fmt: skip
+    ).stdout.split()
     for f in files:
         if (ROOT / f).is_file():
             (dst / f).parent.mkdir(parents=True, exist_ok=True)

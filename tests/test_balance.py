@@ -13,6 +13,8 @@ from pipeline.balance.learned_gamma import LearnedGamma
 from pipeline.balance.running_gamma import RunningGamma
 from pipeline.balance.sigma import Sigma
 
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
+
 SSE = ((0.01 + 0.09) + (0.04 + 0.04 + 0.01)) / 2  # per-image sum of squared errors of batch(), batch mean
 MSE = SSE / 4  # per value (D = 4)
 
@@ -128,7 +130,8 @@ def test_annealed_cyclical_schedule_restarts_and_ends_each_cycle_at_full_weight(
     assert values == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0, 0.02, 0.5, 1.0, 1.0])
     linear = Annealed(beta=1.0, anneal_steps=100, ramp_fraction=1.0)
     assert [Annealed(beta=1.0, anneal_steps=100, cyclical=True, ramp_fraction=1.0).beta_at(t) for t in range(101)] == [
-        linear.beta_at(t) for t in range(101)]  # the first cycle is the linear warm-up
+        linear.beta_at(t) for t in range(101)
+    ]  # the first cycle is the linear warm-up
 
 
 def test_a_run_of_whole_cycles_saves_the_gamma_it_last_trained_under():
@@ -160,7 +163,9 @@ def test_sigma_sets_gamma_to_the_batch_mse_and_detaches_it():
     # MSE = 0.02375: log gamma = -6 + log(1 + exp(log(0.02375) / 2 + 6)) = -6 + log(1 + exp(4.13002)) = -1.854130
     log_gamma = -1.854130087560251
     assert math.log(t.gamma) == pytest.approx(log_gamma, abs=1e-6)
-    assert t.rec.item() == pytest.approx(SSE / (2 * math.exp(2 * log_gamma)) + 4 * log_gamma + 2 * math.log(2 * math.pi))
+    assert t.rec.item() == pytest.approx(
+        SSE / (2 * math.exp(2 * log_gamma)) + 4 * log_gamma + 2 * math.log(2 * math.pi)
+    )
     t.rec.backward()
     # gamma a constant in the gradient: 2 (x_hat - x) / B / (2 gamma^2)
     assert torch.allclose(x_hat.grad, (x_hat.detach() - x) / (2 * math.exp(2 * log_gamma)))
@@ -173,9 +178,11 @@ def test_sigma_sets_gamma_to_the_batch_mse_and_detaches_it():
 
 @pytest.mark.parametrize(
     "mse, log_gamma",
-    [(1e-12, -5.999596652562023),  # -6 + log(1 + exp(-13.8155 + 6)) = -6 + 4.03e-4: held near the floor
-     (0.25, -0.688202)],  # -6 + log(1 + exp(-0.6931 + 6)) = -0.6931 + 0.00494: 1/2 log mse, barely clipped
-)  # fmt: skip
+    [
+        (1e-12, -5.999596652562023),  # -6 + log(1 + exp(-13.8155 + 6)) = -6 + 4.03e-4: held near the floor
+        (0.25, -0.688202),
+    ],  # -6 + log(1 + exp(-0.6931 + 6)) = -0.6931 + 0.00494: 1/2 log mse, barely clipped
+)
 def test_sigma_soft_clip_by_hand(mse, log_gamma):
     x_hat = torch.full((1, 4), math.sqrt(mse))
     t = Sigma(min_log_gamma=-6.0)(torch.zeros(1, 4), x_hat, torch.zeros(1, 2), torch.zeros(1, 2))

@@ -3,12 +3,16 @@ so an edit re-runs the stages it touches and no other. tests/test_pipeline.py ch
 other direction on a real `dvc repro`: no stage loads a project module outside its deps."""
 
 import json
+import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ROOT, run
 from stages import code_deps
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 def dvc_yaml() -> dict:
@@ -21,29 +25,31 @@ def test_dvc_yaml_lists_every_module_each_stage_runs_and_no_other():
 
 def test_a_module_left_out_of_a_stage_or_one_too_many_is_named():
     dvc = dvc_yaml()
-    dvc["stages"]["train_stage2"]["deps"].remove("pipeline/sampling.py")  # the codes stage 2 trains on
-    dvc["stages"]["prepare"]["deps"].append("pipeline/sampling.py")
+    dvc["stages"]["train_stage2"]["deps"].remove("pipeline/evaluation/sampling.py")  # the codes stage 2 trains on
+    dvc["stages"]["prepare"]["deps"].append("pipeline/evaluation/sampling.py")
     assert code_deps.problems(dvc) == [
-        "prepare: lists pipeline/sampling.py but does not run it",
-        "train_stage2: runs pipeline/sampling.py but does not list it",
+        "prepare: lists pipeline/evaluation/sampling.py but does not run it",
+        "train_stage2: runs pipeline/evaluation/sampling.py but does not list it",
     ]
 
 
 def test_imports_inside_functions_and_registries_loaded_by_name_count():
     evaluate, stage2 = code_deps.stage_files("evaluate"), code_deps.stage_files("train_stage2")
-    assert "pipeline/classifier.py" in evaluate  # imported inside pipeline.features.build_feature_space
-    assert "pipeline/sampling.py" in stage2  # imported inside the stage's command function
+    assert (
+        "pipeline/evaluation/classifier.py" in evaluate
+    )  # imported inside pipeline.evaluation.features.build_feature_space
+    assert "pipeline/evaluation/sampling.py" in stage2  # imported inside the stage's command function
     strategies = {str(p.relative_to(ROOT)) for p in (ROOT / "pipeline/balance").glob("*.py")}
     assert strategies <= set(stage2)  # pipeline/balance/__init__.py imports each strategy by name
     assert code_deps.as_deps(stage2).count("pipeline/balance") == 1  # one folder entry covers them
-    assert "pipeline/sampling.py" not in code_deps.stage_files("prepare")
+    assert "pipeline/evaluation/sampling.py" not in code_deps.stage_files("prepare")
 
 
 def test_modules_that_only_talk_to_mlflow_or_time_the_stage_are_exempt_and_exist():
     for path in code_deps.NOT_DEPS:
         assert (ROOT / path).is_file(), path
         assert all(path not in code_deps.stage_files(stage) for stage in code_deps.STAGES)
-    assert "pipeline/tracking.py" in code_deps.closure("stages.train_vae")  # run, but exempt
+    assert "pipeline/tracking/stage_run.py" in code_deps.closure("stages.train_vae")  # run, but exempt
 
 
 def test_the_code_hash_follows_the_deps_and_ignores_the_exempt(tmp_path, monkeypatch):
@@ -52,7 +58,7 @@ def test_the_code_hash_follows_the_deps_and_ignores_the_exempt(tmp_path, monkeyp
         (tmp_path / f).write_bytes((ROOT / f).read_bytes())
     monkeypatch.setattr(code_deps, "ROOT", tmp_path)
     before = code_deps.code_hash("train_vae")
-    with open(tmp_path / "pipeline/timing.py", "a") as f:
+    with open(tmp_path / "pipeline/hardware/timing.py", "a") as f:
         f.write("# an edit to an exempt module\n")
     assert code_deps.code_hash("train_vae") == before
     running_gamma = Path(tmp_path / "pipeline/balance/running_gamma.py")
@@ -65,7 +71,24 @@ def test_dvc_lock_records_the_code_as_it_is():
     that a clean clone rewrites (and committed outputs that may be stale): caught here, in
     seconds, instead of by tests/test_reproduce.py's full run."""
     status = json.loads(run(["dvc", "status", "--json"], ROOT).stdout)
-    stale = sorted(f"{stage}: {path}" for stage, changes in status.items() for change in changes if isinstance(change, dict)
-                   for path, what in change.get("changed deps", {}).items()
-                   if path.startswith(("pipeline/", "stages/")) and what == "modified")  # fmt: skip
+    stale = sorted(
+        f"{stage}: {path}"
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, dict)
+        for path, what in change.get("changed deps", {}).items()
+        if path.startswith(("pipeline/", "stages/")) and what == "modified"
+    )
     assert not stale, f"dvc.lock predates these code deps; run `bash scripts/repro.sh` and commit dvc.lock: {stale}"
+
+
+def test_the_library_docstring_names_every_module_and_no_utils():
+    """pipeline/__init__.py is the map of the library: a module it does not name is hidden."""
+    import pkgutil
+
+    import pipeline
+
+    modules = [m.name.rsplit(".", 1)[1] for m in pkgutil.walk_packages(pipeline.__path__, "pipeline.")]
+    named = set(re.findall(r"\w+", pipeline.__doc__))
+    assert [m for m in modules if m not in named] == []
+    assert not {"utils", "common", "misc", "helpers"} & set(modules)  # names say the job

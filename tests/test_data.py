@@ -13,15 +13,35 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import (
-    CELEBA_FACE, ROOT, SHARED_DATA, save_image, write_fake_celeba, write_fake_cifar10, write_fake_mnist,
-    write_mixed_folder, write_truncated_jpeg,
-)  # fmt: skip
-from pipeline import PipelineError, data, speed
+    CELEBA_FACE,
+    ROOT,
+    SHARED_DATA,
+    save_image,
+    write_fake_celeba,
+    write_fake_cifar10,
+    write_fake_mnist,
+    write_mixed_folder,
+    write_truncated_jpeg,
+)
+from pipeline import PipelineError, data
+from pipeline.data import decoding
+from pipeline.data import folder as folder_source
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 MIXED_IMAGES = [  # the image files write_mixed_folder writes (hidden ones excluded), sorted
-    "cats/deep/grey16.png", "cats/grey.jpg", "cats/palette.png", "cats/rgb.png", "cats/rgba.png", "dogs/broken.png",
-    "dogs/cmyk.jpg", "dogs/cut.jpg", "dogs/photo.webp", "dogs/rotated.png", "dogs/tiny.bmp",
-]  # fmt: skip
+    "cats/deep/grey16.png",
+    "cats/grey.jpg",
+    "cats/palette.png",
+    "cats/rgb.png",
+    "cats/rgba.png",
+    "dogs/broken.png",
+    "dogs/cmyk.jpg",
+    "dogs/cut.jpg",
+    "dogs/photo.webp",
+    "dogs/rotated.png",
+    "dogs/tiny.bmp",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +52,17 @@ def offline(monkeypatch):
 
 def prepare_cfg(dataset: str = "digits", root="unused", **over) -> dict:
     """A params["prepare"] section: the defaults of params.yaml, then ``over``."""
-    base = {"dataset": dataset, "data_root": str(root), "image_size": None, "channels": None, "bad_images": "skip",
-            "test_fraction": 0.2, "limit_train": None, "limit_test": None, "seed": 0}  # fmt: skip
+    base = {
+        "dataset": dataset,
+        "data_root": str(root),
+        "image_size": None,
+        "channels": None,
+        "bad_images": "skip",
+        "test_fraction": 0.2,
+        "limit_train": None,
+        "limit_test": None,
+        "seed": 0,
+    }
     return base | over
 
 
@@ -79,13 +108,16 @@ def test_missing_mnist_offline_is_one_clear_error(tmp_path):
         data.load(prepare_cfg("mnist", tmp_path))
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
-    ({"channels": 2}, "prepare.channels: 2 is not 1, 3 or null"),
-    ({"bad_images": "ignore"}, "prepare.bad_images: 'ignore' is not skip or fail"),
-    ({"image_size": 0}, "prepare.image_size: 0 is not a positive integer"),
-    ({"test_fraction": 1.0}, "prepare.test_fraction: 1.0 is not between 0 and 1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"channels": 2}, "prepare.channels: 2 is not 1, 3 or null"),
+        ({"bad_images": "ignore"}, "prepare.bad_images: 'ignore' is not skip or fail"),
+        ({"image_size": 0}, "prepare.image_size: 0 is not a positive integer"),
+        ({"test_fraction": 1.0}, "prepare.test_fraction: 1.0 is not between 0 and 1"),
+    ],
+)
 def test_bad_params_are_clear_errors(over, message):
     with pytest.raises(PipelineError, match=message):
         data.load(prepare_cfg() | over)
@@ -170,8 +202,8 @@ def test_celeba_unreadable_images_skip_or_fail(tmp_path):
 
 def spy_decoding(monkeypatch) -> list:
     """Record the path of every image decoded from now on (sequential decoding only)."""
-    decoded, real = [], data._try_decode
-    monkeypatch.setattr(data, "_try_decode", lambda decode, path: decoded.append(path) or real(decode, path))
+    decoded, real = [], decoding._try_decode
+    monkeypatch.setattr(decoding, "_try_decode", lambda decode, path: decoded.append(path) or real(decode, path))
     return decoded
 
 
@@ -214,7 +246,7 @@ def test_folder_image_modes_decode_as_documented(tmp_path):
     write_mixed_folder(tmp_path)
 
     def decode(name):
-        return data._decode_image(tmp_path / name, 16).astype(int)
+        return folder_source._decode_image(tmp_path / name, 16).astype(int)
 
     def colour(array, rgb):
         return np.abs(array - np.array(rgb).reshape(3, 1, 1)).max()
@@ -272,23 +304,26 @@ def test_folder_decodes_the_same_with_a_process_pool(tmp_path, monkeypatch):
     one = data.load(cfg)
     pools, real_pool = [], multiprocessing.Pool
     monkeypatch.setattr(multiprocessing, "Pool", lambda n: pools.append(n) or real_pool(n))
-    monkeypatch.setattr(data, "PARALLEL_MIN", 0)
-    monkeypatch.setattr(speed, "available_cpus", lambda: 3)  # one worker per usable CPU
+    monkeypatch.setattr(decoding, "PARALLEL_MIN", 0)
+    monkeypatch.setattr("pipeline.hardware.threads.available_cpus", lambda: 3)  # one worker per usable CPU
     many = data.load(cfg)
     assert pools == [3]
     assert torch.equal(images_of(one), images_of(many)) and torch.equal(one.train.labels, many.train.labels)
     assert one.skipped == many.skipped and one.files == many.files
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", r"prepare.data_root: .*nope does not exist"),
-    ("file", r"prepare.data_root: .*file.png is not a directory"),
-    ("empty", r"no images found in .*empty \(looked for files ending in .*\.jpg .*\.png .*\.webp"),
-    ("one", r"found 1 image\(s\) in .*one: a train/test split with test_fraction 0.2 needs at least 2"),
-    ("unreadable", r"too few readable images in .*unreadable: 1 of 2 were readable"),
-    ("mixed", r"has images both directly in it \(1\) and in subfolders \(1\)"),
-    ("no_size", r"prepare.image_size: the folder dataset needs an image size"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", r"prepare.data_root: .*nope does not exist"),
+        ("file", r"prepare.data_root: .*file.png is not a directory"),
+        ("empty", r"no images found in .*empty \(looked for files ending in .*\.jpg .*\.png .*\.webp"),
+        ("one", r"found 1 image\(s\) in .*one: a train/test split with test_fraction 0.2 needs at least 2"),
+        ("unreadable", r"too few readable images in .*unreadable: 1 of 2 were readable"),
+        ("mixed", r"has images both directly in it \(1\) and in subfolders \(1\)"),
+        ("no_size", r"prepare.image_size: the folder dataset needs an image size"),
+    ],
+)
 def test_folder_errors_are_clear(tmp_path, case, message):
     img = Image.new("RGB", (8, 8))
     save_image(tmp_path / "file.png", img)

@@ -5,8 +5,10 @@ import torch
 from torch import nn
 
 from pipeline.balance.fixed import Fixed
-from pipeline.diagnostics import gradient_norms, latent_statistics, latent_summary
 from pipeline.models import VAE, ConvVAE
+from pipeline.training.diagnostics import gradient_norms, latent_statistics, latent_summary
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 class Constructed(VAE):

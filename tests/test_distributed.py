@@ -6,9 +6,11 @@ import signal
 
 import pytest
 from mlflow import MlflowClient
+from test_faults import checkpoint_epoch, start_and_stop
 
 from conftest import TINY, make_project, merge, run
-from test_faults import checkpoint_epoch, start_and_stop
+
+pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
 PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 3}})  # 1,437 digits, batch 64
 
@@ -33,11 +35,19 @@ def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")
     exp = client.get_experiment_by_name("balanced-vae")
     stage_runs = client.search_runs([exp.experiment_id], "tags.`bvae.stage` = 'train_vae'")
-    assert len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED"  # rank 0 only (the 1-process run was offline)
+    assert (
+        len(stage_runs) == 1 and stage_runs[0].info.status == "FINISHED"
+    )  # rank 0 only (the 1-process run was offline)
     assert len(client.get_metric_history(stage_runs[0].info.run_id, "train_vae/loss")) == PARAMS["train"]["epochs"]
 
-    proc = start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=2,
-                          BVAE_NPROC="2", BVAE_TRACKING="off")  # fmt: skip
+    proc = start_and_stop(
+        project,
+        ["python", "-m", "stages.train_vae"],
+        signal.SIGKILL,
+        after_epoch=2,
+        BVAE_NPROC="2",
+        BVAE_TRACKING="off",
+    )
     assert proc.returncode == -signal.SIGKILL and checkpoint_epoch(project) >= 2
     out = run(["python", "-m", "stages.train_vae"], project, BVAE_NPROC="2", BVAE_TRACKING="off")
     assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
@@ -47,8 +57,12 @@ def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
 
 @pytest.mark.parametrize("arch", [pytest.param("resnet_ref", marks=pytest.mark.slow), "infogan"])
 def test_reference_archs_train_data_parallel(tmp_path, arch):
-    project = make_project(tmp_path, merge(TINY, {"train": {"epochs": 2, "model": {"arch": arch, "base_channels": 8,
-                                                                                    "num_scale": 2, "fc_width": 32}}}))  # fmt: skip
+    project = make_project(
+        tmp_path,
+        merge(
+            TINY, {"train": {"epochs": 2, "model": {"arch": arch, "base_channels": 8, "num_scale": 2, "fc_width": 32}}}
+        ),
+    )
     run(["dvc", "repro", "prepare"], project)
     out = run(["python", "-m", "stages.train_vae"], project, BVAE_NPROC="2", BVAE_TRACKING="off")
     assert "rank 1 of 2" in out.stdout

@@ -5,20 +5,25 @@ the decoder, and what a global scale of the loss does under SGD and under Adam."
 import pytest
 import torch
 
-from pipeline.adam import Adam
 from pipeline.balance import kl_divergence
-from pipeline.equivalence import beta_for_variance, variance_for_beta
 from pipeline.models import DenseVAE
+from pipeline.reports.equivalence import beta_for_variance, variance_for_beta
+from pipeline.training.adam import Adam
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 MNIST_D = 28 * 28
 
 
-@pytest.mark.parametrize("loss, beta, gamma2", [
-    ("sse", 0.1, 0.05),  # sse + 0.1 KL = 0.1 (sse / (2 * 0.05) + KL)
-    ("sse", 1.0, 0.5),
-    ("mse_mean", 0.1, 39.2),  # mse + 0.1 KL = (sse + 78.4 KL) / 784: gamma^2 = 78.4 / 2
-    ("mse_mean", 2 * 0.0087 / MNIST_D, 0.0087),  # the beta that matches an MNIST test MSE of 0.0087
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "loss, beta, gamma2",
+    [
+        ("sse", 0.1, 0.05),  # sse + 0.1 KL = 0.1 (sse / (2 * 0.05) + KL)
+        ("sse", 1.0, 0.5),
+        ("mse_mean", 0.1, 39.2),  # mse + 0.1 KL = (sse + 78.4 KL) / 784: gamma^2 = 78.4 / 2
+        ("mse_mean", 2 * 0.0087 / MNIST_D, 0.0087),  # the beta that matches an MNIST test MSE of 0.0087
+    ],
+)
 def test_beta_and_variance_by_hand(loss, beta, gamma2):
     assert variance_for_beta(beta, MNIST_D, loss) == pytest.approx(gamma2)
     assert beta_for_variance(gamma2, MNIST_D, loss) == pytest.approx(beta)
@@ -45,7 +50,9 @@ def test_the_two_squared_error_forms_are_one_loss_up_to_a_constant():
 
 def _parts(model):
     """(encoder parameters, decoder parameters), by the model's own lists of its parts."""
-    return [[p for name in names for p in getattr(model, name).parameters()] for names in (model.ENCODER, model.DECODER)]
+    return [
+        [p for name in names for p in getattr(model, name).parameters()] for names in (model.ENCODER, model.DECODER)
+    ]
 
 
 def _vae():
@@ -90,7 +97,7 @@ def test_under_adam_a_global_scale_of_the_loss_changes_nothing():
 
 
 def test_under_sgd_a_global_scale_is_a_learning_rate():
-    sgd = lambda lr: (lambda m: torch.optim.SGD(m.parameters(), lr=lr))  # noqa: E731
+    sgd = lambda lr: lambda m: torch.optim.SGD(m.parameters(), lr=lr)  # noqa: E731
     start = _vae()
     one = _steps(sgd(1e-4), 0.1, 10.0, n=1)  # 10x the loss at lr ...
     ten = _steps(sgd(1e-3), 0.1, 1.0, n=1)  # ... is the loss at 10x the lr

@@ -19,8 +19,10 @@ import yaml
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import TINY, free_port, make_project, merge, run, tool_env
-from pipeline.utils import save_torch
+from conftest import HOOKS_PATH, TINY, free_port, make_project, merge, run, tool_env
+from pipeline.files import save_torch
+
+pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
 PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 4}})  # 1,437 digits, 23 steps/epoch
 CKPT = "checkpoints/train_vae.pt"
@@ -37,13 +39,23 @@ def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **
     """Start ``cmd`` in its own process group; send ``sig`` to the group and to every
     descendant (torchrun starts its workers in their own sessions) once training, three
     steps into epoch ``after_epoch + 1`` (after epoch ``after_epoch``'s checkpoint), has
-    said so in a file and waits (``BVAE_HOLD_AFTER_EPOCH``): the signal always lands
+    said so in a file and waits (``BVAE_TEST_HOLD_AFTER_EPOCH``, tests/hooks): the signal always lands
     mid-epoch, however loaded the machine."""
     held = project / "held"
     held.unlink(missing_ok=True)
-    env |= {"BVAE_HOLD_AFTER_EPOCH": str(after_epoch), "BVAE_HOLD_FILE": str(held)}
-    proc = subprocess.Popen(cmd, cwd=project, env=tool_env(**env), start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    env |= {"PYTHONPATH": HOOKS_PATH, "BVAE_TEST_HOLD_AFTER_EPOCH": str(after_epoch), "BVAE_TEST_HOLD_FILE": str(held)}
+    proc = subprocess.Popen(
+        cmd,
+        cwd=project,
+        env=tool_env(**env),
+        start_new_session=True,
+        # Ctrl-C's default action, though this test run may have started with SIGINT ignored
+        # (a background job of a non-interactive shell): Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     while not held.exists():  # the event: a file, polled
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
@@ -62,8 +74,12 @@ def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **
 
 def outputs(project: Path) -> dict[str, bytes]:
     """Every output of train_vae: {path: bytes}."""
-    files = [project / "models/vae.pt", project / "metrics/train_vae.json", project / "metrics/all/train_vae.json",
-             *sorted((project / "plots/train_vae").glob("*"))]  # fmt: skip
+    files = [
+        project / "models/vae.pt",
+        project / "metrics/train_vae.json",
+        project / "metrics/all/train_vae.json",
+        *sorted((project / "plots/train_vae").glob("*")),
+    ]
     return {str(f.relative_to(project)): f.read_bytes() for f in files if f.is_file()}
 
 
@@ -100,8 +116,13 @@ def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
     assert steps == set(range(1, PARAMS["train"]["epochs"] + 1))
 
 
-@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"),  # Ctrl-C
-                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])  # timeout, SLURM, k8s
+@pytest.mark.parametrize(
+    ("sig", "code", "said"),
+    [
+        (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
+        (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+    ],
+)  # timeout, SLURM, k8s
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_then_resumes(project, sig, code, said):
     project, expected = project
     proc = start_and_stop(project, ["python", "-m", "stages.train_vae"], sig, after_epoch=2)
@@ -122,8 +143,13 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_then_resumes(project, si
 
 def test_a_stop_after_the_last_epoch_resumes_to_every_output_of_a_fresh_run(project):
     project, expected = project
-    start_and_stop(project, ["python", "-m", "stages.train_vae"], signal.SIGKILL, after_epoch=PARAMS["train"]["epochs"],
-                   BVAE_TRACKING="off")  # fmt: skip
+    start_and_stop(
+        project,
+        ["python", "-m", "stages.train_vae"],
+        signal.SIGKILL,
+        after_epoch=PARAMS["train"]["epochs"],
+        BVAE_TRACKING="off",
+    )
     for f in expected:
         (project / f).unlink(missing_ok=True)  # as DVC removes a stage's outputs before it runs it
     out = run(["python", "-m", "stages.train_vae"], project, BVAE_TRACKING="off")
@@ -164,7 +190,14 @@ def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
     project = make_project(tmp_path, PARAMS)
     run(["dvc", "repro", "prepare"], project, BVAE_TRACKING="off")
     committed = (project / "metrics/train_vae.json").read_text()  # metrics files are kept in git
-    out = run(["python", "-m", "stages.train_vae"], project, check=False, BVAE_INJECT_NAN_STEP="30", BVAE_TRACKING="off")
+    out = run(
+        ["python", "-m", "stages.train_vae"],
+        project,
+        check=False,
+        PYTHONPATH=HOOKS_PATH,
+        BVAE_TEST_NAN_STEP="30",
+        BVAE_TRACKING="off",
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         "error: train_vae: the loss became nan at epoch 2, step 30; the last good checkpoint is "
@@ -180,8 +213,9 @@ def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
 def test_closed_tracking_port_is_detected_in_seconds(tmp_path):
     project = make_project(tmp_path, PARAMS)
     t0 = time.perf_counter()
-    out = run(["python", "-m", "stages.prepare"], project, check=False,
-              MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")  # fmt: skip
+    out = run(
+        ["python", "-m", "stages.prepare"], project, check=False, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}"
+    )
     assert out.returncode == 2 and time.perf_counter() - t0 < 30
     assert "is unreachable" in out.stderr and "BVAE_TRACKING=off" in out.stderr and "Traceback" not in out.stderr
     assert not (project / "data/prepared").exists() and not (project / "mlflow.db").exists()
@@ -193,8 +227,12 @@ def test_a_tracking_server_that_never_answers_is_one_line_in_seconds(tmp_path):
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         t0 = time.perf_counter()
-        out = run(["python", "-m", "stages.prepare"], project, check=False,
-                  MLFLOW_TRACKING_URI=f"http://127.0.0.1:{silent.getsockname()[1]}")  # fmt: skip
+        out = run(
+            ["python", "-m", "stages.prepare"],
+            project,
+            check=False,
+            MLFLOW_TRACKING_URI=f"http://127.0.0.1:{silent.getsockname()[1]}",
+        )
     assert out.returncode == 2 and time.perf_counter() - t0 < 30
     (line,) = out.stderr.strip().splitlines()
     assert "accepts connections but did not answer within 5 s" in line and "BVAE_TRACKING=off" in line
@@ -202,8 +240,8 @@ def test_a_tracking_server_that_never_answers_is_one_line_in_seconds(tmp_path):
 
 
 def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_in_seconds(tmp_path):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     release = threading.Event()
 
@@ -223,8 +261,12 @@ def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_in
     project = make_project(tmp_path, PARAMS)
     try:
         t0 = time.perf_counter()
-        out = run(["python", "-m", "stages.prepare"], project, check=False,
-                  MLFLOW_TRACKING_URI=f"http://127.0.0.1:{server.server_address[1]}")  # fmt: skip
+        out = run(
+            ["python", "-m", "stages.prepare"],
+            project,
+            check=False,
+            MLFLOW_TRACKING_URI=f"http://127.0.0.1:{server.server_address[1]}",
+        )
         took = time.perf_counter() - t0
     finally:
         release.set()
@@ -263,7 +305,8 @@ def test_a_read_only_store_is_one_warning_line_and_the_stage_finishes(tmp_path, 
     out = run(["python", "-m", "stages.prepare"], project, MLFLOW_TRACKING_URI=read_only_store)
     assert out.stderr.strip().splitlines() == [
         "warning: MLflow tracking failed (OperationalError: attempt to write a readonly database); continuing without "
-        "tracking, the stage's outputs are still written"]  # fmt: skip
+        "tracking, the stage's outputs are still written"
+    ]
     assert (project / "data/prepared/train.pt").is_file()
 
 
@@ -281,11 +324,19 @@ def test_artifacts_go_beside_a_shared_store_or_to_the_configured_root_never_into
         assert stage_run.info.artifact_uri.startswith((shared / "mlartifacts").as_uri())
     assert list((shared / "mlartifacts").rglob("train_images.png"))  # both prepares' grids are there
     configured = tmp_path / "artifacts"
-    run(["python", "-m", "stages.prepare"], first, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'other.db'}",
-        MLFLOW_DEFAULT_ARTIFACT_ROOT=str(configured))  # fmt: skip
+    run(
+        ["python", "-m", "stages.prepare"],
+        first,
+        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'other.db'}",
+        MLFLOW_DEFAULT_ARTIFACT_ROOT=str(configured),
+    )
     assert list(configured.rglob("train_images.png"))
-    out = run(["python", "-m", "stages.prepare"], first, check=False,
-              MLFLOW_TRACKING_URI="postgresql://user@127.0.0.1:1/mlflow")  # a database with no folder beside it
+    out = run(
+        ["python", "-m", "stages.prepare"],
+        first,
+        check=False,
+        MLFLOW_TRACKING_URI="postgresql://user@127.0.0.1:1/mlflow",
+    )  # a database with no folder beside it
     assert out.returncode == 2 and "set MLFLOW_DEFAULT_ARTIFACT_ROOT" in out.stderr
 
 
@@ -295,11 +346,25 @@ def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
     run(["dvc", "repro", "prepare"], project, BVAE_TRACKING="off")
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--default-artifact-root", str(tmp_path / "art"),
-         "--workers", "1"],
-        env=tool_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/server.db",
+            "--default-artifact-root",
+            str(tmp_path / "art"),
+            "--workers",
+            "1",
+        ],
+        env=tool_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 120
         while True:
@@ -309,9 +374,14 @@ def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
             except OSError:
                 assert time.time() < deadline, "mlflow server did not start"
                 time.sleep(0.5)
-        stage = subprocess.Popen(["python", "-m", "stages.train_vae"], cwd=project, text=True,
-                                 env=tool_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}"),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        stage = subprocess.Popen(
+            ["python", "-m", "stages.train_vae"],
+            cwd=project,
+            text=True,
+            env=tool_env(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         while checkpoint_epoch(project) < 2:
             assert stage.poll() is None, stage.communicate()
             time.sleep(0.05)
@@ -325,12 +395,15 @@ def test_tracking_server_dying_mid_training_keeps_the_model(tmp_path):
     assert (project / "models/vae.pt").is_file() and (project / "metrics/train_vae.json").is_file()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "prepare.data_root: "),
-    ("empty", "no images found in"),
-    ("unreadable", "too few readable images in"),
-    ("fail", "1 unreadable image(s): 0.png"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "prepare.data_root: "),
+        ("empty", "no images found in"),
+        ("unreadable", "too few readable images in"),
+        ("fail", "1 unreadable image(s): 0.png"),
+    ],
+)
 def test_messy_folders_stop_prepare_with_one_message(tmp_path, monkeypatch, case, message):
     import yaml
 
@@ -347,10 +420,18 @@ def test_messy_folders_stop_prepare_with_one_message(tmp_path, monkeypatch, case
         for i in range(1, 6):
             Image.new("RGB", (9, 9), (i, 0, 0)).save(images / f"{i}.png")
     root = str(tmp_path / "nope") if case == "missing" else str(images)
-    params = merge(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()), {
-        "prepare": {"dataset": "folder", "data_root": root, "image_size": 8, "bad_images": "fail" if case == "fail" else "skip"},
-        "reference": {"features": "inception"},
-    })  # fmt: skip
+    params = merge(
+        yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()),
+        {
+            "prepare": {
+                "dataset": "folder",
+                "data_root": root,
+                "image_size": 8,
+                "bad_images": "fail" if case == "fail" else "skip",
+            },
+            "reference": {"features": "inception"},
+        },
+    )
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params))
@@ -382,7 +463,7 @@ def test_atomic_writes_leave_the_old_file_or_none(tmp_path):
 FIRST_USE = """
 import sys, time
 from pathlib import Path
-from pipeline import mlflow_calls
+from pipeline.tracking import mlflow_calls
 import mlflow  # imported before the start line, so that all open the store at once
 folder, i = Path(sys.argv[1]), sys.argv[2]
 (folder / f"ready{i}").touch()
@@ -397,11 +478,19 @@ print(connected[0] and opened[0] and ended[0], flush=True)
 
 def first_use(folder: Path, n: int) -> list[str]:
     """``n`` processes that open one fresh sqlite store at the same moment; their answers (the
-    last line of each). Without :func:`pipeline.store.opening` all 4 failed, 3 times of 3."""
+    last line of each). Without :func:`pipeline.tracking.store.opening` all 4 failed, 3 times of 3."""
     folder.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", FIRST_USE, str(folder), str(i)], cwd=Path(__file__).parents[1],
-                              env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(n)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_USE, str(folder), str(i)],
+            cwd=Path(__file__).parents[1],
+            env=tool_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
     deadline = time.time() + 120
     while len(list(folder.glob("ready*"))) < n:  # the event: every process has imported MLflow
         assert time.time() < deadline and all(p.poll() is None for p in procs)
@@ -427,20 +516,27 @@ def test_missing_or_corrupt_inputs_are_one_line_naming_the_file_and_fixes_that_w
     out = run(["python", "-m", "stages.train_vae"], project, check=False, BVAE_TRACKING="off")  # a fresh clone
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: prepared train images not found at data/prepared/train.pt: run the stages before this one first "
-        "(`dvc repro prepare`)"]  # fmt: skip
+        "(`dvc repro prepare`)"
+    ]
     (fix,) = hints(out.stderr)
     run(fix, project, BVAE_TRACKING="off")
-    run(["dvc", "repro", "train_vae"], project, BVAE_TRACKING="off")  # puts prepare's and train_vae's outputs in the cache
-    for path, stage, consumer, what in [("data/prepared/train.pt", "prepare", "train_vae", "prepared train images"),
-                                        ("models/vae.pt", "train_vae", "train_stage2", "stage-1 model")]:  # fmt: skip
+    run(
+        ["dvc", "repro", "train_vae"], project, BVAE_TRACKING="off"
+    )  # puts prepare's and train_vae's outputs in the cache
+    for path, stage, consumer, what in [
+        ("data/prepared/train.pt", "prepare", "train_vae", "prepared train images"),
+        ("models/vae.pt", "train_vae", "train_stage2", "stage-1 model"),
+    ]:
         good = (project / path).read_bytes()
         (project / path).write_bytes(good[:1000])  # truncated
         out = run(["python", "-m", f"stages.{consumer}"], project, check=False, BVAE_TRACKING="off")
         (line,) = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and line.startswith(f"error: {path} is not a readable {what} file (truncated or "
-                                                       "corrupt? ")  # fmt: skip
-        assert line.endswith(f"`dvc checkout --force {path}` restores it from the DVC cache, or `dvc repro -f "
-                             f"{stage}` makes it again")  # fmt: skip
+        assert out.returncode == 2 and line.startswith(
+            f"error: {path} is not a readable {what} file (truncated or corrupt? "
+        )
+        assert line.endswith(
+            f"`dvc checkout --force {path}` restores it from the DVC cache, or `dvc repro -f {stage}` makes it again"
+        )
         for command in hints(line):
             (project / path).write_bytes(good[:1000])
             run(command, project, BVAE_TRACKING="off")
@@ -457,24 +553,37 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
         params.write_text(yaml.safe_dump(merge(yaml.safe_load((project / "params.yaml").read_text()), change)))
         before = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
         t0 = time.perf_counter()
-        out = run(["python", "-m", f"stages.{stage}", "--params", str(params)], project, check=False, BVAE_TRACKING="off")
+        out = run(
+            ["python", "-m", f"stages.{stage}", "--params", str(params)], project, check=False, BVAE_TRACKING="off"
+        )
         assert out.returncode == 2 and time.perf_counter() - t0 < 30, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("error: ") and message in line, line
-        assert sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts) == before  # nothing written
+        assert (
+            sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts) == before
+        )  # nothing written
 
-    stops("train_stage2", {"stage2": {"gmm": {"components": 5000}}},
-          "stage2.gmm.components: 5000 is more than the 300 latent codes the mixture is fitted on")
+    stops(
+        "train_stage2",
+        {"stage2": {"gmm": {"components": 5000}}},
+        "stage2.gmm.components: 5000 is more than the 300 latent codes the mixture is fitted on",
+    )
     stops("train_vae", {"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100000000: the stage-1 model (")
     stops("train_stage2", {"stage2": {"width": 10_000_000}}, "the stage-2 model (")
-    stops("prepare", {"prepare": {"image_size": 100_000}},
-          "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB")
+    stops(
+        "prepare",
+        {"prepare": {"image_size": 100_000}},
+        "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB",
+    )
     few = {"prepare": {"limit_train": None, "limit_test": None, "test_fraction": 0.001}}  # 2 of the 1,797 digits
     params = tmp_path / "few.yaml"
     params.write_text(yaml.safe_dump(merge(yaml.safe_load((project / "params.yaml").read_text()), few)))
     run(["python", "-m", "stages.prepare", "--params", str(params)], project, BVAE_TRACKING="off")
-    stops("reference", few, "data/prepared: 1795 training and 2 test images; FID, KID and precision/recall need at "
-          "least 4 of each")  # fmt: skip
+    stops(
+        "reference",
+        few,
+        "data/prepared: 1795 training and 2 test images; FID, KID and precision/recall need at least 4 of each",
+    )
 
 
 @pytest.mark.parametrize("edit", ["value", "broken"])
@@ -482,26 +591,31 @@ def test_params_edited_while_a_stage_runs_fail_it_keep_its_training_and_dvc_reco
     project = make_project(tmp_path, TINY)
     locked = yaml.safe_load((project / "dvc.lock").read_text())["stages"].get("train_vae")  # the committed run's
     held = project / "held"
-    env = tool_env(BVAE_HOLD_AFTER_EPOCH="1", BVAE_HOLD_FILE=str(held))
-    proc = subprocess.Popen(["dvc", "repro", "train_vae"], cwd=project, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    env = tool_env(PYTHONPATH=HOOKS_PATH, BVAE_TEST_HOLD_AFTER_EPOCH="1", BVAE_TEST_HOLD_FILE=str(held))
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train_vae"], cwd=project, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 300
     while not held.exists():  # the event: train_vae is in its second epoch, holding
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
         time.sleep(0.05)
     params = project / "params.yaml"
     original = params.read_text()
-    edited = original.replace("lr: 0.001", "lr: 0.0005", 1) if edit == "value" else original + "train: [\n"  # half saved
+    edited = (
+        original.replace("lr: 0.001", "lr: 0.0005", 1) if edit == "value" else original + "train: [\n"
+    )  # half saved
     params.write_text(edited)
     held.unlink()  # go on
     out, err = proc.communicate(timeout=300)
     assert proc.returncode != 0
     (line,) = [x for x in err.splitlines() if x.startswith("error: ")]
     if edit == "value":
-        assert line == ("error: params.yaml changed while train_vae ran (train.lr: 0.001 -> 0.0005): its outputs follow "
-                        "the values it read at its start, so it fails and DVC records nothing; `dvc repro` runs it "
-                        "again (checkpoints/train_vae.pt keeps its training: with the old values back it finishes "
-                        "without training again)")  # fmt: skip
+        assert line == (
+            "error: params.yaml changed while train_vae ran (train.lr: 0.001 -> 0.0005): its outputs follow "
+            "the values it read at its start, so it fails and DVC records nothing; `dvc repro` runs it "
+            "again (checkpoints/train_vae.pt keeps its training: with the old values back it finishes "
+            "without training again)"
+        )
     else:
         assert line.startswith("error: params.yaml changed while train_vae ran and is not valid YAML at line ")
         assert int(line.split("at line ")[1].split(",")[0]) > original.count("\n")  # the line of the broken part
@@ -543,9 +657,13 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_fails(small_disk, t
     out = run(["python", "-m", "stages.train_vae"], project, check=False, MLFLOW_TRACKING_URI=uri)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     (line,) = [x for x in out.stderr.strip().splitlines() if x.startswith("error:")]
-    assert line.startswith("error: cannot write checkpoints/train_vae.pt: its file system is full (") and "`dvc repro`" in line
+    assert (
+        line.startswith("error: cannot write checkpoints/train_vae.pt: its file system is full (")
+        and "`dvc repro`" in line
+    )
     client = MlflowClient(uri)
-    (stage,) = client.search_runs([client.get_experiment_by_name("balanced-vae").experiment_id],
-                                  "tags.`bvae.stage` = 'train_vae'")  # fmt: skip
+    (stage,) = client.search_runs(
+        [client.get_experiment_by_name("balanced-vae").experiment_id], "tags.`bvae.stage` = 'train_vae'"
+    )
     assert stage.info.status == "FAILED"
     assert client.get_run(stage.data.tags["mlflow.parentRunId"]).info.status == "FAILED"

@@ -7,12 +7,17 @@ import pytest
 import torch
 
 from conftest import ROOT
-
 from pipeline import PipelineError
-from pipeline.features import (
-    INCEPTION_FILE, InceptionFeatures, frechet_distance, resolve_inception_weights, statistics,
-)  # fmt: skip
-from pipeline.store import repo_root
+from pipeline.evaluation.features import (
+    INCEPTION_FILE,
+    InceptionFeatures,
+    frechet_distance,
+    resolve_inception_weights,
+    statistics,
+)
+from pipeline.tracking.store import repo_root
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 def test_frechet_distance_zero_on_itself_and_grows_with_noise():
@@ -77,12 +82,32 @@ def test_every_command_explains_itself():
         assert result.exit_code == 0 and len(result.output.split()) > 30, name
 
 
-@pytest.mark.parametrize("args", [["--help"], *[[name, "--help"] for name in (
-    "prepare", "reference", "train-vae", "train-stage2", "evaluate", "sample", "interpolate", "compare", "preset")]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        *[
+            [name, "--help"]
+            for name in (
+                "prepare",
+                "reference",
+                "train-vae",
+                "train-stage2",
+                "evaluate",
+                "sample",
+                "interpolate",
+                "compare",
+                "preset",
+            )
+        ],
+    ],
+)
 def test_help_imports_neither_torch_nor_mlflow(args):
     """`--help` starts in a fraction of a second: torch and MLflow are imported by the work, not the command."""
-    code = (f"import sys\nfrom stages.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
-            "    assert e.code in (0, None)\nprint(sorted(m for m in ('torch', 'mlflow', 'numpy') if m in sys.modules))")
+    code = (
+        f"import sys\nfrom stages.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
+        "    assert e.code in (0, None)\nprint(sorted(m for m in ('torch', 'mlflow', 'numpy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
@@ -93,8 +118,9 @@ def test_stage_errors_are_one_line_and_exit_2(tmp_path, monkeypatch):
     from stages.cli import main
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text("prepare: {dataset: cifar99, data_root: x, image_size: null, "
-                                          "test_fraction: 0.2, seed: 0}\n")  # fmt: skip
+    (tmp_path / "params.yaml").write_text(
+        "prepare: {dataset: cifar99, data_root: x, image_size: null, test_fraction: 0.2, seed: 0}\n"
+    )
     result = CliRunner().invoke(main, ["prepare"], env={"BVAE_TRACKING": "off"})
     assert result.exit_code == 2 and "prepare.dataset: 'cifar99' is not one of" in result.output
     result = CliRunner().invoke(main, ["train-vae", "--params", "missing.yaml"])

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.likelihood import bits_per_dim, dequantise, draw, likelihood_metrics
+from pipeline.evaluation.likelihood import bits_per_dim, dequantise, draw, likelihood_metrics
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 class LinearGaussian(nn.Module):

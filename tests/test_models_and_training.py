@@ -5,10 +5,12 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.balance.running_gamma import RunningGamma
+from pipeline.evaluation.sampling import posterior_draws
+from pipeline.hardware.device import Speed
 from pipeline.models import ConvVAE, DenseVAE, ResNetVAE, build_stage1
-from pipeline.sampling import posterior_draws
-from pipeline.speed import Speed
-from pipeline.train import fit
+from pipeline.training.loop import fit
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 @pytest.mark.parametrize("channels, size, num_down", [(1, 8, 2), (1, 28, 2), (3, 32, 3)])
@@ -27,9 +29,14 @@ def test_conv_vae_rejects_indivisible_size():
 
 @pytest.mark.parametrize(
     "channels, size, num_scale, bottom, start, params",
-    [(1, 8, 2, 4, 2, 1516769), (1, 28, 3, 7, 7, 5175617), (3, 32, 3, 8, 2, 2291971), (3, 64, 4, 8, 2, 4916867),
-     (3, 128, 5, 8, 2, 14754179)],
-)  # fmt: skip
+    [
+        (1, 8, 2, 4, 2, 1516769),
+        (1, 28, 3, 7, 7, 5175617),
+        (3, 32, 3, 8, 2, 2291971),
+        (3, 64, 4, 8, 2, 4916867),
+        (3, 128, 5, 8, 2, 14754179),
+    ],
+)
 def test_resnet_vae_at_several_sizes(channels, size, num_scale, bottom, start, params):
     model = ResNetVAE(channels, size, latent_dim=64, base_channels=32, num_scale=num_scale, fc_width=512)
     x = torch.rand(2, channels, size, size)
@@ -59,8 +66,18 @@ def test_fit_bf16_channels_last_and_lr_schedule():
     data = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     model = ResNetVAE(1, 8, 4, base_channels=8, num_scale=2, fc_width=16)
     lrs = []
-    history = fit(model, RunningGamma(), lambda e: data, epochs=3, batch_size=16, lr=1e-3, desc="t", lr_halve_every=1,
-                  speed=Speed(bf16=True, channels_last=True), on_epoch=lambda row, timing, lat: lrs.append(timing["lr"]))
+    history = fit(
+        model,
+        RunningGamma(),
+        lambda e: data,
+        epochs=3,
+        batch_size=16,
+        lr=1e-3,
+        desc="t",
+        lr_halve_every=1,
+        speed=Speed(bf16=True, channels_last=True),
+        on_epoch=lambda row, timing, lat: lrs.append(timing["lr"]),
+    )
     assert lrs == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history)
     assert model.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -86,11 +103,33 @@ def test_fit_running_gamma_history():
     data = (torch.rand(64, 1, 8, 8) * 255).to(torch.uint8)
     model, bal = ConvVAE(1, 8, 4, base_channels=4), RunningGamma()
     seen = []
-    history = fit(model, bal, lambda e: data, epochs=3, batch_size=16, lr=1e-3, desc="t", diag_x=data[:32],
-                  on_epoch=lambda row, timing, latent: seen.append((row, timing, latent)))  # fmt: skip
+    history = fit(
+        model,
+        bal,
+        lambda e: data,
+        epochs=3,
+        batch_size=16,
+        lr=1e-3,
+        desc="t",
+        diag_x=data[:32],
+        on_epoch=lambda row, timing, latent: seen.append((row, timing, latent)),
+    )
     assert [r["epoch"] for r in history] == [1, 2, 3] and len(seen) == 3
-    assert {"loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common", "grad_rec_encoder",
-            "grad_kl_encoder", "kl_grad_share", "active_units", "variance_law_mean"} <= set(history[0])  # fmt: skip
+    assert {
+        "loss",
+        "rec",
+        "kl",
+        "mse",
+        "gamma",
+        "beta_eff",
+        "kl_common",
+        "loss_common",
+        "grad_rec_encoder",
+        "grad_kl_encoder",
+        "kl_grad_share",
+        "active_units",
+        "variance_law_mean",
+    } <= set(history[0])
     for r in history:
         assert r["loss_common"] == pytest.approx(r["mse"] + r["kl_common"])
     assert seen[0][2]["kl"].shape == (4,)
@@ -103,7 +142,15 @@ def test_fit_running_gamma_history():
 def test_fit_stops_on_nan_with_epoch_and_step():
     data = torch.full((32, 1, 8, 8), float("nan"))
     with pytest.raises(PipelineError, match=r"epoch 1, step 1"):
-        fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=2, batch_size=16, lr=1e-3, desc="t")
+        fit(
+            ConvVAE(1, 8, 4, base_channels=4),
+            RunningGamma(),
+            lambda e: data,
+            epochs=2,
+            batch_size=16,
+            lr=1e-3,
+            desc="t",
+        )
 
 
 def test_balance_step_follows_each_optimiser_step_with_that_steps_batch_mse():
@@ -135,9 +182,19 @@ def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
     epochs = torch.stack([codes(e) for e in range(1, 4001)])
     assert not torch.equal(epochs[0], epochs[1])  # a new eps each epoch
     assert epochs.mean(0).flatten().tolist() == pytest.approx(mu.flatten().tolist(), abs=0.1)  # centred on mu ...
-    assert epochs.std(0).flatten().tolist() == pytest.approx(sigma.flatten().tolist(), rel=0.05)  # ... with spread sigma
+    assert epochs.std(0).flatten().tolist() == pytest.approx(
+        sigma.flatten().tolist(), rel=0.05
+    )  # ... with spread sigma
     seen = []
-    fit(DenseVAE(2, 8, 1), RunningGamma(), lambda e: seen.append(e) or codes(e), epochs=3, batch_size=2, lr=1e-3, desc="t")
+    fit(
+        DenseVAE(2, 8, 1),
+        RunningGamma(),
+        lambda e: seen.append(e) or codes(e),
+        epochs=3,
+        batch_size=2,
+        lr=1e-3,
+        desc="t",
+    )
     assert seen == [1, 2, 3]  # fit asks for the epoch's data once per epoch
 
 
@@ -145,8 +202,17 @@ def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
 def test_checkpoints_are_paced_by_epochs_or_seconds_and_the_last_epoch_is_always_saved(every, saved):
     data = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
     got = []
-    fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=4, batch_size=16, lr=1e-3, desc="t",
-        on_checkpoint=lambda state: got.append(state["epoch"]), checkpoint_every=every)  # fmt: skip
+    fit(
+        ConvVAE(1, 8, 4, base_channels=4),
+        RunningGamma(),
+        lambda e: data,
+        epochs=4,
+        batch_size=16,
+        lr=1e-3,
+        desc="t",
+        on_checkpoint=lambda state: got.append(state["epoch"]),
+        checkpoint_every=every,
+    )
     assert got == saved
 
 
@@ -157,9 +223,18 @@ def test_diagnostics_are_paced_and_never_change_the_training(every, measured):
     def train(diag_every):
         torch.manual_seed(0)
         got = []
-        history = fit(ConvVAE(1, 8, 4, base_channels=4), RunningGamma(), lambda e: data, epochs=5, batch_size=16,
-                      lr=1e-3, desc="t", diag_x=data, diag_every=diag_every,
-                      on_epoch=lambda row, timing, latent: got.append(latent is not None))  # fmt: skip
+        history = fit(
+            ConvVAE(1, 8, 4, base_channels=4),
+            RunningGamma(),
+            lambda e: data,
+            epochs=5,
+            batch_size=16,
+            lr=1e-3,
+            desc="t",
+            diag_x=data,
+            diag_every=diag_every,
+            on_epoch=lambda row, timing, latent: got.append(latent is not None),
+        )
         return history, [e for e, ran in enumerate(got, 1) if ran]
 
     history, ran = train(every)
@@ -171,9 +246,9 @@ def test_diagnostics_are_paced_and_never_change_the_training(every, measured):
 
 
 def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
-    """pipeline.adam.Adam is torch.optim.Adam's single-tensor update (torch/optim/adam.py,
+    """pipeline.training.adam.Adam is torch.optim.Adam's single-tensor update (torch/optim/adam.py,
     _single_tensor_adam), and halving ``lr`` each epoch is StepLR(step_size, gamma=0.5)."""
-    from pipeline.adam import Adam
+    from pipeline.training.adam import Adam
 
     torch.manual_seed(0)
     ours, theirs = DenseVAE(6, 16, 2), DenseVAE(6, 16, 2)
@@ -203,9 +278,12 @@ def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
 def test_adam_lr_factors_are_torch_parameter_groups():
     """``lr_factors`` (learned_gamma's ``lr_factor``) = torch.optim.Adam parameter groups at lr x factor;
     Adam's first step moves every parameter by its learning rate whatever its gradient's size."""
-    from pipeline.adam import Adam
+    from pipeline.training.adam import Adam
 
-    ours, theirs = [torch.ones(3, requires_grad=True) for _ in range(2)], [torch.ones(3, requires_grad=True) for _ in range(2)]
+    ours, theirs = (
+        [torch.ones(3, requires_grad=True) for _ in range(2)],
+        [torch.ones(3, requires_grad=True) for _ in range(2)],
+    )
     opt_ours = Adam(ours, lr=1e-3, lr_factors=[1.0, 10.0])
     opt_theirs = torch.optim.Adam([{"params": [theirs[0]], "lr": 1e-3}, {"params": [theirs[1]], "lr": 1e-2}])
     for step in range(4):
@@ -214,12 +292,14 @@ def test_adam_lr_factors_are_torch_parameter_groups():
             (params[0].sum() * 5 + params[1].pow(2).sum() * (step + 1)).backward()
             opt.step()
         if step == 0:
-            assert torch.allclose(1 - ours[0], torch.full((3,), 1e-3)) and torch.allclose(1 - ours[1], torch.full((3,), 1e-2))
+            assert torch.allclose(1 - ours[0], torch.full((3,), 1e-3)) and torch.allclose(
+                1 - ours[1], torch.full((3,), 1e-2)
+            )
         assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), step
 
 
 def test_kernels_fingerprint_is_stable_sensitive_to_one_bit_and_leaves_the_model_and_rng_alone():
-    from pipeline.speed import kernels_fingerprint
+    from pipeline.hardware.device import kernels_fingerprint
 
     torch.manual_seed(0)
     model = ConvVAE(1, 8, 4, base_channels=8, num_down=2)
@@ -228,7 +308,9 @@ def test_kernels_fingerprint_is_stable_sensitive_to_one_bit_and_leaves_the_model
     rng = torch.get_rng_state()
     fp32 = kernels_fingerprint(model, x, Speed(channels_last=True))
     assert len(fp32) == 16 and fp32 == kernels_fingerprint(model, x, Speed(channels_last=True))
-    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()) and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items()) and torch.equal(
+        torch.get_rng_state(), rng
+    )
     assert kernels_fingerprint(model, x, Speed(bf16=True, channels_last=True)) != fp32  # another arithmetic
     with torch.no_grad():
         w = next(model.parameters())

@@ -7,6 +7,8 @@ from mlflow import MlflowClient
 
 from conftest import TINY, free_port, make_project, run, wait_for_queue
 
+pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
+
 
 @pytest.mark.slow
 def test_four_queued_experiments_on_two_workers_all_land_in_the_server(tmp_path):
@@ -31,7 +33,9 @@ def test_four_queued_experiments_on_two_workers_all_land_in_the_server(tmp_path)
             assert parent.info.status == "FINISHED" and "fid_domain_gen2" in parent.data.metrics
             children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
             assert sorted(c.info.run_name for c in children) == sorted(
-                f"{s} · {parent.info.run_name}" for s in ["prepare", "reference", "train_vae", "train_stage2", "evaluate"])
+                f"{s} · {parent.info.run_name}"
+                for s in ["prepare", "reference", "train_vae", "train_stage2", "evaluate"]
+            )
             seed = parent.data.params["train.seed"]
             train = next(c for c in children if c.data.tags["bvae.stage"] == "train_vae")
             assert train.data.params["train.seed"] == seed  # no mixed-up runs

@@ -6,8 +6,11 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import ROOT, merge, run
-from pipeline import PipelineError, schema
+from pipeline import PipelineError
+from pipeline.config import schema
 from stages import evaluate, prepare, train_stage2, train_vae
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())
 
@@ -22,57 +25,126 @@ BAD = [  # (params or a mutation of the defaults, expected message)
     (merge(DEFAULT, {"trian": {"lr": 1}}), "unknown key trian (did you mean train?)"),
     (merge(DEFAULT, {"train": {"lrr": 0.1}}), "unknown key train.lrr (did you mean train.lr?)"),
     (drop("train", "epochs"), "missing key train.epochs"),
-    (merge(DEFAULT, {"train": {"lr": "5e-5"}}), "train.lr: '5e-5' is read as a string (YAML 1.1); write it with a dot, e.g. 5.0e-5"),
-    (merge(DEFAULT, {"train": {"lr": "0.001"}}), "train.lr: '0.001' is in quotes, so YAML reads it as text; remove the quotes"),
-    (merge(DEFAULT, {"train": {"epochs": "40"}}), "train.epochs: '40' is in quotes, so YAML reads it as text; remove the quotes"),
+    (
+        merge(DEFAULT, {"train": {"lr": "5e-5"}}),
+        "train.lr: '5e-5' is read as a string (YAML 1.1); write it with a dot, e.g. 5.0e-5",
+    ),
+    (
+        merge(DEFAULT, {"train": {"lr": "0.001"}}),
+        "train.lr: '0.001' is in quotes, so YAML reads it as text; remove the quotes",
+    ),
+    (
+        merge(DEFAULT, {"train": {"epochs": "40"}}),
+        "train.epochs: '40' is in quotes, so YAML reads it as text; remove the quotes",
+    ),
     (yaml.safe_dump(DEFAULT) + "train:\n  lr: 0.1\n", "params.yaml: the key 'train' appears twice, at lines"),
-    (merge(DEFAULT, {"evaluate": {"samplers": ["GEN2"]}}), "evaluate.samplers: 'GEN2' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)"),
+    (
+        merge(DEFAULT, {"evaluate": {"samplers": ["GEN2"]}}),
+        "evaluate.samplers: 'GEN2' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)",
+    ),
     (merge(DEFAULT, {"train": {"lr": -0.1}}), "train.lr: -0.1 is out of range (must be > 0)"),
     (merge(DEFAULT, {"train": {"epochs": 0}}), "train.epochs: 0 is out of range (must be >= 1)"),
     (merge(DEFAULT, {"train": {"epochs": 2.5}}), "train.epochs: expected an integer, got 2.5"),
     (merge(DEFAULT, {"train": {"batch_size": True}}), "train.batch_size: expected an integer, got True"),
-    (merge(DEFAULT, {"prepare": {"dataset": "mnsit"}}), "prepare.dataset: 'mnsit' is not one of digits, mnist, fashion_mnist, cifar10, celeba, folder (did you mean mnist?)"),
+    (
+        merge(DEFAULT, {"prepare": {"dataset": "mnsit"}}),
+        "prepare.dataset: 'mnsit' is not one of digits, mnist, fashion_mnist, cifar10, celeba, folder (did you mean mnist?)",
+    ),
     (merge(DEFAULT, {"prepare": {"channels": 2}}), "prepare.channels: 2 is not one of 1, 3"),
     (merge(DEFAULT, {"prepare": {"test_fraction": 1.5}}), "prepare.test_fraction: 1.5 is out of range (must be < 1)"),
-    (merge(DEFAULT, {"prepare": {"image_size": 30}}), "train.model.num_down: the image size 30 is not divisible by 2**2"),
-    (merge(DEFAULT, {"prepare": {"dataset": "mnist"}, "train": {"model": {"arch": "resnet", "num_scale": 4}}}),
-     "train.model.num_scale: the image size 28 is not divisible by 2**(num_scale - 1) = 8"),
-    (merge(DEFAULT, {"train": {"model": {"arch": "transformer"}}}), "train.model.arch: 'transformer' is not one of conv, resnet, resnet_ref, infogan"),
-    (merge(DEFAULT, {"prepare": {"dataset": "mnist"}, "train": {"model": {"arch": "resnet_ref"}}}),
-     "train.model.arch: resnet_ref needs a power-of-two image side (its decoder doubles from 2x2), not 28"),
-    (merge(DEFAULT, {"prepare": {"image_size": 30}, "train": {"model": {"arch": "infogan"}}}),
-     "train.model.arch: infogan needs an image side divisible by 4, not 30"),
-    (merge(DEFAULT, {"evaluate": {"protocol": "papers"}}), "evaluate.protocol: 'papers' is not one of clean, paper (did you mean paper?)"),
+    (
+        merge(DEFAULT, {"prepare": {"image_size": 30}}),
+        "train.model.num_down: the image size 30 is not divisible by 2**2",
+    ),
+    (
+        merge(DEFAULT, {"prepare": {"dataset": "mnist"}, "train": {"model": {"arch": "resnet", "num_scale": 4}}}),
+        "train.model.num_scale: the image size 28 is not divisible by 2**(num_scale - 1) = 8",
+    ),
+    (
+        merge(DEFAULT, {"train": {"model": {"arch": "transformer"}}}),
+        "train.model.arch: 'transformer' is not one of conv, resnet, resnet_ref, infogan",
+    ),
+    (
+        merge(DEFAULT, {"prepare": {"dataset": "mnist"}, "train": {"model": {"arch": "resnet_ref"}}}),
+        "train.model.arch: resnet_ref needs a power-of-two image side (its decoder doubles from 2x2), not 28",
+    ),
+    (
+        merge(DEFAULT, {"prepare": {"image_size": 30}, "train": {"model": {"arch": "infogan"}}}),
+        "train.model.arch: infogan needs an image side divisible by 4, not 30",
+    ),
+    (
+        merge(DEFAULT, {"evaluate": {"protocol": "papers"}}),
+        "evaluate.protocol: 'papers' is not one of clean, paper (did you mean paper?)",
+    ),
     (merge(DEFAULT, {"evaluate": {"nll_samples": -1}}), "evaluate.nll_samples: -1 is out of range (must be >= 0)"),
     (merge(DEFAULT, {"prepare": {"jpeg_quality": 100}}), "prepare.jpeg_quality: 100 is out of range (must be <= 95)"),
-    (merge(DEFAULT, {"train": {"checkpoint_every": 0}}), 'train.checkpoint_every: expected a number of epochs (an integer >= 1) or seconds such as "30s", got 0'),
+    (
+        merge(DEFAULT, {"train": {"checkpoint_every": 0}}),
+        'train.checkpoint_every: expected a number of epochs (an integer >= 1) or seconds such as "30s", got 0',
+    ),
     (merge(DEFAULT, {"stage2": {"checkpoint_every": "soon"}}), "stage2.checkpoint_every: expected a number of epochs"),
-    (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "train.balance.strategy: 'runing_gamma' is not one of"),
+    (
+        merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}),
+        "train.balance.strategy: 'runing_gamma' is not one of",
+    ),
     (merge(DEFAULT, {"train": {"balance": {"strategy": "runing_gamma"}}}), "(did you mean running_gamma?)"),
-    (merge(DEFAULT, {"train": {"balance": {"momentum": 1.0}}}), "train.balance.momentum: 1.0 is out of range (must be < 1)"),
-    (merge(DEFAULT, {"train": {"balance": {"min_clamp": "yes"}}}), "train.balance.min_clamp: expected true or false, got 'yes'"),
+    (
+        merge(DEFAULT, {"train": {"balance": {"momentum": 1.0}}}),
+        "train.balance.momentum: 1.0 is out of range (must be < 1)",
+    ),
+    (
+        merge(DEFAULT, {"train": {"balance": {"min_clamp": "yes"}}}),
+        "train.balance.min_clamp: expected true or false, got 'yes'",
+    ),
     (merge(DEFAULT, {"stage2": {"balance": {"temperature": 1}}}), "unknown key stage2.balance.temperature"),
-    (merge(DEFAULT, {"stage2": {"gmm": {"covariance": "diagonal"}}}), "stage2.gmm.covariance: 'diagonal' is not one of full, tied, diag, spherical (did you mean diag?)"),
+    (
+        merge(DEFAULT, {"stage2": {"gmm": {"covariance": "diagonal"}}}),
+        "stage2.gmm.covariance: 'diagonal' is not one of full, tied, diag, spherical (did you mean diag?)",
+    ),
     (merge(DEFAULT, {"train": {"precision": "fp16"}}), "train.precision: 'fp16' is not one of auto, fp32, bf16"),
-    (merge(DEFAULT, {"evaluate": {"samplers": ["gen3"]}}), "evaluate.samplers: 'gen3' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)"),
+    (
+        merge(DEFAULT, {"evaluate": {"samplers": ["gen3"]}}),
+        "evaluate.samplers: 'gen3' is not one of gen1, gen2, gen2_noise, gmm (did you mean gen2?)",
+    ),
     (merge(DEFAULT, {"evaluate": {"samplers": ["gen1", "gen1"]}}), "evaluate.samplers: lists an entry twice"),
-    (merge(DEFAULT, {"evaluate": {"register": {"alias": "latest"}}}), "evaluate.register.alias: 'latest' is reserved by MLflow"),
-    (merge(DEFAULT, {"evaluate": {"register": {"champion": "Latest"}}}), "evaluate.register.champion: 'latest' is reserved by MLflow"),
-    (merge(DEFAULT, {"evaluate": {"register": {"alias": "v1"}}}), "evaluate.register.alias: 'v1' is reserved by MLflow for version numbers"),
-    (merge(DEFAULT, {"evaluate": {"register": {"name": "a/b:c"}}}), "evaluate.register.name: 'a/b:c' is not a valid MLflow model name"),
+    (
+        merge(DEFAULT, {"evaluate": {"register": {"alias": "latest"}}}),
+        "evaluate.register.alias: 'latest' is reserved by MLflow",
+    ),
+    (
+        merge(DEFAULT, {"evaluate": {"register": {"champion": "Latest"}}}),
+        "evaluate.register.champion: 'latest' is reserved by MLflow",
+    ),
+    (
+        merge(DEFAULT, {"evaluate": {"register": {"alias": "v1"}}}),
+        "evaluate.register.alias: 'v1' is reserved by MLflow for version numbers",
+    ),
+    (
+        merge(DEFAULT, {"evaluate": {"register": {"name": "a/b:c"}}}),
+        "evaluate.register.name: 'a/b:c' is not a valid MLflow model name",
+    ),
     (merge(DEFAULT, {"train": {"seed": 5000000000}}), "train.seed: 5000000000 is out of range (must be <= 4294967295)"),
     (merge(DEFAULT, {"evaluate": {"num_samples": 2}}), "evaluate.num_samples: 2 is out of range (must be >= 4)"),
     (merge(DEFAULT, {"prepare": {"limit_test": 1}}), "prepare.limit_test: 1 is out of range (must be >= 4)"),
-    (merge(DEFAULT, {"evaluate": {"register": {"champion": "Candidate"}}}), "evaluate.register.champion: the same alias as evaluate.register.alias ('candidate')"),
-    (merge(DEFAULT, {"prepare": {"dataset": "celeba"}}), "reference.features: domain needs class labels and celeba has none; use inception"),
+    (
+        merge(DEFAULT, {"evaluate": {"register": {"champion": "Candidate"}}}),
+        "evaluate.register.champion: the same alias as evaluate.register.alias ('candidate')",
+    ),
+    (
+        merge(DEFAULT, {"prepare": {"dataset": "celeba"}}),
+        "reference.features: domain needs class labels and celeba has none; use inception",
+    ),
     (merge(DEFAULT, {"prepare": {"dataset": "folder"}}), "prepare.image_size: required for dataset folder"),
     (merge(DEFAULT, {"stage2": {"lr_halve_every": 0}}), "stage2.lr_halve_every: 0 is out of range (must be >= 1)"),
     (merge(DEFAULT, {"train": {"model": None}}), "train.model: expected a mapping of keys, got None"),
-    (merge(DEFAULT, {"evaluate": {"num_samples": "all"}}), "evaluate.num_samples: expected an integer or null, got 'all'"),
+    (
+        merge(DEFAULT, {"evaluate": {"num_samples": "all"}}),
+        "evaluate.num_samples: expected an integer or null, got 'all'",
+    ),
     (merge(DEFAULT, {"train": {"lr": float("nan")}}), "train.lr: expected a number, got nan"),
     ("train: [1, 2\n", "params.yaml is not valid YAML"),
     ("- just\n- a list\n", "params.yaml must be a mapping of sections"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("stage", [prepare, train_vae, train_stage2, evaluate], ids=lambda m: m.__name__.split(".")[-1])
@@ -101,9 +173,11 @@ def test_bad_params_in_a_real_process_exit_2(tmp_path):
 def test_bad_params_are_reported_before_torch_is_imported(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(merge(DEFAULT, {"stage2": {"balance": {"strategy": "sigmoid"}}})))
-    code = ("import sys\nfrom stages import train_stage2\ntry:\n"
-            f"    train_stage2.main(['--params', {str(path)!r}], standalone_mode=False)\n"
-            "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys\nfrom stages import train_stage2\ntry:\n"
+        f"    train_stage2.main(['--params', {str(path)!r}], standalone_mode=False)\n"
+        "except SystemExit as e:\n    print(e.code, 'torch' in sys.modules)"
+    )
     proc = run(["python", "-c", code], ROOT)
     assert proc.stdout.split() == ["2", "False"]
     assert "error: stage2.balance.strategy: " in proc.stderr and "sigma" in proc.stderr
@@ -112,8 +186,9 @@ def test_bad_params_are_reported_before_torch_is_imported(tmp_path):
 def test_the_torch_free_choices_match_the_registries():
     import inspect
 
-    from pipeline import choices, models
+    from pipeline import models
     from pipeline.balance import STRATEGIES
+    from pipeline.config import choices
 
     assert tuple(models.ARCHITECTURES) == choices.ARCHITECTURES
     assert sorted(STRATEGIES) == sorted(choices.STRATEGIES)
@@ -131,7 +206,7 @@ def test_missing_params_file(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "celeba", "quick"])
 def test_presets_are_valid_params(name):
-    from pipeline.schema import validate
+    from pipeline.config.schema import validate
 
     validate(merge(DEFAULT, yaml.safe_load((ROOT / "presets" / f"{name}.yaml").read_text())))
 
@@ -160,10 +235,26 @@ def test_registry_names_follow_mlflows_own_rules(kind):
             return False
         return True
 
-    for value in ("balanced-vae-generator", "a/b", "a:b", "../up", "./m", "gen 2", "v1", "V12", "v1x", "latest",
-                  "LATEST", "champion", "my_alias-2", "a.b", "x" * 255, "x" * 256, "über"):  # fmt: skip
+    for value in (
+        "balanced-vae-generator",
+        "a/b",
+        "a:b",
+        "../up",
+        "./m",
+        "gen 2",
+        "v1",
+        "V12",
+        "v1x",
+        "latest",
+        "LATEST",
+        "champion",
+        "my_alias-2",
+        "a.b",
+        "x" * 255,
+        "x" * 256,
+        "über",
+    ):
         assert ours_accepts(value) == mlflow_accepts(value), (kind, value)
-
 
 
 def test_check_names_a_missing_data_root_by_its_key(tmp_path):
@@ -172,6 +263,7 @@ def test_check_names_a_missing_data_root_by_its_key(tmp_path):
     out = run(["bvae", "check"], tmp_path, check=False)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: prepare.data_root: 'data/nothere' does not exist; DVC needs it as the prepare stage's dependency (for "
-        "digits too: the default data/raw holds a README): create it or fix the path"]  # fmt: skip
+        "digits too: the default data/raw holds a README): create it or fix the path"
+    ]
     (tmp_path / "data/nothere").mkdir(parents=True)
     assert run(["bvae", "check"], tmp_path).stdout == "params.yaml: ok\n"

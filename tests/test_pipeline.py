@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
 from conftest import TINY, make_project, merge, run, wait_for_queue
 from stages import code_deps
+
+pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
 STAGES = ["prepare", "reference", "train_vae", "train_stage2", "evaluate"]
 FIDS = ["fid_domain_rec", "fid_domain_gen1", "fid_domain_gen2"]
@@ -82,9 +83,15 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     assert "Pickle" not in log and "Traceback" not in log  # MLflow's pickle warning, once per model, is silenced
     assert "KID: the unbiased MMD^2 of torch-fidelity" in log and "(subsets of 30)" in log
     for path in [
-        "data/prepared/train.pt", "data/prepared/test.pt", "data/prepared/meta.json", "models/classifier.pt",
-        "reference/real_stats.pt", "models/vae.pt", "models/stage2.pt", "models/gmm.pt",
-    ]:  # fmt: skip
+        "data/prepared/train.pt",
+        "data/prepared/test.pt",
+        "data/prepared/meta.json",
+        "models/classifier.pt",
+        "reference/real_stats.pt",
+        "models/vae.pt",
+        "models/stage2.pt",
+        "models/gmm.pt",
+    ]:
         assert (project / path).is_file(), path
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert (meta["num_train"], meta["num_test"], meta["image_size"], meta["channels"]) == (300, 60, 8, 1)
@@ -112,7 +119,7 @@ def test_each_stage_loads_only_project_modules_among_its_code_deps(repro):
 
 def test_an_edit_to_a_module_reruns_the_stages_that_run_it_and_no_other(repro):
     project, *_ = repro
-    module = project / "pipeline/sampling.py"
+    module = project / "pipeline/evaluation/sampling.py"
     original = module.read_text()
     try:
         module.write_text(original + "# an edit\n")
@@ -127,13 +134,15 @@ def test_mlflow_records_uncommitted_changes_and_a_clean_tree_carries_none(repro,
     project, *_ = repro
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     stage_runs = [r for r in runs(project) if r.data.tags.get("bvae.role") == "stage"]
-    assert all("bvae.git.dirty" not in r.data.tags and not client(project).list_artifacts(r.info.run_id, "code")
-               for r in stage_runs)  # fmt: skip
+    assert all(
+        "bvae.git.dirty" not in r.data.tags and not client(project).list_artifacts(r.info.run_id, "code")
+        for r in stage_runs
+    )
     (parent,) = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"]
     assert "bvae.git.dirty" not in parent.data.tags and parent.data.tags["bvae.code.prepare"] == head
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"  # a store of its own: this project's keeps one run per stage
     c = MlflowClient(store)
-    module = project / "pipeline/data.py"
+    module = project / "pipeline/data/__init__.py"
     original = module.read_text()
     try:
         module.write_text(original + "# not committed\n")
@@ -143,7 +152,7 @@ def test_mlflow_records_uncommitted_changes_and_a_clean_tree_carries_none(repro,
     (dirty,) = c.search_runs([c.get_experiment_by_name("balanced-vae").experiment_id], "tags.`bvae.stage` = 'prepare'")
     assert dirty.data.tags["bvae.git.dirty"] == "true" and dirty.data.tags["mlflow.source.git.commit"] == head
     diff = Path(c.download_artifacts(dirty.info.run_id, "code/uncommitted.diff")).read_text()
-    assert "+# not committed" in diff and "pipeline/data.py" in diff and "dvc.lock" not in diff
+    assert "+# not committed" in diff and "pipeline/data/__init__.py" in diff and "dvc.lock" not in diff
     parent_id = dirty.data.tags["mlflow.parentRunId"]
     tags = c.get_run(parent_id).data.tags
     assert tags["bvae.git.dirty"] == "true" and tags["bvae.code.prepare"] == f"{head} + uncommitted changes"
@@ -159,13 +168,26 @@ def test_metrics_show_lists_the_fids(repro):
     headline = shown[""]["data"]["metrics/evaluate.json"]["data"]
     metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
     samplers = ("rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")
-    fidelity = {f"{m}_domain_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
-                for s in samplers}  # fmt: skip
-    nll = {f"{u}_{b}_{m}_gamma_{g}" for u in ("nll", "bpd") for b in ("elbo", "iwae") for m in ("stage1", "twostage")
-           for g in ("trained", "test")} | {"gamma_trained", "gamma_test"}  # fmt: skip
+    fidelity = {
+        f"{m}_domain_{s}"
+        for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
+        for s in samplers
+    }
+    nll = {
+        f"{u}_{b}_{m}_gamma_{g}"
+        for u in ("nll", "bpd")
+        for b in ("elbo", "iwae")
+        for m in ("stage1", "twostage")
+        for g in ("trained", "test")
+    } | {"gamma_trained", "gamma_test"}
     assert fidelity | nll | {"data_dim"} == set(metrics) and metrics["data_dim"] == 64  # 8x8 grey digits
-    assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {"bpd_iwae_stage1_gamma_trained",
-        "bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test", "gamma_test", "data_dim"}  # fmt: skip
+    assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
+        "bpd_iwae_stage1_gamma_trained",
+        "bpd_iwae_stage1_gamma_test",
+        "bpd_iwae_twostage_gamma_test",
+        "gamma_test",
+        "data_dim",
+    }
     assert all(headline[k] == metrics[k] for k in headline)
     assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
     assert all(metrics[f"kid_subset_size_domain_{s}"] == 30 for s in samplers)  # half of the 60 test images
@@ -189,15 +211,21 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     assert parent.info.run_name == f"running_gamma k=1.0 · {config[:6]}"
     assert parent.data.tags["bvae.balance"] == "running_gamma k=1.0" and parent.data.tags["bvae.changed"] == "nothing"
     assert parent.data.tags["mlflow.note.content"].startswith("Dataset digits; stage 1 running_gamma k=1.0, 3 epochs")
-    assert parent.data.params["train.balance.strategy"] == "running_gamma" and parent.data.params["train.balance.k"] == "1.0"
+    assert (
+        parent.data.params["train.balance.strategy"] == "running_gamma"
+        and parent.data.params["train.balance.k"] == "1.0"
+    )
     assert "train.balance.beta" not in parent.data.params  # running gamma ignores beta
     assert parent.data.params["prepare.limit_train"] == "300"
     assert set(parent.data.metrics) == set(json.loads((project / "metrics/evaluate.json").read_text())) | {
-        f"train_vae.final_{k}" for k in ("gamma", "beta_eff", "active_units", "kl_grad_share")}  # headline only
+        f"train_vae.final_{k}" for k in ("gamma", "beta_eff", "active_units", "kl_grad_share")
+    }  # headline only
     head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
     assert parent.data.tags["mlflow.source.git.commit"] == head
     grids = {a.path for a in c.list_artifacts(parent.info.run_id, "grids")}
-    assert grids == {f"grids/samples_{s}.png" for s in ("real", "rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")}
+    assert grids == {
+        f"grids/samples_{s}.png" for s in ("real", "rec", "gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled")
+    }
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == sorted(f"{s} · {parent.info.run_name}" for s in STAGES)
     train = next(r for r in children if r.data.tags["bvae.stage"] == "train_vae")
@@ -211,8 +239,11 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     assert "model/vae.pt" in artifacts
     # reconstructions: a stable file for Compare, and a timeline from the first epoch (grid_every 2, 3 epochs)
     assert Image.open(c.download_artifacts(train.info.run_id, "grids/reconstructions.png")).width >= 256
-    timeline = {a.path.split("+step+")[1].split("+")[0] for a in c.list_artifacts(train.info.run_id, "images")
-                if a.path.endswith(".png")}  # fmt: skip
+    timeline = {
+        a.path.split("+step+")[1].split("+")[0]
+        for a in c.list_artifacts(train.info.run_id, "images")
+        if a.path.endswith(".png")
+    }
     assert timeline == {"1", "2", "3"}
     assert (project / "mlartifacts").is_dir()  # artifacts next to mlflow.db at the repo root
 
@@ -237,7 +268,9 @@ def test_sample_from_the_registered_champion_says_so_and_matches_the_workspace(r
     out = run(["bvae", "sample", "-n", "3", "--out", str(tmp_path / "workspace")], project).stdout
     assert "models: the workspace's models/" in out
     for i in range(3):  # the champion is the pipeline's only run: the same models, the same images
-        assert (tmp_path / "champion" / f"{i:06d}.png").read_bytes() == (tmp_path / "workspace" / f"{i:06d}.png").read_bytes()
+        assert (tmp_path / "champion" / f"{i:06d}.png").read_bytes() == (
+            tmp_path / "workspace" / f"{i:06d}.png"
+        ).read_bytes()
 
 
 def test_interpolation_grid(repro, tmp_path):
@@ -294,8 +327,13 @@ def test_same_params_give_identical_metrics(repro, tmp_path):
     first, *_ = repro
     second = make_project(tmp_path, TINY)
     run(["dvc", "repro"], second, BVAE_TRACKING="off")
-    for path in ["metrics/reference.json", "metrics/train_vae.json", "metrics/train_stage2.json",
-                 "plots/train_vae/history.csv", "plots/train_stage2/history.csv"]:  # fmt: skip
+    for path in [
+        "metrics/reference.json",
+        "metrics/train_vae.json",
+        "metrics/train_stage2.json",
+        "plots/train_vae/history.csv",
+        "plots/train_stage2/history.csv",
+    ]:
         assert (first / path).read_text() == (second / path).read_text(), path
     # evaluate.json of the first project changed with the experiments above: rerun its baseline params
     run(["dvc", "exp", "run", "-S", "evaluate.num_samples=60", "-S", "evaluate.seed=0"], first, BVAE_TRACKING="off")
@@ -311,16 +349,22 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
     rng = np.random.default_rng(0)
     for i in range(60):
         Image.fromarray(rng.integers(0, 256, (20 + i % 7, 18, 3), dtype=np.uint8)).save(art / f"{i:03d}.jpg")
-    params = merge(TINY, {
-        "prepare": {"dataset": "folder", "data_root": str(art), "image_size": 16, "limit_test": 12},
-        "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
-        "evaluate": {"num_samples": 12, "samplers": ["gen2"], "rescale": False},
-    })  # fmt: skip
+    params = merge(
+        TINY,
+        {
+            "prepare": {"dataset": "folder", "data_root": str(art), "image_size": 16, "limit_test": 12},
+            "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
+            "evaluate": {"num_samples": 12, "samplers": ["gen2"], "rescale": False},
+        },
+    )
     project = make_project(tmp_path, params)
     run(["dvc", "repro"], project, BVAE_TRACKING="off")
     metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
-    assert {f"{m}_inception_{s}" for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
-            for s in ("rec", "gen2")} <= set(metrics)  # fmt: skip
+    assert {
+        f"{m}_inception_{s}"
+        for m in ("fid", "kid_mean", "kid_std", "kid_subset_size", "precision", "recall")
+        for s in ("rec", "gen2")
+    } <= set(metrics)
     assert set(json.loads((project / "metrics/reference.json").read_text())) == {"fid_inception_train_vs_test"}
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert (meta["labelled"], meta["channels"], meta["image_size"], meta["num_test"]) == (False, 3, 16, 12)
@@ -330,8 +374,9 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
 def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
     project = make_project(tmp_path / "p", merge(TINY, {"reference": {"features": "inception"}}))
     t0 = time.perf_counter()
-    out = run(["python", "-m", "stages.reference"], project, check=False,
-              TORCH_HOME=str(tmp_path / "torch"), BVAE_OFFLINE="1")  # fmt: skip
+    out = run(
+        ["python", "-m", "stages.reference"], project, check=False, TORCH_HOME=str(tmp_path / "torch"), BVAE_OFFLINE="1"
+    )
     assert out.returncode == 2
     assert "weights-inception-2015-12-05-6726825d.pth" in out.stderr
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in out.stderr
@@ -348,8 +393,9 @@ def test_compare_shows_the_likelihood_of_the_run(repro):
     keys = [c.strip() for c in head.split("|")]
     cells = [dict(zip(keys, [c.strip() for c in row.split("|")])) for row in rows]  # one per configuration so far
     expected = (f"{metrics['bpd_iwae_twostage_gamma_test']:.3f}", f"{metrics['bpd_iwae_stage1_gamma_trained']:.3f}")
-    assert expected in [(c["bits/dim two-stage (IWAE, test gamma)"], c["bits/dim stage 1 (IWAE, trained gamma)"])
-                        for c in cells]  # fmt: skip
+    assert expected in [
+        (c["bits/dim two-stage (IWAE, test gamma)"], c["bits/dim stage 1 (IWAE, trained gamma)"]) for c in cells
+    ]
     variance = (project / "reports/one/variance.md").read_text()
     gamma2 = metrics["gamma_test"] ** 2  # the test MSE, and the beta that matches it next to a summed squared error
     assert f"| {gamma2:.3g} " in variance and f"| {2 * gamma2:.3g} " in variance

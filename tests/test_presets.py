@@ -9,10 +9,10 @@ import yaml
 from conftest import ROOT, run
 from pipeline import PipelineError
 from pipeline.balance import build_balance
+from pipeline.config.params import apply_overlay
+from pipeline.hardware.device import Speed
 from pipeline.models import build_stage1, build_stage2
-from pipeline.params import apply_overlay
-from pipeline.speed import Speed
-from pipeline.train import fit
+from pipeline.training.loop import fit
 
 NATIVE = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64)}  # channels, side
 PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
@@ -49,12 +49,28 @@ def test_preset_applies_and_trains_a_step(tmp_path, name):
     torch.manual_seed(0)
     data = torch.randint(0, 256, (batch, channels, side, side), dtype=torch.uint8)
     model = build_stage1(train, channels, side)
-    history = fit(model, build_balance(train["balance"], "train.balance"), lambda e: data, epochs=1, batch_size=batch,
-                  lr=train["lr"], desc=name, lr_halve_every=train["lr_halve_every"], speed=Speed(channels_last=True))
+    history = fit(
+        model,
+        build_balance(train["balance"], "train.balance"),
+        lambda e: data,
+        epochs=1,
+        batch_size=batch,
+        lr=train["lr"],
+        desc=name,
+        lr_halve_every=train["lr_halve_every"],
+        speed=Speed(channels_last=True),
+    )
     assert torch.isfinite(torch.tensor(history[0]["loss"]))
     codes = torch.randn(stage2["batch_size"], train["latent_dim"])
-    history2 = fit(build_stage2(stage2, train["latent_dim"]), build_balance(stage2["balance"], "stage2.balance"),
-                   lambda e: codes, epochs=1, batch_size=stage2["batch_size"], lr=stage2["lr"], desc=name)
+    history2 = fit(
+        build_stage2(stage2, train["latent_dim"]),
+        build_balance(stage2["balance"], "stage2.balance"),
+        lambda e: codes,
+        epochs=1,
+        batch_size=stage2["batch_size"],
+        lr=stage2["lr"],
+        desc=name,
+    )
     assert torch.isfinite(torch.tensor(history2[0]["loss"]))
 
 
@@ -74,8 +90,10 @@ def test_paper_presets_use_the_papers_settings():
         assert p["train"]["model"]["arch"] == "infogan" and p["train"]["batch_size"] == p["stage2"]["batch_size"] == 64
         assert (p["train"]["epochs"], p["train"]["lr"], p["train"]["lr_halve_every"]) == (400, 1e-4, 150)
         assert (p["stage2"]["epochs"], p["stage2"]["lr"], p["stage2"]["lr_halve_every"]) == (800, 1e-4, 300)
-    assert all(yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())["evaluate"]["protocol"] == "paper"
-               for n in ("mnist", "fashion_mnist", "cifar10", "celeba"))  # fmt: skip
+    assert all(
+        yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())["evaluate"]["protocol"] == "paper"
+        for n in ("mnist", "fashion_mnist", "cifar10", "celeba")
+    )
 
 
 def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp_path):
@@ -96,5 +114,8 @@ def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp
 def test_unknown_preset_is_a_clear_error(tmp_path):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     proc = run(["bvae", "preset", "imagenet"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "unknown preset 'imagenet' (choose one of celeba, cifar10, fashion_mnist, mnist" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "unknown preset 'imagenet' (choose one of celeba, cifar10, fashion_mnist, mnist" in proc.stderr
+    )
     assert (tmp_path / "params.yaml").read_text() == (ROOT / "params.yaml").read_text()

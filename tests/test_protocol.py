@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from pipeline.data import jpeg_roundtrip
-from pipeline.protocol import adjust_reconstructions, apply, normalise_each, space_name
+from pipeline.evaluation.preprocessing import adjust_reconstructions, apply, normalise_each, space_name
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 def test_dai_wipf_normalises_each_image_to_its_own_min_and_max():

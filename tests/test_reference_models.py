@@ -15,9 +15,9 @@ import yaml
 
 from conftest import ROOT
 from pipeline.balance import STRATEGIES, build_balance
+from pipeline.hardware.device import Speed
 from pipeline.models import InfoGAN, ResNetRef, build_stage1
-from pipeline.speed import Speed
-from pipeline.train import fit
+from pipeline.training.loop import fit
 
 
 def conv(c_in, c_out, k):  # tf.layers.conv2d / conv2d_transpose, util.py conv2d / deconv2d: kernel + bias
@@ -65,7 +65,15 @@ def reference_infogan(channels, side, latent):
     """(encoder, decoder) trainable parameters of two_stage_vae_model.py class Infogan (lines 154-191)."""
     flat = 128 * (side // 4) ** 2
     enc = conv(channels, 64, 4) + conv(64, 128, 4) + bn(128) + dense(flat, 1024) + bn(1024) + dense(1024, 2 * latent)
-    dec = dense(latent, 1024) + bn(1024) + dense(1024, flat) + bn(flat) + conv(128, 64, 4) + bn(64) + conv(64, channels, 4)
+    dec = (
+        dense(latent, 1024)
+        + bn(1024)
+        + dense(1024, flat)
+        + bn(flat)
+        + conv(128, 64, 4)
+        + bn(64)
+        + conv(64, channels, 4)
+    )
     return enc, dec
 
 
@@ -91,8 +99,15 @@ def test_reference_preset_builds_the_reference_network(name):
         assert train["batch_size"] == preset["stage2"]["batch_size"] == 64  # demo.py line 148: --batch-size 64
     else:
         assert m["arch"] == "resnet_ref"
-        expected = reference_resnet(channels, side, m["base_channels"], m["num_scale"], m["fc_width"], train["latent_dim"],
-                                    m["blocks_per_scale"])  # fmt: skip
+        expected = reference_resnet(
+            channels,
+            side,
+            m["base_channels"],
+            m["num_scale"],
+            m["fc_width"],
+            train["latent_dim"],
+            m["blocks_per_scale"],
+        )
         assert train["batch_size"] == 100  # computed_gamma.py line 758
     assert counts(model) == expected
     assert sum(p.numel() for p in model.parameters()) == sum(expected)
@@ -143,8 +158,19 @@ def test_reference_archs_train_with_every_strategy_in_bf16_and_resume_exactly(ar
         torch.manual_seed(0)
         model, bal = build_stage1(cfg, 1, 8), build_balance({"strategy": strategy})
         saved = []
-        hist = fit(model, bal, lambda e: data, epochs=epochs, batch_size=16, lr=1e-3, desc="t", diag_x=data[:16],
-                   speed=Speed(bf16=True, channels_last=True), resume=resume, on_checkpoint=saved.append)  # fmt: skip
+        hist = fit(
+            model,
+            bal,
+            lambda e: data,
+            epochs=epochs,
+            batch_size=16,
+            lr=1e-3,
+            desc="t",
+            diag_x=data[:16],
+            speed=Speed(bf16=True, channels_last=True),
+            resume=resume,
+            on_checkpoint=saved.append,
+        )
         return hist, saved, model
 
     full, _, model = train(3)

@@ -5,8 +5,11 @@ pipeline run that made the model."""
 import pytest
 from mlflow import MlflowClient
 
-from pipeline import PipelineError, registry
-from pipeline.runs import BALANCE_TAG, ROLE_TAG, STAGE_TAG
+from pipeline import PipelineError
+from pipeline.tracking import registry
+from pipeline.tracking.runs import BALANCE_TAG, ROLE_TAG, STAGE_TAG
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 NAME = "gen"
 
@@ -21,11 +24,17 @@ def client(tmp_path):
 def pipeline_run(client, dataset: str = "digits") -> tuple[str, str]:
     """A parent run and its evaluate run, tagged as the pipeline tags them; returns their ids."""
     exp = client.get_experiment_by_name("Default").experiment_id
-    parent = client.create_run(exp, run_name="p", tags={ROLE_TAG: "pipeline", BALANCE_TAG: "fixed beta=0.1",
-                                                         "mlflow.note.content": "what differs"})  # fmt: skip
+    parent = client.create_run(
+        exp,
+        run_name="p",
+        tags={ROLE_TAG: "pipeline", BALANCE_TAG: "fixed beta=0.1", "mlflow.note.content": "what differs"},
+    )
     client.log_param(parent.info.run_id, "prepare.dataset", dataset)
-    child = client.create_run(exp, run_name="evaluate · p", tags={ROLE_TAG: "stage", STAGE_TAG: "evaluate",
-                                                                   "mlflow.parentRunId": parent.info.run_id})  # fmt: skip
+    child = client.create_run(
+        exp,
+        run_name="evaluate · p",
+        tags={ROLE_TAG: "stage", STAGE_TAG: "evaluate", "mlflow.parentRunId": parent.info.run_id},
+    )
     return parent.info.run_id, child.info.run_id
 
 
@@ -40,12 +49,15 @@ def test_champion_moves_only_on_a_lower_fid_of_the_same_data_and_feature_space(c
     v1, tags = new_version(client, 10.0)
     assert tags[BALANCE_TAG] == "fixed beta=0.1" and tags["fid_domain_gen2"] == "10"
     assert client.get_model_version(NAME, v1).description == "what differs\n\nMetrics: fid_domain_gen2 10."
-    assert registry.promote(client, NAME, v1, tags, "champion") == "@champion -> version 1 (the first, fid_domain_gen2 10)"
+    assert (
+        registry.promote(client, NAME, v1, tags, "champion") == "@champion -> version 1 (the first, fid_domain_gen2 10)"
+    )
     v2, tags = new_version(client, 12.5)
     assert "stays at version 1" in registry.promote(client, NAME, v2, tags, "champion")
     v3, tags = new_version(client, 8.25)
     assert registry.promote(client, NAME, v3, tags, "champion") == (
-        "@champion -> version 3 (fid_domain_gen2 8.25 beats version 1's 10)")
+        "@champion -> version 3 (fid_domain_gen2 8.25 beats version 1's 10)"
+    )
     v4, tags = new_version(client, 1.0, dataset="mnist")  # another data set: FIDs not comparable
     assert "stays at version 3: it was scored on other data" in registry.promote(client, NAME, v4, tags, "champion")
     v5, tags = new_version(client, 1.0, score="fid_inception_gen2")  # another feature space: no fid_domain_gen2

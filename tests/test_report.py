@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run
-from pipeline.report import Row, configurations, derived
-from pipeline.seeds import Stat, aggregate, config_key, group, separated
+from pipeline.reports.compare import Row, configurations, derived
+from pipeline.reports.seed_stats import Stat, aggregate, config_key, group, separated
 
 
 def _row(seed: int, metrics: dict, curves=None, **params) -> Row:
@@ -32,7 +32,11 @@ def test_seed_aggregation_by_hand():
     assert (kl.mean, kl.n) == (1.5, 2) and kl.std == pytest.approx(math.sqrt(0.5))
     assert groups[1].stat("fid_domain_gen2") == Stat(30.0, None, 1)
     gamma = groups[0].curves["gamma"]  # epochs every seed has; epoch 2: (0.3 + 0.5 + 0.4) / 3, std 0.1
-    assert [s for s, _ in gamma] == [1, 2] and gamma[1][1].mean == pytest.approx(0.4) and gamma[1][1].std == pytest.approx(0.1)
+    assert (
+        [s for s, _ in gamma] == [1, 2]
+        and gamma[1][1].mean == pytest.approx(0.4)
+        and gamma[1][1].std == pytest.approx(0.1)
+    )
     assert fid.format(".2f") == "12.00 ± 2.00" and groups[1].stat("fid_domain_gen2").format(".2f") == "30.00"
 
 
@@ -54,8 +58,15 @@ def test_separated_by_two_standard_errors():
 
 
 def test_derived_variance_numbers_by_hand():
-    m = {"data_dim": 784, "train_vae.final_beta_eff": 2e-5, "gamma_test": 0.1, "train_vae.final_gamma": 0.09,
-         "train_vae/mse": 0.0081, "fid_domain_gen1": 50.0, "fid_domain_gen2": 12.0}  # fmt: skip
+    m = {
+        "data_dim": 784,
+        "train_vae.final_beta_eff": 2e-5,
+        "gamma_test": 0.1,
+        "train_vae.final_gamma": 0.09,
+        "train_vae/mse": 0.0081,
+        "fid_domain_gen1": 50.0,
+        "fid_domain_gen2": 12.0,
+    }
     d = derived(m, {"gamma": [(1, 0.5), (2, 0.09 * math.e**-0.01)]})
     assert d["implied_gamma2"] == pytest.approx(2e-5 * 784 / 2)  # 0.00784
     assert d["data_gamma2"] == pytest.approx(0.01) and d["implied_over_data"] == pytest.approx(0.784)
@@ -67,25 +78,50 @@ def test_derived_variance_numbers_by_hand():
 
 def _log_pipeline_run(client, exp_id: str, t0: int, strategy: str, seed: int, fid2: float, **balance) -> None:
     """A parent run and its stage runs, as the pipeline writes them (tags, params, metric keys)."""
-    params = {"prepare.dataset": "mnist", "prepare.limit_train": "1000", "train.latent_dim": "16", "train.epochs": "3",
-              "train.batch_size": "100", "train.balance.strategy": strategy, "train.seed": str(seed),
-              "stage2.seed": str(seed), "evaluate.seed": str(seed), "reference.features": "domain"}  # fmt: skip
+    params = {
+        "prepare.dataset": "mnist",
+        "prepare.limit_train": "1000",
+        "train.latent_dim": "16",
+        "train.epochs": "3",
+        "train.batch_size": "100",
+        "train.balance.strategy": strategy,
+        "train.seed": str(seed),
+        "stage2.seed": str(seed),
+        "evaluate.seed": str(seed),
+        "reference.features": "domain",
+    }
     params |= {f"train.balance.{k}": str(v) for k, v in balance.items()}
-    parent = client.create_run(exp_id, start_time=t0, run_name=f"{strategy}-{seed}",
-                               tags={"bvae.role": "pipeline", "mlflow.source.git.commit": "0123456789abcdef"})  # fmt: skip
+    parent = client.create_run(
+        exp_id,
+        start_time=t0,
+        run_name=f"{strategy}-{seed}",
+        tags={"bvae.role": "pipeline", "mlflow.source.git.commit": "0123456789abcdef"},
+    )
     pid = parent.info.run_id
     for k, v in params.items():
         client.log_param(pid, k, v)
     beta_eff = 2 * 0.05 / 784 if strategy == "fixed" else 2 * 0.009 / 784
-    headline = {"fid_domain_rec": fid2 / 2, "fid_domain_gen1": fid2 * 3, "fid_domain_gen2": fid2, "data_dim": 784,
-                "gamma_test": 0.1 + seed / 100, "bpd_iwae_stage1_gamma_test": 1.5 + seed / 10,
-                "train_vae.final_beta_eff": beta_eff, "train_vae.final_gamma": 0.095, "train_vae.final_active_units": 16,
-                "train_vae.final_kl_grad_share": 0.25 + seed / 100}  # fmt: skip
+    headline = {
+        "fid_domain_rec": fid2 / 2,
+        "fid_domain_gen1": fid2 * 3,
+        "fid_domain_gen2": fid2,
+        "data_dim": 784,
+        "gamma_test": 0.1 + seed / 100,
+        "bpd_iwae_stage1_gamma_test": 1.5 + seed / 10,
+        "train_vae.final_beta_eff": beta_eff,
+        "train_vae.final_gamma": 0.095,
+        "train_vae.final_active_units": 16,
+        "train_vae.final_kl_grad_share": 0.25 + seed / 100,
+    }
     for k, v in headline.items():
         client.log_metric(pid, k, v, timestamp=t0)
     for i, stage in enumerate(("train_vae", "train_stage2", "evaluate")):
-        child = client.create_run(exp_id, start_time=t0 + i, run_name=f"{stage} · {strategy}-{seed}",
-                                  tags={"bvae.stage": stage, "mlflow.parentRunId": pid})  # fmt: skip
+        child = client.create_run(
+            exp_id,
+            start_time=t0 + i,
+            run_name=f"{stage} · {strategy}-{seed}",
+            tags={"bvae.stage": stage, "mlflow.parentRunId": pid},
+        )
         client.log_metric(child.info.run_id, f"{stage}/stage_wall_time_s", 10.0 + seed, timestamp=t0)
         if stage == "train_vae":
             for epoch, gamma in enumerate((0.5, 0.2, 0.095), 1):
@@ -106,8 +142,9 @@ def store(tmp_path_factory):
     exp_id = client.create_experiment("sweep", artifact_location=(path / "artifacts").as_uri())
     t0 = 1_790_000_000_000
     for seed in range(3):
-        for i, (strategy, fid2, balance) in enumerate((("fixed", 40.0, {"beta": 1.0}), ("fixed", 12.0, {"beta": 0.1}),
-                                                       ("running_gamma", 11.0, {"k": 1.0}))):  # fmt: skip
+        for i, (strategy, fid2, balance) in enumerate(
+            (("fixed", 40.0, {"beta": 1.0}), ("fixed", 12.0, {"beta": 0.1}), ("running_gamma", 11.0, {"k": 1.0}))
+        ):
             _log_pipeline_run(client, exp_id, t0 + (3 * seed + i) * 100_000, strategy, seed, fid2 + seed, **balance)
     return path, uri
 
@@ -116,16 +153,38 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
     path, uri = store
     outputs = []
     for _ in range(2):  # the second run overwrites the first one's files
-        run(["bvae", "compare", "--experiment", "sweep", "--out", "figs", "--report", "page.md",
-             "--note", "Hardware: a test."], tmp_path, MLFLOW_TRACKING_URI=uri)  # fmt: skip
+        run(
+            [
+                "bvae",
+                "compare",
+                "--experiment",
+                "sweep",
+                "--out",
+                "figs",
+                "--report",
+                "page.md",
+                "--note",
+                "Hardware: a test.",
+            ],
+            tmp_path,
+            MLFLOW_TRACKING_URI=uri,
+        )
         outputs.append({p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()})
     assert outputs[0] == outputs[1]
-    assert sorted(map(str, outputs[0])) == ["figs/compare.png", "figs/curves.png", "figs/table.md", "figs/variance.md", "page.md"]
+    assert sorted(map(str, outputs[0])) == [
+        "figs/compare.png",
+        "figs/curves.png",
+        "figs/table.md",
+        "figs/variance.md",
+        "page.md",
+    ]
     page = outputs[0][Path("page.md")].decode()
     # GEN-2 FID of fixed beta=1 over seeds 0, 1, 2: 40, 41, 42 -> 41.00 ± 1.00; beta=0.1: 13.00 ± 1.00
     assert "| fixed beta=1.0 | 3 | 20.50 ± 0.50 | 123.00 ± 3.00 | 41.00 ± 1.00 |" in page
     assert "GEN-2 FID (domain) 41.00 ± 1.00 -> 13.00 ± 1.00 (-28.00; the seeds separate them)" in page
-    assert "GEN-2 FID (domain) 13.00 ± 1.00 -> 12.00 ± 1.00 (-1.00; within the spread of the seeds)" in page  # vs running gamma
+    assert (
+        "GEN-2 FID (domain) 13.00 ± 1.00 -> 12.00 ± 1.00 (-1.00; within the spread of the seeds)" in page
+    )  # vs running gamma
     # implied gamma^2 of fixed beta: beta_eff D / 2 = 0.05; test gamma^2 0.1^2, 0.11^2, 0.12^2
     tests = [0.1**2, 0.11**2, 0.12**2]
     assert f"| fixed beta=1.0 | 0.05 ± 0 | {aggregate(tests).format('.3g')} |" in page

@@ -5,7 +5,7 @@ metrics are the ones a user gets; and the new MLflow store holds the whole pipel
 What can make another machine differ is its arithmetic, and the committed outputs say
 which they were made with: ``bf16_autocast`` (whether stage 1 ran in bf16, which
 ``precision: auto`` does on a CPU with native bf16) and ``kernels`` (the fingerprint of
-a training step on that machine, :func:`pipeline.speed.kernels_fingerprint`). On a
+a training step on that machine, :func:`pipeline.hardware.device.kernels_fingerprint`). On a
 machine where either differs this test cannot hold and skips, saying why; everywhere
 else a difference is a failure."""
 
@@ -17,15 +17,20 @@ import torch
 from mlflow import MlflowClient
 
 from conftest import ROOT, make_project, run
-from pipeline.speed import bf16_native
+from pipeline.hardware.device import bf16_native
+
+pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
 
 def test_a_clean_copy_reproduces_the_committed_outputs(tmp_path):
-    committed = {stage: json.loads((ROOT / f"metrics/all/{stage}.json").read_text())
-                 for stage in ("train_vae", "train_stage2")}  # fmt: skip
+    committed = {
+        stage: json.loads((ROOT / f"metrics/all/{stage}.json").read_text()) for stage in ("train_vae", "train_stage2")
+    }
     if bool(committed["train_vae"]["bf16_autocast"]) != bf16_native(torch.device("cpu")):  # docs/reproducibility.md
-        pytest.skip(f"the committed metrics ran {'with' if committed['train_vae']['bf16_autocast'] else 'without'} bf16 "
-                    f"autocast; this CPU {'lacks' if committed['train_vae']['bf16_autocast'] else 'has'} native bf16")  # fmt: skip
+        pytest.skip(
+            f"the committed metrics ran {'with' if committed['train_vae']['bf16_autocast'] else 'without'} bf16 "
+            f"autocast; this CPU {'lacks' if committed['train_vae']['bf16_autocast'] else 'has'} native bf16"
+        )
     project = make_project(tmp_path, {})
     (project / ".venv").symlink_to(ROOT / ".venv")  # setup.sh finds it installed
     # 2 threads, as the committed run had on its 2 CPUs: the thread count changes float summation order
@@ -35,9 +40,11 @@ def test_a_clean_copy_reproduces_the_committed_outputs(tmp_path):
     here = {stage: json.loads((project / f"metrics/all/{stage}.json").read_text()) for stage in committed}
     kernels = {stage: (committed[stage]["kernels"], here[stage]["kernels"]) for stage in committed}
     if changed and any(a != b for a, b in kernels.values()):
-        pytest.skip(f"this CPU computes a training step differently from the machine that wrote the committed outputs "
-                    f"(kernels fingerprints committed/here: {kernels}): another code path in oneDNN or MKL for this "
-                    "CPU's vendor or model, so training drifts from the first step and cannot match byte for byte")  # fmt: skip
+        pytest.skip(
+            f"this CPU computes a training step differently from the machine that wrote the committed outputs "
+            f"(kernels fingerprints committed/here: {kernels}): another code path in oneDNN or MKL for this "
+            "CPU's vendor or model, so training drifts from the first step and cannot match byte for byte"
+        )
     assert changed == "", changed
     assert str(tmp_path) not in (project / "data/prepared/meta.json").read_text()  # nothing depends on the location
 

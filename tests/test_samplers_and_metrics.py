@@ -3,10 +3,12 @@
 import pytest
 import torch
 
-from pipeline.features import fidelity_metrics, kid_subset_size, statistics
-from pipeline.gmm import fit_gmm, sample_gmm
+from pipeline.evaluation.features import fidelity_metrics, kid_subset_size, statistics
+from pipeline.evaluation.gmm import fit_gmm, sample_gmm
+from pipeline.evaluation.sampling import latents, rescale_latents
 from pipeline.models import DenseVAE
-from pipeline.sampling import latents, rescale_latents
+
+pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 
 def two_blobs(n=4000):

@@ -1,4 +1,4 @@
-"""Where a stage's time goes (pipeline.timing) and how many CPU threads it takes (pipeline.speed)."""
+"""Where a stage's time goes (pipeline.hardware.timing) and how many CPU threads it takes (pipeline.hardware.threads)."""
 
 import contextlib
 import json
@@ -7,48 +7,74 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import ROOT, run
-from pipeline import speed, timing
+from pipeline.hardware import threads as hw_threads
+from pipeline.hardware import timing
+from pipeline.hardware.threads import (
+    MIN_FLOPS_PER_THREAD,
+    available_cpus,
+    cpu_share,
+    queue_workers,
+    step_flops,
+    training_threads,
+)
 from pipeline.models import ConvVAE, DenseVAE
-from pipeline.speed import MIN_FLOPS_PER_THREAD, available_cpus, cpu_share, queue_workers, step_flops, training_threads
 
 
 def test_parts_are_exclusive_and_add_up_to_the_wall_time():
-    clock = timing.Clock()
+    now = [100.0]  # an injected clock: the test moves it, nothing depends on how fast the machine is
+
+    def wait(seconds):
+        now[0] += seconds
+
+    clock = timing.Clock(now=lambda: now[0], started=100.0)
+    wait(0.5)  # interpreter start-up and imports
     with clock.part("io"):  # before any work: start-up
-        time.sleep(0.02)
+        wait(0.02)
     with clock.part("work"):
-        time.sleep(0.05)
+        wait(0.05)
         with clock.part("tracking"):  # pauses "work"
-            time.sleep(0.03)
-        time.sleep(0.01)
+            wait(0.03)
+        wait(0.01)
     with clock.part("checkpoints"):
-        time.sleep(0.02)
+        wait(0.02)
+    wait(0.04)  # outside every part: "other"
     s = clock.summary()
-    assert s["work"] == pytest.approx(0.06, abs=0.01) and s["tracking"] == pytest.approx(0.03, abs=0.01)
-    assert s["io"] == 0 and s["startup_io"] == pytest.approx(0.02, abs=0.01)  # io before the first work is start-up
+    assert s["wall"] == pytest.approx(0.67) and s["startup"] == pytest.approx(0.52)
+    assert s["work"] == pytest.approx(0.06) and s["tracking"] == pytest.approx(0.03)
+    assert s["checkpoints"] == pytest.approx(0.02) and s["other"] == pytest.approx(0.04)
+    assert s["io"] == 0 and s["startup_io"] == pytest.approx(0.02)  # io before the first work is start-up
     total = s["startup"] + sum(s[k] for k in timing.PARTS) + s["other"]
-    assert total == pytest.approx(s["wall"], abs=1e-6)
+    assert total == pytest.approx(s["wall"], abs=1e-9)
     assert s["overhead_share"] == pytest.approx(1 - s["work"] / s["wall"])
 
 
 def test_process_start_is_before_this_process_ran_python():
-    out = subprocess.run([sys.executable, "-c", "import time; t = time.time(); from pipeline import timing; "
-                          "print(t - timing.process_start())"], capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import time; t = time.time(); from pipeline.hardware import timing; print(t - timing.process_start())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert 0 < float(out.stdout) < 30  # the interpreter's own start-up counts
 
 
 def test_a_stage_appends_its_summary_to_bvae_timing(tmp_path):
     path = tmp_path / "timing.jsonl"
-    code = "from pipeline import timing\ntiming.record('demo')\nwith timing.part('work'): pass\n"
+    code = "from pipeline.hardware import timing\ntiming.record('demo')\nwith timing.part('work'): pass\n"
     for _ in range(2):
-        subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "BVAE_TIMING": str(path)})
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env={**__import__("os").environ, "BVAE_TIMING": str(path)}
+        )
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [t["stage"] for t in lines] == ["demo", "demo"] and all(t["wall"] >= t["startup"] > 0 for t in lines)
 
@@ -57,7 +83,7 @@ def test_a_stage_appends_its_summary_to_bvae_timing(tmp_path):
 def test_step_flops_match_torch_flop_counter_and_leave_the_model_alone(arch):
     from torch.utils.flop_counter import FlopCounterMode  # the reference count (imports the compiler: tests only)
 
-    from pipeline.classifier import DomainClassifier
+    from pipeline.evaluation.classifier import DomainClassifier
     from pipeline.models import InfoGAN, ResNetRef, ResNetVAE
 
     model, x = {
@@ -75,8 +101,12 @@ def test_step_flops_match_torch_flop_counter_and_leave_the_model_alone(arch):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     # the spectral norm's power iteration (matrix-vector products once a forward, not per image) is left out
-    assert step_flops(model, x) == pytest.approx(3 * counter.get_total_flops(), rel=0.005 if arch == "infogan" else 1e-12)
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()) and torch.equal(rng, torch.get_rng_state())
+    assert step_flops(model, x) == pytest.approx(
+        3 * counter.get_total_flops(), rel=0.005 if arch == "infogan" else 1e-12
+    )
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items()) and torch.equal(
+        rng, torch.get_rng_state()
+    )
     assert model.training
 
 
@@ -107,15 +137,15 @@ def test_queue_workers_are_counted_from_their_command_lines(tmp_path):
 
 
 def test_a_stage_runs_on_without_tracking_when_no_tracking_process_can_start(monkeypatch, tmp_path, capsys):
-    from pipeline import tracking
+    from pipeline.tracking import stage_run
 
     def no_processes(*args, **kwargs):
         raise OSError("this platform lacks a functioning sem_open implementation")
 
-    monkeypatch.setattr(tracking, "Worker", no_processes)
+    monkeypatch.setattr(stage_run, "Worker", no_processes)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("BVAE_TRACKING", raising=False)
-    with tracking.StageRun("demo", {"a": 1}) as run:
+    with stage_run.StageRun("demo", {"a": 1}) as run:
         assert run.log_metrics({"x": 1.0}) is None and run.run_id is None
     assert not run.enabled
     assert "warning: cannot start the MLflow tracking process (this platform lacks" in capsys.readouterr().err
@@ -132,9 +162,15 @@ def two_cpus() -> str:
 def spinning(n: int, cpus: str, seconds: float = 600):
     """``n`` busy single-threaded processes on ``cpus`` that are not this process's children
     (a shell starts them and exits), as another user's work would be."""
-    spin = f"taskset -c {cpus} {sys.executable} -c 'import time; t = time.time() + {seconds}\nwhile time.time() < t: pass'"
-    out = subprocess.run(["bash", "-c", f"for i in $(seq {n}); do {spin} >/dev/null 2>&1 & echo $!; done"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    spin = (
+        f"taskset -c {cpus} {sys.executable} -c 'import time; t = time.time() + {seconds}\nwhile time.time() < t: pass'"
+    )
+    out = subprocess.run(
+        ["bash", "-c", f"for i in $(seq {n}); do {spin} >/dev/null 2>&1 & echo $!; done"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     pids = [int(p) for p in out.stdout.split()]
     try:
         yield pids
@@ -146,24 +182,37 @@ def spinning(n: int, cpus: str, seconds: float = 600):
 
 def test_load_counts_other_processes_but_not_this_one_or_its_children():
     cpus = two_cpus()
-    script = ("import subprocess, sys, time\nfrom pipeline.cpu_load import Load\nload = Load()\n"
-              "child = subprocess.Popen([sys.executable, '-c', 'import time; t = time.time() + 2\\nwhile time.time() < t: pass'])\n"
-              "time.sleep(2)\nchild.wait()\nprint(load.cpus, load.others())")  # fmt: skip
+    script = (
+        "import subprocess, sys, time\nfrom pipeline.hardware.cpu_load import Load\nload = Load()\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; t = time.time() + 2\\nwhile time.time() < t: pass'])\n"
+        "time.sleep(2)\nchild.wait()\nprint(load.cpus, load.others())"
+    )
     with spinning(1, cpus):
-        out = subprocess.run(["taskset", "-c", cpus, sys.executable, "-c", script], capture_output=True, text=True,
-                             check=True, cwd=ROOT).stdout.split()  # fmt: skip
+        out = subprocess.run(
+            ["taskset", "-c", cpus, sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.split()
     cpus_seen, others = float(out[0]), float(out[1])
     assert cpus_seen == 2
     assert 0.7 < others < 1.6  # the spinner (1 CPU), not the child (another 1) nor the measuring process
 
 
-@pytest.mark.parametrize("free, count, cap, margin, expect", [
-    (2.0, 2, 2, 0.6, 2), (1.0, 2, 2, 0.6, 1), (1.5, 2, 2, 0.6, 2), (1.3, 2, 2, 0.6, 1),  # down past the margin only
-    (1.5, 1, 2, 0.6, 1), (1.7, 1, 2, 0.6, 2), (0.2, 2, 2, 0.6, 1), (7.6, 4, 8, 0.6, 8), (3.9, 2, 2, 0.0, 2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "free, count, cap, margin, expect",
+    [
+        (2.0, 2, 2, 0.6, 2),
+        (1.0, 2, 2, 0.6, 1),
+        (1.5, 2, 2, 0.6, 2),
+        (1.3, 2, 2, 0.6, 1),  # down past the margin only
+        (1.5, 1, 2, 0.6, 1),
+        (1.7, 1, 2, 0.6, 2),
+        (0.2, 2, 2, 0.6, 1),
+        (7.6, 4, 8, 0.6, 8),
+        (3.9, 2, 2, 0.0, 2),
+    ],
+)
 def test_the_thread_count_follows_the_free_cpus_with_a_margin(monkeypatch, free, count, cap, margin, expect):
     monkeypatch.delenv("BVAE_THREADS", raising=False)
-    threads = object.__new__(speed.Threads)
+    threads = object.__new__(hw_threads.Threads)
     threads.cap, threads.count, threads.others = cap, count, None
     threads.load = SimpleNamespace(cpus=4.0, others=lambda: 4.0 - free)
     threads._measure(margin)
@@ -181,8 +230,9 @@ def test_a_stage_beside_busy_processes_takes_the_cpus_they_leave(tiny_project):
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
-    (stage,) = client.search_runs([client.get_experiment_by_name("balanced-vae").experiment_id],
-                                  "tags.`bvae.stage` = 'train_vae'")  # fmt: skip
+    (stage,) = client.search_runs(
+        [client.get_experiment_by_name("balanced-vae").experiment_id], "tags.`bvae.stage` = 'train_vae'"
+    )
     assert stage.data.tags["bvae.threads"] == "1"
     assert {m.value for m in client.get_metric_history(stage.info.run_id, "train_vae/threads")} == {1.0}
 
@@ -190,7 +240,7 @@ def test_a_stage_beside_busy_processes_takes_the_cpus_they_leave(tiny_project):
 HOLD = """
 import sys
 from pathlib import Path
-from pipeline import cpu_slots
+from pipeline.hardware import cpu_slots
 fd = cpu_slots.hold(sys.argv[1], 1, Path(sys.argv[2]))
 print("held" if fd is not None else "no slot", flush=True)
 sys.stdin.readline()  # hold the slot until told to end
@@ -203,9 +253,15 @@ def test_queue_stages_beyond_the_cpus_wait_for_a_slot_and_get_it_when_one_ends(t
     for c in copies:
         c.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("BVAE_THREADS", "LOCAL_WORLD_SIZE")}
-    start = lambda name, cwd: subprocess.Popen([sys.executable, "-c", HOLD, name, str(cwd)], cwd=ROOT, env=env,  # noqa: E731
-                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                               text=True)  # fmt: skip
+    start = lambda name, cwd: subprocess.Popen(
+        [sys.executable, "-c", HOLD, name, str(cwd)],
+        cwd=ROOT,
+        env=env,  # noqa: E731
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     first = start("train_vae", copies[0])
     assert first.stdout.readline() == "held\n"  # the event: the first stage has the one slot
     second = start("evaluate", copies[1])
@@ -221,8 +277,22 @@ def test_queue_stages_beyond_the_cpus_wait_for_a_slot_and_get_it_when_one_ends(t
             p.kill()
     assert (tmp_path / ".dvc" / "tmp" / "cpu-slots" / "0.lock").is_file()
     # outside a queue's copies, or with BVAE_THREADS set, a stage takes no slot
-    outside = subprocess.run([sys.executable, "-c", HOLD, "train_vae", str(tmp_path)], cwd=ROOT, env=env, input="\n",
-                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    pinned = subprocess.run([sys.executable, "-c", HOLD, "train_vae", str(copies[0])], cwd=ROOT,
-                            env=env | {"BVAE_THREADS": "1"}, input="\n", capture_output=True, text=True, timeout=60)  # fmt: skip
+    outside = subprocess.run(
+        [sys.executable, "-c", HOLD, "train_vae", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    pinned = subprocess.run(
+        [sys.executable, "-c", HOLD, "train_vae", str(copies[0])],
+        cwd=ROOT,
+        env=env | {"BVAE_THREADS": "1"},
+        input="\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert outside.stdout == pinned.stdout == "no slot\n"

@@ -2,7 +2,7 @@
 
 A strategy is one module in this package defining a :class:`Balance` subclass
 decorated with ``@register("name")``; every module here is imported below, so adding
-a strategy touches its own file, its test and its entry in :mod:`pipeline.choices`
+a strategy touches its own file, its test and its entry in :mod:`pipeline.config.choices`
 (its params and their defaults: its constructor keywords; params.yaml is checked
 against that list before torch is imported, and a test checks the two agree).
 """
@@ -36,7 +36,9 @@ def build_balance(cfg: dict, where: str = "balance") -> Balance:
         raise PipelineError(f"{where}.strategy: unknown strategy '{name}' (choose one of {', '.join(STRATEGIES)})")
     unknown = sorted(set(cfg) - strategy_params())
     if unknown:
-        raise PipelineError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(strategy_params()))})")
+        raise PipelineError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(strategy_params()))})"
+        )
     cls = STRATEGIES[name]
     own = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in cfg.items() if k in own})

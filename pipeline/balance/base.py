@@ -23,7 +23,7 @@ reaches that scale depends on its form:
 
 So ``beta_eff`` says how strongly the KL is weighted against the per-value MSE, whatever
 the strategy: it is the beta of a loss ``mse_loss(reduction='mean') + beta * KL``
-(:mod:`pipeline.equivalence`), and ``loss_common`` is computed as mse + beta_eff * KL.
+(:mod:`pipeline.reports.equivalence`), and ``loss_common`` is computed as mse + beta_eff * KL.
 """
 
 from dataclasses import dataclass, field

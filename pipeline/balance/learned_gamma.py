@@ -39,5 +39,11 @@ class LearnedGamma(Balance):
         sse, mse, dim = squared_errors(x, x_hat)
         gamma2 = torch.exp(2 * self.log_gamma)
         rec = sse / (2 * gamma2) + dim * self.log_gamma + dim / 2 * math.log(2 * math.pi)
-        return LossTerms(rec, kl_divergence(mu, logvar).mean(), 1.0, mse, gamma=self.log_gamma.detach().exp(),
-                         beta_eff=2 * gamma2.detach() / dim)  # fmt: skip
+        return LossTerms(
+            rec,
+            kl_divergence(mu, logvar).mean(),
+            1.0,
+            mse,
+            gamma=self.log_gamma.detach().exp(),
+            beta_eff=2 * gamma2.detach() / dim,
+        )

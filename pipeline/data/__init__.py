@@ -1,0 +1,136 @@
+"""Datasets as in-memory uint8 tensors (N, C, H, W) with integer class labels (-1 when unlabelled).
+
+:func:`load` reads the dataset that ``params["prepare"]`` names and returns a :class:`Dataset`:
+the train and test :class:`Split` s, the raw files it read (``prepare`` hashes them), the class
+names and the unreadable images it skipped. Images stay uint8 end to end; training slices
+batches from the tensor and scales them to [0, 1] on the fly.
+
+- ``digits``: scikit-learn's bundled 8x8 digits (1,797 real images, no download),
+  split into train/test with a seeded stratified split (``test_fraction``).
+- ``mnist`` / ``fashion_mnist``: torchvision's loaders and official train/test splits,
+  read from ``<root>/MNIST/raw`` or ``<root>/FashionMNIST/raw`` (idx files, .gz or unpacked).
+- ``cifar10``: the python pickles of torchvision's layout ``<root>/cifar-10-batches-py/``
+  (``data_batch_1..5``, ``test_batch``, ``batches.meta``), 32x32 RGB, official split.
+- ``celeba``: ``<root>/celeba/img_align_celeba/*.jpg`` with ``list_eval_partition.txt``
+  (train = partition 0, test = partition 2); each 178x218 image is cropped to its central
+  128x128 face (rows 45:173, cols 25:153, as Dai & Wipf's TwoStageVAE code) and resized to
+  ``image_size`` (default 64) with Pillow's antialiased bilinear filter. Unlabelled.
+- ``folder``: every image Pillow reads under ``data_root`` (hidden files and folders
+  skipped), centre-cropped to a square and resized to ``image_size`` (bicubic). Top-level
+  subfolders are the classes when there are at least two; otherwise it is unlabelled.
+  Seeded train/test split with ``test_fraction``, stratified where possible.
+
+Where mnist, fashion_mnist, cifar10 or celeba files are absent, torchvision downloads
+them (needs a network); ``BVAE_OFFLINE=1`` forbids that. ``limit_train`` / ``limit_test``
+keep seeded random subsets, chosen before any image is decoded for celeba and folder.
+``bad_images`` says what unreadable or truncated image files do: ``skip`` (listed in
+:attr:`Dataset.skipped`) or ``fail``. More than PARALLEL_MIN image files are decoded in a
+process pool of one worker per usable CPU, with the same result. ``channels`` converts: grey -> RGB
+repeats the channel, RGB -> grey is Pillow's "L" (0.299 R + 0.587 G + 0.114 B).
+``jpeg_quality`` (null: off) round-trips every train and test image through JPEG at that
+quality, as both reference codes prepare CIFAR-10 (their published FIDs carry it).
+"""
+
+from pathlib import Path
+
+import torch
+
+from pipeline import PipelineError
+from pipeline.config.choices import DATASETS
+from pipeline.data import celeba, cifar10, digits, folder, mnist
+from pipeline.data.decoding import describe_skipped
+from pipeline.data.digits import digits_file
+from pipeline.data.hashing import checksum, content_hash
+from pipeline.data.splits import Dataset, Split, sample_indices
+from pipeline.data.transforms import jpeg_roundtrip, resize, to_channels
+from pipeline.hardware import memory
+from pipeline.hardware.timing import timed
+
+SOURCES = {  # prepare.dataset -> the module that loads it (its ``load(cfg, size, limits)``)
+    "digits": digits,
+    "mnist": mnist,
+    "fashion_mnist": mnist,
+    "cifar10": cifar10,
+    "celeba": celeba,
+    "folder": folder,
+}
+
+__all__ = [
+    "SOURCES",
+    "Dataset",
+    "Split",
+    "checksum",
+    "content_hash",
+    "describe_skipped",
+    "digits_file",
+    "jpeg_roundtrip",
+    "load",
+    "raw_root",
+    "resize",
+    "sample_indices",
+    "save_split",
+    "source_name",
+    "to_channels",
+]
+
+
+def load(cfg: dict) -> Dataset:
+    """The dataset ``cfg["dataset"]`` (``cfg`` is ``params["prepare"]``), limited to
+    ``limit_train`` / ``limit_test`` images (seeds ``seed`` and ``seed + 1``), resized to
+    ``image_size`` and converted to ``channels``."""
+    name, size, channels = cfg["dataset"], cfg.get("image_size"), cfg.get("channels")
+    bad_images, seed = cfg.get("bad_images", "skip"), cfg["seed"]
+    limits = (cfg.get("limit_train"), cfg.get("limit_test"))
+    if name not in DATASETS:
+        raise PipelineError(f"prepare.dataset: unknown dataset '{name}' (choose one of {', '.join(DATASETS)})")
+    if channels not in (None, 1, 3):
+        raise PipelineError(f"prepare.channels: {channels!r} is not 1, 3 or null (the dataset's own)")
+    if bad_images not in ("skip", "fail"):
+        raise PipelineError(f"prepare.bad_images: {bad_images!r} is not skip or fail")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise PipelineError(f"prepare.image_size: {size!r} is not a positive integer or null")
+    if not 0 < cfg["test_fraction"] < 1:
+        raise PipelineError(f"prepare.test_fraction: {cfg['test_fraction']!r} is not between 0 and 1")
+    if size is not None:  # celeba and folder decode every image at this size: one must fit
+        memory.check(
+            4 * 3 * size * size,
+            torch.device("cpu"),
+            f"prepare.image_size: {size}: one {size} x {size} RGB image in float32",
+            "lower prepare.image_size",
+        )
+    ds = SOURCES[name].load(cfg, size, limits)
+    ds.train, ds.test = ds.train.subset(limits[0], seed), ds.test.subset(limits[1], seed + 1)
+    if size is not None:
+        n, c = len(ds.train) + len(ds.test), channels or ds.train.images.shape[1]
+        memory.check(
+            5 * n * c * size * size,
+            torch.device("cpu"),
+            f"prepare.image_size: {size}: {n:,} images of {c} x {size} x {size} (uint8, and float32 while resizing)",
+            "lower prepare.image_size, or prepare.limit_train / limit_test",
+        )
+    for split in (ds.train, ds.test):
+        split.images = to_channels(resize(split.images, size), channels)
+        if cfg.get("jpeg_quality"):
+            split.images = jpeg_roundtrip(split.images, cfg["jpeg_quality"])
+    return ds
+
+
+def raw_root(cfg: dict) -> Path:
+    """Where the raw files of ``cfg["dataset"]`` live: ``data_root``, or scikit-learn's data folder for digits."""
+    return digits_file().parent if cfg["dataset"] == "digits" else Path(cfg["data_root"])
+
+
+def source_name(cfg: dict) -> str:
+    """Where the raw data came from, as the user wrote it (``data_root`` from params.yaml), or
+    the scikit-learn file for digits: never an absolute path this machine resolved, so the
+    prepared data's hash does not depend on where the project is cloned."""
+    if cfg["dataset"] == "digits":
+        return "scikit-learn: sklearn/datasets/data/digits.csv.gz"
+    return str(cfg["data_root"])
+
+
+@timed("io")
+def save_split(split: Split, path) -> None:
+    from pipeline.files import save_torch
+
+    save_torch({"images": split.images, "labels": split.labels}, path)

@@ -1,0 +1,57 @@
+"""Train and test sets as uint8 tensors, and the seeded choices of which images go where."""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,), -1 when unlabelled
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, n: int | None, seed: int) -> "Split":
+        """A seeded random subset of ``n`` items (all of them when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        idx = sample_indices(len(self), n, seed)
+        return Split(self.images[idx], self.labels[idx])
+
+
+@dataclass
+class Dataset:
+    train: Split
+    test: Split
+    files: list[Path]  # the raw files read, sorted (prepare hashes them)
+    classes: list[str] | None  # class names; None when unlabelled (then every label is -1)
+    skipped: list[tuple[str, str]]  # (path, reason) of unreadable images that were skipped
+
+
+def sample_indices(n: int, k: int | None, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded random choice of ``k`` of ``n`` items (all when ``k`` is None or >= n)."""
+    if k is None or k >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int, stratify: bool):
+    """Seeded train/test index arrays (each sorted); stratified by ``labels`` when asked and
+    possible (every class has 2+ items and both sides can hold one of each)."""
+    from sklearn.model_selection import train_test_split
+
+    n_test = math.ceil(test_fraction * len(labels))  # scikit-learn's rule
+    counts = np.unique(labels, return_counts=True)[1]
+    possible = counts.min() >= 2 and min(n_test, len(labels) - n_test) >= len(counts)
+    idx_train, idx_test = train_test_split(
+        np.arange(len(labels)),
+        test_size=test_fraction,
+        random_state=seed,
+        stratify=labels if stratify and possible else None,
+    )
+    return np.sort(idx_train), np.sort(idx_test)

@@ -1,0 +1,106 @@
+"""The two VAEs.
+
+Stage 1, images x in [0, 1]; encoder q(z|x) = N(mu(x), diag sigma(x)^2), decoder
+x_hat = sigmoid(f(z)). Architectures (``train.model.arch``):
+
+- ``conv`` (:class:`ConvVAE`): small and quick, ours.
+- ``resnet`` (:class:`ResNetVAE`): our compact variant of the papers' ResNet.
+- ``resnet_ref`` (:class:`ResNetRef`): the reference ResNet of Dai & Wipf's TwoStageVAE,
+  which Asperti & Trentin's code reuses, layer for layer (CIFAR-10, CelebA).
+- ``infogan`` (:class:`InfoGAN`): the reference's InfoGAN-style network, its default for
+  MNIST and Fashion-MNIST, layer for layer.
+
+Stage 2 (:class:`DenseVAE`): the same on stage-1 latent codes z, with a linear decoder
+output (codes are real-valued). All use the reparameterisation z = mu + sigma * eps and
+expose encode (mu, log sigma^2) / decode / forward.
+"""
+
+import inspect
+
+import torch
+from torch import nn
+
+from pipeline.models.base import VAE, check_scales, reparameterize
+from pipeline.models.conv import ConvVAE
+from pipeline.models.dense import DenseVAE
+from pipeline.models.infogan import InfoGAN
+from pipeline.models.resnet import ResNetVAE
+from pipeline.models.resnet_ref import ResNetRef
+
+__all__ = [
+    "VAE",
+    "ConvVAE",
+    "ResNetVAE",
+    "ResNetRef",
+    "InfoGAN",
+    "DenseVAE",
+    "reparameterize",
+    "check_scales",
+    "ARCHITECTURES",
+    "build_stage1",
+    "build_stage2",
+    "stage1_from_checkpoint",
+    "stage2_from_checkpoint",
+    "Reconstruct",
+    "Generator",
+]
+
+
+ARCHITECTURES = {"conv": ConvVAE, "resnet": ResNetVAE, "resnet_ref": ResNetRef, "infogan": InfoGAN}
+
+
+def build_stage1(cfg: dict, channels: int, image_size: int) -> VAE:
+    """The stage-1 VAE named by ``cfg["model"]["arch"]`` (default ``conv``). The model block
+    holds the settings of every architecture (a sweep only changes ``arch``); each
+    takes the keys of its own constructor."""
+    m = dict(cfg.get("model", {}))
+    arch = m.pop("arch", "conv")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown arch {arch!r} (choose one of {', '.join(ARCHITECTURES)})")
+    cls = ARCHITECTURES[arch]
+    own = inspect.signature(cls).parameters
+    return cls(channels, image_size, cfg["latent_dim"], **{k: v for k, v in m.items() if k in own})
+
+
+def build_stage2(cfg: dict, latent_dim: int) -> DenseVAE:
+    return DenseVAE(latent_dim, cfg["width"], cfg["depth"])
+
+
+def stage1_from_checkpoint(ckpt: dict) -> VAE:
+    """Rebuild a trained stage-1 VAE from the dict saved by the train_vae stage."""
+    cfg = ckpt["config"]
+    model = build_stage1(cfg, cfg["channels"], cfg["image_size"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def stage2_from_checkpoint(ckpt: dict) -> DenseVAE:
+    """Rebuild a trained stage-2 VAE from the dict saved by the train_stage2 stage."""
+    cfg = ckpt["config"]
+    model = build_stage2(cfg, cfg["latent_dim"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+class Reconstruct(nn.Module):
+    """A VAE as a deployable model: x -> decode(mu(x)), the posterior-mean reconstruction."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.vae.encode(x)[0])
+
+
+class Generator(nn.Module):
+    """The two-stage generator: u ~ N(0, I) of shape (N, latent_dim) -> z = dec2(u) ->
+    images dec1(z) in [0, 1], shape (N, C, H, W)."""
+
+    def __init__(self, vae: VAE, stage2: DenseVAE):
+        super().__init__()
+        self.vae, self.stage2 = vae.eval(), stage2.eval()
+        self.latent_dim = stage2.latent_dim
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(self.stage2.decode(u))

@@ -1,0 +1,1 @@
+"""Comparing runs: tables and figures over seeds, the answer page, plots."""

@@ -1,0 +1,261 @@
+"""Compare pipeline runs from the MLflow store: one row per configuration, seeds aggregated.
+
+Reads the finished parent runs (one per pipeline run that reached evaluate) of an experiment, optionally narrowed
+by an MLflow filter (e.g. the runs of one `dvc exp` sweep), with their stage runs' metrics
+and stage 1's training curves. Runs that differ only in their seeds are one configuration
+(:mod:`pipeline.reports.seed_stats`): every number is its mean ± std over the seeds. Per configuration:
+REC / GEN-1 / GEN-2 FID, the likelihood bound in bits/dim, the first stage's final gamma,
+beta_eff, active units and KL gradient share, the training wall time, and the decoder
+variance its balance implied against the one the test data supports
+(:mod:`pipeline.reports.equivalence`).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from pipeline import PipelineError
+from pipeline.reports.equivalence import beta_for_variance, variance_for_beta
+from pipeline.reports.seed_stats import Group, group
+from pipeline.tracking.runs import ROLE_TAG, STAGE_TAG, balance_label
+
+LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.evaluation.likelihood)
+    "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",
+    "bpd_iwae_stage1_gamma_test": "bits/dim stage 1 (IWAE, test gamma)",
+    "bpd_iwae_twostage_gamma_test": "bits/dim two-stage (IWAE, test gamma)",
+}
+STAGE1 = {  # stage 1's last epoch, in the table
+    "train_vae.final_gamma": ("final gamma", ".3g"),
+    "train_vae.final_beta_eff": ("final beta_eff", ".3g"),
+    "train_vae.final_active_units": ("active units", ".3g"),
+    "train_vae.final_kl_grad_share": ("KL grad share", ".2f"),
+}
+VARIANCE = {  # per configuration: the decoder variance, implied and supported (derived below)
+    "implied_gamma2": ("implied gamma^2 = beta_eff D / 2", ".3g"),
+    "data_gamma2": ("test gamma^2 (test MSE)", ".3g"),
+    "implied_over_data": ("implied / test", ".3g"),
+    "beta_sse_own": ("its beta, summed SSE", ".3g"),
+    "beta_sse_match": ("beta to match test, summed SSE", ".3g"),
+    "beta_mean_match": ("beta to match test, mean MSE", ".3g"),
+}
+CURVES = ("mse", "kl_common", "gamma", "beta_eff")
+
+
+@dataclass
+class Row:
+    """One pipeline run: its params, its metrics (the parent's, the stage runs' as
+    ``<stage>/<name>``, and the derived ones), stage 1's curves and its times (ms)."""
+
+    run_id: str
+    name: str
+    params: dict
+    metrics: dict
+    curves: dict = field(default_factory=dict)  # metric -> [(epoch, value)] of the train_vae run
+    start: int = 0
+    end: int = 0
+    commit: str = ""
+
+
+def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise PipelineError(f"no MLflow experiment named '{experiment}' in {client.tracking_uri}")
+    query = f"tags.`{ROLE_TAG}` = 'pipeline' AND attributes.status = 'FINISHED'"
+    if filter_string:
+        query += f" AND {filter_string}"
+    parents = client.search_runs(
+        [exp.experiment_id], filter_string=query, max_results=1000, order_by=["start_time ASC"]
+    )
+    rows = []
+    for p in parents:
+        children = client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{p.info.run_id}'", max_results=100
+        )
+        by_stage = {c.data.tags.get(STAGE_TAG): c for c in children}
+        if "evaluate" not in by_stage:  # stopped at an earlier stage (`dvc repro reference`): nothing to compare
+            continue
+        metrics = dict(p.data.metrics)
+        for c in children:
+            metrics |= c.data.metrics  # keyed <stage>/<name>
+        row = Row(
+            p.info.run_id,
+            p.info.run_name,
+            dict(p.data.params),
+            metrics,
+            start=p.info.start_time,
+            end=p.info.end_time or p.info.start_time,
+            commit=p.data.tags.get("mlflow.source.git.commit", ""),
+        )
+        if "train_vae" in by_stage:
+            run_id = by_stage["train_vae"].info.run_id
+            row.curves = {
+                m: [(x.step, x.value) for x in client.get_metric_history(run_id, f"train_vae/{m}")] for m in CURVES
+            }
+        row.metrics |= derived(row.metrics, row.curves)
+        rows.append(row)
+    if not rows:
+        raise PipelineError(
+            f"no finished pipeline runs in experiment '{experiment}'"
+            + (f" matching {filter_string}" if filter_string else "")
+        )
+    return rows
+
+
+def derived(m: dict, curves: dict) -> dict:
+    """Numbers computed from a run's metrics:
+
+    - implied_gamma2: the decoder variance stage 1's final KL weight implies, beta_eff D / 2;
+    - data_gamma2: the one the test data supports, gamma_test^2 (the ELBO-optimal variance:
+      the test MSE of decoded posterior draws), and implied_over_data, their ratio;
+    - beta_sse_own: the final balance as a fixed beta next to a summed squared error;
+      beta_sse_match / beta_mean_match: the fixed beta that would match data_gamma2 next to
+      a summed and a mean-reduced squared error (none exists next to BCE);
+    - gamma2_over_train_mse: final gamma^2 / the last epoch's training MSE (1 where the
+      variance has reached its optimum for the training reconstructions);
+    - log_gamma_last_epoch: |change of log gamma| over the last epoch (0 when it stopped moving);
+    - fid_<space>_gen2_gain: GEN-1 FID - GEN-2 FID, what the second stage gained;
+    - train_wall_s: the two training stages' wall time.
+    """
+    out = {}
+    walls = [m.get(f"{s}/stage_wall_time_s") for s in ("train_vae", "train_stage2")]
+    if None not in walls:
+        out["train_wall_s"] = sum(walls)
+    dim, beta_eff, gamma_test = m.get("data_dim"), m.get("train_vae.final_beta_eff"), m.get("gamma_test")
+    if dim and beta_eff is not None:
+        out["implied_gamma2"] = variance_for_beta(beta_eff, dim, "mse_mean")
+        out["beta_sse_own"] = beta_for_variance(out["implied_gamma2"], dim, "sse")
+    if dim and gamma_test:
+        out["data_gamma2"] = gamma_test**2
+        out["beta_sse_match"] = beta_for_variance(out["data_gamma2"], dim, "sse")
+        out["beta_mean_match"] = beta_for_variance(out["data_gamma2"], dim, "mse_mean")
+        if "implied_gamma2" in out:
+            out["implied_over_data"] = out["implied_gamma2"] / out["data_gamma2"]
+    if m.get("train_vae.final_gamma") and m.get("train_vae/mse"):
+        out["gamma2_over_train_mse"] = m["train_vae.final_gamma"] ** 2 / m["train_vae/mse"]
+    gamma = curves.get("gamma", [])
+    if len(gamma) >= 2 and gamma[-1][1] > 0 and gamma[-2][1] > 0:
+        out["log_gamma_last_epoch"] = abs(math.log(gamma[-1][1]) - math.log(gamma[-2][1]))
+    for space in fid_spaces(m):
+        if f"fid_{space}_gen1" in m and f"fid_{space}_gen2" in m:
+            out[f"fid_{space}_gen2_gain"] = m[f"fid_{space}_gen1"] - m[f"fid_{space}_gen2"]
+    return out
+
+
+def fid_spaces(metrics) -> list[str]:
+    """The feature spaces (and protocols) with a GEN-2 FID: ["domain"], ["inception-paper"], ..."""
+    return sorted(k[len("fid_") : -len("_gen2")] for k in metrics if k.startswith("fid_") and k.endswith("_gen2"))
+
+
+def label(params: dict) -> str:
+    """A configuration's name: its first stage's balance, from its params ("fixed beta=0.1")."""
+    prefix = "train.balance."
+    return balance_label({k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)})
+
+
+def configurations(rows: list[Row]) -> list[Group]:
+    return group(rows, label)
+
+
+def _fid_keys(groups: list[Group]) -> list[str]:
+    spaces = sorted({s for g in groups for s in fid_spaces(g.stats)})
+    return [f"fid_{s}_{w}" for s in spaces for w in ("rec", "gen1", "gen2")]
+
+
+def _fid_title(key: str) -> str:
+    return key.replace("fid_", "FID ").replace("_rec", " REC").replace("_gen1", " GEN-1").replace("_gen2", " GEN-2")
+
+
+def _cell(g: Group, key: str, spec: str) -> str:
+    s = g.stat(key)
+    return "-" if s is None else s.format(spec)
+
+
+def markdown_table(groups: list[Group]) -> str:
+    """Scores per configuration, mean ± std over its seeds."""
+    fids = _fid_keys(groups)
+    head = ["configuration", "seeds"] + [_fid_title(k) for k in fids] + list(LIKELIHOOD.values())
+    head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = (
+            [g.label, str(len(g.runs))] + [_cell(g, k, ".2f") for k in fids] + [_cell(g, k, ".3f") for k in LIKELIHOOD]
+        )
+        cells += [_cell(g, k, spec) for k, (_, spec) in STAGE1.items()] + [_cell(g, "train_wall_s", ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def variance_table(groups: list[Group]) -> str:
+    """Per configuration: the decoder variance its final balance implied, the one the test
+    data supports, and the fixed betas that would match the latter (mean ± std)."""
+    head = ["configuration"] + [title for title, _ in VARIANCE.values()] + ["beta to match test, BCE"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [g.label] + [_cell(g, k, spec) for k, (_, spec) in VARIANCE.items()] + ["none (no variance)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figures(groups: list[Group], out_dir) -> list:
+    """compare.png: FIDs, bits/dim, beta_eff and KL gradient share per configuration, with
+    ±1 std error bars; curves.png: stage 1's training curves, mean with a ±1 std band."""
+    import numpy as np
+
+    from pipeline.reports.plots import plt, save_figure
+
+    labels = [g.label for g in groups]
+    x = np.arange(len(groups))
+
+    def bars(ax, key, width=0.8, offset=0.0, **kw):
+        stats = [g.stat(key) for g in groups]
+        ax.bar(
+            x + offset,
+            [s.mean if s else np.nan for s in stats],
+            width,
+            yerr=[s.std if s and s.std is not None else 0 for s in stats],
+            capsize=3,
+            **kw,
+        )
+
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9), constrained_layout=True)
+    for i, k in enumerate(_fid_keys(groups)[:3]):
+        bars(axes[0, 0], k, 0.27, (i - 1) * 0.27, label=_fid_title(k))
+    axes[0, 0].set(title="FID (lower is better)")
+    axes[0, 0].legend(fontsize=7)
+    bpd = ("bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")
+    for i, k in enumerate(bpd):
+        bars(axes[0, 1], k, 0.4, (i - 0.5) * 0.4, label=LIKELIHOOD[k])
+    lows = [g.stat(k).mean - (g.stat(k).std or 0) for g in groups for k in bpd if g.stat(k)]
+    if lows:  # the differences are tenths of a bit on top of several bits: start the axis near them
+        axes[0, 1].set_ylim(bottom=0.95 * min(lows))
+    axes[0, 1].set(title="bits/dim, IWAE bound at the test gamma (lower is better; axis not from 0)")
+    axes[0, 1].legend(fontsize=7)
+    bars(axes[1, 0], "train_vae.final_beta_eff", color="tab:purple")
+    axes[1, 0].set(title="final beta_eff (KL weight next to the per-value MSE)", yscale="log")
+    bars(axes[1, 1], "train_vae.final_kl_grad_share", color="tab:green")
+    axes[1, 1].set(title="KL's share of the encoder gradient (stage 1, last epoch)")
+    for ax in axes.flat:
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    paths = [out_dir / "compare.png", out_dir / "curves.png"]
+    save_figure(fig, paths[0])
+
+    titles = {
+        "mse": "per-value MSE (training)",
+        "kl_common": "beta_eff * KL (the KL term next to the MSE)",
+        "gamma": "gamma (decoder std)",
+        "beta_eff": "beta_eff",
+    }
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7), constrained_layout=True)
+    for ax, (metric, title) in zip(axes.flat, titles.items()):
+        for g in groups:
+            pts = g.curves.get(metric, [])
+            if pts:
+                steps = [s for s, _ in pts]
+                mean = np.array([st.mean for _, st in pts])
+                std = np.array([st.std or 0.0 for _, st in pts])
+                (line,) = ax.plot(steps, mean, label=g.label)
+                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+        ax.set(title=title, xlabel="epoch", yscale="log")
+    axes[0, 0].legend(fontsize=7)
+    save_figure(fig, paths[1])
+    return paths

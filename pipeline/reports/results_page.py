@@ -1,0 +1,383 @@
+"""The answer to "is scaling the KL sound?", written from a sweep's runs (`bvae compare --report`).
+
+A markdown page: the set-up read from the runs' params, the tables and figures of
+:mod:`pipeline.reports.compare` (mean ± std over seeds), and the answer, whose numbers come from
+the runs and whose comparisons say whether the seeds separate them
+(:func:`pipeline.reports.seed_stats.separated`). Paragraphs about a configuration the sweep did not
+run are left out. The same runs give the same bytes: nothing depends on the clock.
+"""
+
+import math
+import statistics
+from collections import Counter
+from datetime import UTC, datetime
+
+from pipeline.reports.compare import fid_spaces, markdown_table, variance_table
+from pipeline.reports.equivalence import variance_for_beta
+from pipeline.reports.seed_stats import Group, Stat, separated
+
+CONVERGED = {
+    "ratio": 0.1,
+    "log_step": 0.05,
+}  # learned gamma: |gamma^2 / train MSE - 1| and |d log gamma| in the last epoch
+
+
+def _num(value: str):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def find(groups: list[Group], strategy: str, **balance) -> Group | None:
+    """The configuration whose first stage uses ``strategy`` with these balance params."""
+    for g in groups:
+        p = g.params
+        if p.get("train.balance.strategy") == strategy and all(
+            _num(p.get(f"train.balance.{k}")) == v for k, v in balance.items()
+        ):
+            return g
+    return None
+
+
+def _s(g: Group, key: str, spec: str = ".3g") -> str:
+    s = g.stat(key)
+    return "n/a" if s is None else s.format(spec)
+
+
+def _list(items: list[str]) -> list[str]:
+    """Markdown bullets that read as one sentence: "- a;", "- b;", ..., "- z."."""
+    return [f"- {x};" for x in items[:-1]] + [f"- {items[-1]}."]
+
+
+def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
+    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; the seeds separate them)"."""
+    sa, sb = a.stat(key), b.stat(key)
+    if sa is None or sb is None:
+        return f"{what}: not measured"
+    verdict = {
+        True: "the seeds separate them",
+        False: "within the spread of the seeds",
+        None: "one seed: no spread to judge by",
+    }[separated(sa, sb)]
+    return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict})"
+
+
+def _common(groups: list[Group]) -> dict:
+    """The params every configuration shares (seeds aside)."""
+    first = groups[0].params
+    return {k: v for k, v in first.items() if all(g.params.get(k) == v for g in groups)}
+
+
+def _setup(groups: list[Group], rows: list, experiment: str, command: str, note: str) -> list[str]:
+    c = _common(groups)
+    varying = sorted({k for g in groups for k in g.params} - set(c))
+    dim = groups[0].stat("data_dim")
+    limit = _num(c.get("prepare.limit_train"))
+    epochs, batch = _num(c.get("train.epochs")), _num(c.get("train.batch_size"))
+    steps = (
+        f" ({int(epochs) * math.ceil(limit / batch):,} optimisation steps)"
+        if isinstance(limit, float) and epochs and batch
+        else ""
+    )
+    seeds = Counter(len(g.runs) for g in groups)
+    start, end = min(r.start for r in rows), max(r.end for r in rows)
+    median = statistics.median((r.end - r.start) / 1000 for r in rows)
+    total = sum((r.end - r.start) / 1000 for r in rows)
+    commits = sorted({r.commit[:7] for r in rows if r.commit})
+    day = datetime.fromtimestamp(start / 1000, UTC).strftime("%Y-%m-%d")
+    lines = [
+        "## Set-up",
+        "",
+        f"- Data: `{c.get('prepare.dataset', '?')}`, "
+        + (f"a seeded subset of {int(limit):,} training images" if isinstance(limit, float) else "all training images")
+        + (f", D = {int(dim.mean)} values per image." if dim else "."),
+        f"- Stage 1: `{c.get('train.model.arch', '?')}` VAE, latent_dim {c.get('train.latent_dim', '?')}, "
+        f"{c.get('train.epochs', '?')} epochs of batch {c.get('train.batch_size', '?')}{steps}, "
+        f"Adam at {c.get('train.lr', '?')}, precision {c.get('train.precision', '?')}.",
+        f"- Stage 2: dense VAE {c.get('stage2.depth', '?')} x {c.get('stage2.width', '?')}, "
+        f"{c.get('stage2.epochs', '?')} epochs of batch {c.get('stage2.batch_size', '?')}, Adam at {c.get('stage2.lr', '?')}, "
+        f"balance `{c.get('stage2.balance.strategy', '?')}` in every configuration.",
+        f"- Evaluation: FID in the `{c.get('reference.features', '?')}` feature space, "
+        + (
+            f"{c['evaluate.num_samples']} samples"
+            if _num(c.get("evaluate.num_samples")) not in (None, "None")
+            else "as many samples as test images"
+        )
+        + " per sampler against the test images; likelihood with "
+        f"{c.get('evaluate.nll_samples', '?')} importance samples per test image.",
+        "- What differs between configurations: " + ", ".join(f"`{k}`" for k in varying) + ".",
+        "- Seeds: "
+        + ", ".join(f"{n} per configuration ({k} configurations)" for n, k in sorted(seeds.items()))
+        + "; a seed sets every `*.seed` param that differs between the runs of a configuration.",
+        f"- Runs: {len(rows)} finished pipeline runs in MLflow experiment `{experiment}`, code at commit"
+        + ("s " if len(commits) > 1 else " ")
+        + ", ".join(f"`{x}`" for x in commits)
+        + f", {day}. One run (its stages "
+        f"after the shared prepare and reference) took a median of {median:.0f} s, all {len(rows)} together "
+        f"{total / 60:.0f} minutes; from the first run's start to the last run's end: {(end - start) / 60000:.0f} minutes.",
+    ]
+    if note:
+        lines.append(f"- {note}")
+    lines += ["", "Regenerate this page from the same runs (byte for byte) with", "", "```bash", command, "```", ""]
+    return lines
+
+
+def _answer_beta(groups: list[Group], dim: int | None) -> list[str]:
+    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
+    out = ["## What a fixed beta is: one loss under three names", ""]
+    d = f"{dim}" if dim else "D"
+    mean_var = f"{variance_for_beta(0.1, dim, 'mse_mean'):.3g}" if dim else "0.05 D"
+    out += [
+        "A Gaussian decoder with variance gamma^2 has the loss sse / (2 gamma^2) + KL (plus terms",
+        "constant in the weights). Multiplying by the constant 2 gamma^2 changes no minimiser, so (D values per image):",
+        "",
+        "| reconstruction loss | loss with a KL weight beta | decoder variance it assumes | beta = 0.1 here |",
+        "|---|---|---|---|",
+        "| summed squared error | sse + beta KL | gamma^2 = beta / 2 | gamma^2 = 0.05 (gamma = 0.22 on pixels in [0, 1]) |",
+        f"| mean-reduced MSE (PyTorch's default) | mse + beta KL | gamma^2 = beta D / 2 | gamma^2 = {mean_var} (D = {d}) |",
+        "| binary cross-entropy | bce + beta KL | none: a Bernoulli decoder has no variance | not an ELBO of any decoder |",
+        "",
+        'So "beta = 0.1" means nothing until the loss it multiplies is named. Next to a summed squared error it',
+        "assumes pixel noise of std 0.22; next to a mean-reduced MSE it assumes noise far wider than the pixel range",
+        "(the same beta weighs the KL D times more there); next to BCE it is a tempered likelihood, not a decoder",
+        "variance. `beta_eff` in these runs is the beta of the mean-reduced form.",
+        "",
+    ]
+    data = [g.stat("data_gamma2") for g in groups if g.stat("data_gamma2")]
+    if data:
+        lo, hi = min(s.mean for s in data), max(s.mean for s in data)
+        out += [
+            "**What the data support.** The trained decoders' test MSE (gamma_test^2, the variance that maximises",
+            f'the test ELBO) lies between {lo:.3g} and {hi:.3g} across configurations (table "Decoder variance"):',
+            f"a fixed beta of {2 * lo:.3g} to {2 * hi:.3g} next to a summed squared error"
+            + (f", or {2 * lo / dim:.3g} to {2 * hi / dim:.3g} next to a mean-reduced MSE." if dim else "."),
+            "",
+        ]
+    if one and tenth:
+        out += [
+            "## Did beta = 0.1 switch the KL off?",
+            "",
+            f"Fixed beta = 1 vs beta = 0.1 next to a summed squared error ({len(one.runs)} and {len(tenth.runs)} seeds):",
+            "",
+        ]
+        changes = [
+            _versus(one, tenth, "train_vae.final_kl_grad_share", ".3f", "KL share of the encoder gradient"),
+            _versus(one, tenth, "train_vae.final_active_units", ".3g", "active latent units"),
+            _versus(one, tenth, "train_vae/kl", ".3g", "KL (nats per image)"),
+            _versus(
+                one, tenth, "train_vae/variance_law_mean", ".3g", "variance law Var(mu) + E[sigma^2] (1 for the prior)"
+            ),
+        ]
+        for space in fid_spaces(one.stats):
+            changes += [
+                _versus(one, tenth, f"fid_{space}_{w}", ".2f", f"{t} FID ({space})")
+                for w, t in (("rec", "REC"), ("gen1", "GEN-1"), ("gen2", "GEN-2"))
+            ]
+        out += _list(changes)
+        share = tenth.stat("train_vae.final_kl_grad_share")
+        if share is not None:
+            out += [
+                "",
+                f"At beta = 0.1 the KL still made {share.mean:.0%} of the push on the encoder (last epoch): a lower "
+                "weight, not a KL switched off."
+                if share.mean >= 0.01
+                else f"At beta = 0.1 the KL made only {share.mean:.1%} of the push on the encoder: nearly switched off.",
+            ]
+        out += [
+            "",
+            'Whether it "looks better" is the REC FID; whether it generates better is GEN-1 (samples from the',
+            "prior) and GEN-2 (through the second stage).",
+            "",
+            "**Does it cost likelihood?** The bound in bits/dim (IWAE; lower is better), at each model's",
+            "test-optimal gamma (every model at its best variance) and at the gamma its loss assumed:",
+            "",
+        ]
+        out += _list(
+            [
+                _versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage 1 at the test gamma"),
+                _versus(one, tenth, "bpd_iwae_stage1_gamma_trained", ".3f", "stage 1 at its trained gamma"),
+                _versus(one, tenth, "bpd_iwae_twostage_gamma_test", ".3f", "two-stage at the test gamma"),
+            ]
+        ) + [""]
+    return out
+
+
+def _answer_gradient(groups: list[Group]) -> list[str]:
+    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
+    lines = [
+        "## What the scale does to gradient descent",
+        "",
+        "- **The KL sends no gradient to the decoder.** KL(q(z|x) || N(0, I)) depends on the encoder's mu and",
+        "  sigma only, so the decoder's gradient is the reconstruction term's alone, whatever beta is.",
+        "- **Under plain SGD** a factor on the whole loss is a factor on the learning rate: sse + 0.1 KL and",
+        "  10 sse + KL point the same way, and the second takes 10x larger steps.",
+        "- **Under Adam** (these runs) even that goes: each step divides by a running RMS of the gradient, so a",
+        "  constant factor on the loss cancels (up to Adam's eps). sse + 0.1 KL, 10 sse + KL and a Gaussian",
+        '  decoder with gamma^2 = 0.05 train identically: "caring 10x more about reconstruction" and "assuming',
+        "  pixel noise of std 0.22\" are one statement. For the same codes the decoder's step does not depend",
+        "  on beta; beta changes the mix of reconstruction and KL in the encoder's gradient, and reaches the",
+        "  decoder only through the codes the encoder then produces.",
+        "  (`tests/test_equivalence.py` checks these statements.)",
+    ]
+    if one and tenth:
+        lines.append(
+            f"- **Measured:** {_versus(one, tenth, 'train_vae.final_kl_grad_share', '.3f', 'KL share of the encoder gradient at the last epoch, beta 1 -> 0.1,')}."
+        )
+    return lines + [""]
+
+
+def _answer_running(groups: list[Group]) -> list[str]:
+    runs = [g for g in groups if g.params.get("train.balance.strategy") == "running_gamma"]
+    if not runs:
+        return []
+    tenth = find(groups, "fixed", beta=0.1)
+    out = [
+        "## Where running gamma lands",
+        "",
+        "Running gamma sets gamma^2 to a running average of the training MSE; its loss sse / (2 gamma^2) + k KL",
+        "is a fixed-beta loss with beta = 2 k gamma^2 next to a summed squared error. It starts at gamma = 1,",
+        "i.e. an equivalent beta of 2k, and the weight falls as reconstructions improve.",
+        "",
+    ]
+    for g in sorted(runs, key=lambda g: _num(g.params.get("train.balance.k"))):
+        k = _num(g.params.get("train.balance.k"))
+        out.append(
+            f"- k = {k:g} (starts at beta = {2 * k:g}): ends at gamma {_s(g, 'train_vae.final_gamma')}, beta_eff "
+            f"{_s(g, 'train_vae.final_beta_eff')}, i.e. a fixed beta of {_s(g, 'beta_sse_own')} next to a summed "
+            f"squared error; its implied variance is {_s(g, 'implied_over_data')} times the test MSE."
+        )
+        if tenth:
+            for space in fid_spaces(g.stats):
+                out.append(
+                    f"  Against fixed beta = 0.1: {_versus(tenth, g, f'fid_{space}_gen2', '.2f', f'GEN-2 FID ({space})')}; "
+                    f"{_versus(tenth, g, f'fid_{space}_rec', '.2f', 'REC FID')}."
+                )
+    return out + [
+        "",
+        "k = 1 is the plain Gaussian ELBO with gamma^2 = the training MSE; the reference code's",
+        "k = (2 * image side / latent_dim)^2 multiplies the KL by that factor on top.",
+        "",
+    ]
+
+
+def _answer_learned(groups: list[Group]) -> list[str]:
+    g = next((g for g in groups if g.params.get("train.balance.strategy") == "learned_gamma"), None)
+    if g is None:
+        return []
+    ratio, step = g.stat("gamma2_over_train_mse"), g.stat("log_gamma_last_epoch")
+    if ratio is None or step is None:
+        return []
+    converged = abs(ratio.mean - 1) <= CONVERGED["ratio"] and step.mean <= CONVERGED["log_step"]
+    return [
+        "## Learned gamma: did it converge?",
+        "",
+        f"log gamma learned at {g.params.get('train.balance.lr_factor', '1.0')} x the model's learning rate. Its optimum",
+        "for given reconstructions is gamma^2 = the training MSE. At the end gamma^2 / training MSE was",
+        f"{ratio.format('.3g')} and log gamma moved {step.format('.2g')} in the last epoch: "
+        + (
+            "converged (within 10 % of its optimum, moving less than 0.05 per epoch)."
+            if converged
+            else "not converged (the test: within 10 % of its optimum and moving less than 0.05 per epoch); its numbers "
+            "reflect the learning rate and the budget, not the data."
+        ),
+        "",
+    ]
+
+
+def _answer_stage2(groups: list[Group]) -> list[str]:
+    out = [
+        "## What the second stage changes",
+        "",
+        "GEN-1 samples z from N(0, I); GEN-2 from the second VAE fitted on the codes. The gain, GEN-1 FID - GEN-2 FID:",
+        "",
+    ]
+    for g in groups:
+        for space in fid_spaces(g.stats):
+            gain = g.stat(f"fid_{space}_gen2_gain")
+            if gain is not None:
+                out.append(
+                    f"- {g.label}: {gain.format('.2f')} (GEN-1 {_s(g, f'fid_{space}_gen1', '.2f')} -> "
+                    f"GEN-2 {_s(g, f'fid_{space}_gen2', '.2f')}; variance law "
+                    f"{_s(g, 'train_vae/variance_law_mean', '.3g')})"
+                )
+    return out + [
+        "",
+        "The variance law is Var(mu) + E[sigma^2] averaged over latent units: 1 when the codes' aggregate",
+        "matches N(0, I), which GEN-1 assumes.",
+        "",
+    ]
+
+
+def _brief(groups: list[Group], dim: int | None) -> list[str]:
+    """The answer in a few lines, each pointing at the section with the detail."""
+    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
+    out = ["## In brief", ""]
+    data = tenth.stat("data_gamma2") if tenth else None
+    if data:
+        out.append(
+            f"- beta = 0.1 next to a summed squared error is a Gaussian decoder with gamma^2 = 0.05: "
+            f"{0.05 / data.mean:.1f} times the test MSE its own decoder reached ({data.format('.3g')})"
+            + (
+                f"; next to a mean-reduced MSE the same 0.1 is gamma^2 = {variance_for_beta(0.1, dim, 'mse_mean'):.3g}."
+                if dim
+                else "."
+            )
+        )
+    if one and tenth:
+        space = (fid_spaces(tenth.stats) or ["?"])[0]
+        changes = [
+            _versus(one, tenth, f"fid_{space}_{w}", ".2f", f"{t} FID") for w, t in (("rec", "REC"), ("gen2", "GEN-2"))
+        ]
+        changes.append(_versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage-1 bits/dim"))
+        out.append("- From beta = 1 to 0.1: " + "; ".join(changes) + ".")
+    for g in groups:
+        if g.params.get("train.balance.strategy") == "running_gamma" and g.stat("beta_sse_own"):
+            out.append(
+                f"- {g.label} ended at the equivalent of a fixed beta of {_s(g, 'beta_sse_own')} next to a summed "
+                'squared error ("Where running gamma lands").'
+            )
+    return out + [""] if len(out) > 2 else []
+
+
+def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, command: str, note: str = "") -> str:
+    """The whole page. ``fig_dir``: the figures' folder relative to the page."""
+    dataset = _common(groups).get("prepare.dataset", "?")
+    n = sorted({len(g.runs) for g in groups})
+    dim_stat: Stat | None = groups[0].stat("data_dim")
+    dim = int(dim_stat.mean) if dim_stat else None
+    lines = [
+        f"# Is scaling the KL sound? Every balancing strategy on `{dataset}`, {'/'.join(map(str, n))} seed(s) each",
+        "",
+        "Written by `bvae compare --report` from the runs in MLflow; do not edit by hand. Every number is the",
+        'mean ± standard deviation over the seeds of a configuration; a comparison says "the seeds separate',
+        'them" when the means differ by more than twice the standard error of their difference.',
+        "",
+    ]
+    lines += _brief(groups, dim) + _setup(groups, rows, experiment, command, note)
+    lines += [
+        "## Results",
+        "",
+        markdown_table(groups),
+        "### Decoder variance",
+        "",
+        "The variance each configuration's final KL weight implied (beta_eff D / 2), the one the test data",
+        "support (gamma_test^2, the test MSE of decoded posterior draws), and the fixed beta that would match",
+        "the latter next to each reconstruction loss.",
+        "",
+        variance_table(groups),
+        f"![FID, bits/dim, beta_eff and KL gradient share per configuration]({fig_dir}/compare.png)",
+        "",
+        f"![Stage 1 per epoch: MSE, KL term, gamma, beta_eff (mean, ±1 std band)]({fig_dir}/curves.png)",
+        "",
+    ]
+    lines += _answer_beta(groups, dim) + _answer_gradient(groups) + _answer_running(groups)
+    lines += _answer_learned(groups) + _answer_stage2(groups)
+    lines += [
+        "## Limits",
+        "",
+        f"{'/'.join(map(str, n))} seed(s) per configuration, one budget, one data set and one architecture: the",
+        "spreads above are over seeds only. Domain FID compares these runs with each other, not with papers.",
+        "",
+    ]
+    return "\n".join(lines).rstrip("\n") + "\n"

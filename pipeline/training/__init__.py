@@ -1,0 +1,1 @@
+"""Training both stages: the loop, the optimiser, checkpoints, diagnostics, DDP."""

@@ -1,0 +1,241 @@
+"""The training loop shared by both stages.
+
+Data live in memory as one tensor (uint8 images for stage 1, float latent codes for
+stage 2) on the training device; each epoch is a seeded permutation sliced into
+batches (no DataLoader, no per-item work). After every optimiser step the balancing strategy updates its running
+state (``Balance.step``), e.g. the running-gamma estimate.
+
+Per epoch it records the batch-size-weighted means of: ``loss`` (what is minimised),
+``rec`` and ``kl`` (the strategy's terms), ``mse``, ``gamma``, ``beta_eff``, and the
+loss on the common scale ``loss_common = mse + kl_common`` with
+``kl_common = beta_eff * KL``, comparable across strategies. With ``diag_x`` it adds
+the diagnostics of :mod:`pipeline.training.diagnostics` (gradient norms, active units,
+variance law) measured at the end of the first epoch, every ``diag_every`` epochs
+(or seconds, "Ns") and the last; they run in eval mode under a forked RNG, so
+their pace never changes the training numbers.
+"""
+
+import copy
+import time
+from collections.abc import Callable
+
+import torch
+
+from pipeline import Diverged
+from pipeline.balance import Balance
+from pipeline.hardware.device import Speed
+from pipeline.hardware.threads import Threads
+from pipeline.hardware.timing import part
+from pipeline.progress import progress
+from pipeline.training import distributed
+from pipeline.training.adam import Adam
+from pipeline.training.checkpoint import copy_tensors, rng_state, set_rng_state
+from pipeline.training.diagnostics import gradient_norms, latent_statistics, latent_summary
+
+STEP_KEYS = ("loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common")
+
+
+class Pace:
+    """When a periodic task (checkpoint, diagnostics) is due: ``every`` is an integer N
+    (every N-th epoch) or a string "Ns" (the first epoch that ends N seconds or more after
+    the last time it ran); always at the last epoch."""
+
+    def __init__(self, every: int | str, last_epoch: int):
+        self.epochs, self.seconds = (None, float(every.strip()[:-1])) if isinstance(every, str) else (int(every), None)
+        self.last_epoch = last_epoch
+        self.ran = time.perf_counter()
+
+    def due(self, epoch: int) -> bool:
+        if epoch == self.last_epoch:
+            return True
+        if self.epochs:
+            return epoch % self.epochs == 0
+        return time.perf_counter() - self.ran >= self.seconds
+
+    def done(self) -> None:
+        self.ran = time.perf_counter()
+
+
+class Hooks:
+    """The points where a test changes what the loop does (fault injection, holding
+    mid-epoch so that a signal lands where the test wants it). The loop's own behaviour is
+    this no-op default; tests install theirs in :data:`HOOKS` (tests/hooks/sitecustomize.py)."""
+
+    def before_step(self, epoch: int, i: int, steps: int) -> None:
+        """Before step ``i`` (0-based) of the ``steps`` of ``epoch``."""
+
+    def loss(self, step: int, loss: torch.Tensor) -> torch.Tensor:
+        """The loss of global step ``step`` (1-based), before its backward pass."""
+        return loss
+
+    def after_training(self, epochs: int) -> None:
+        """After the last epoch's checkpoint, before the stage writes its outputs."""
+
+
+HOOKS = Hooks()
+
+
+def as_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> floats in [0, 1]; float data (latent codes) unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def fit(
+    model: torch.nn.Module,
+    balance: Balance,
+    epoch_data: Callable[[int], torch.Tensor],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    desc: str,
+    lr_halve_every: int | None = None,
+    speed: Speed | None = None,
+    diag_x: torch.Tensor | None = None,
+    on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
+    resume: dict | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
+    checkpoint_every: int | str = 1,
+    diag_every: int | str = 1,
+    threads: Threads | None = None,
+) -> list[dict]:
+    """Train ``model`` with ``balance`` (:class:`pipeline.training.adam.Adam` at ``lr``, halved every ``lr_halve_every``
+    epochs when set) and return the per-epoch history rows.
+
+    ``epoch_data(epoch)`` returns the epoch's training set (N, ...) on the model's
+    device. ``on_epoch(row, timing, latent)`` is called after every epoch with the
+    history row, the timing (seconds, images/s: kept apart, not reproducible) and the
+    per-dimension latent statistics (None on epochs without diagnostics). The per-step values stay
+    on the device and are read once per epoch, so a GPU never waits for the host; a
+    non-finite loss is reported then, naming its epoch and step.
+
+    Checkpoints: paced by ``checkpoint_every`` (:class:`Pace`; always after the last epoch)
+    ``on_checkpoint(state)`` receives the full training state (see
+    :mod:`pipeline.training.checkpoint`); ``resume=state`` continues from one exactly (same
+    numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
+    state is handed to ``on_checkpoint`` before the interrupt propagates.
+
+    ``threads`` (on a CPU): the thread count, measured again between steps
+    (:meth:`Threads.tick`); the count of each epoch's end goes in its timing.
+    """
+    speed = speed or Speed()
+    if speed.channels_last:
+        model.to(memory_format=torch.channels_last)
+    rank, size = distributed.world()
+    forward = distributed.wrap(model)
+    forward = torch.compile(forward) if speed.compile else forward
+    weights, own = list(model.parameters()), list(balance.parameters())
+    opt = Adam(weights + own, lr=lr, lr_factors=[1.0] * len(weights) + [balance.lr_factor] * len(own))
+    history, step, start = [], 0, 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        balance.load_state_dict(resume["balance"])
+        opt.load_state_dict(resume["optimizer"])  # holds the learning rate as halved so far
+        history, step, start = list(resume["history"]), resume["step"], resume["epoch"] + 1
+        set_rng_state(resume["rng"])
+
+    snapshot = None  # the tensors of the last state(), refreshed in place every epoch until handed over
+
+    def state(epoch: int) -> dict:
+        """A copy of everything the next epoch needs (the RNG states and the history's rows are
+        never changed in place: new objects suffice)."""
+        nonlocal snapshot
+        live = {"model": model.state_dict(), "balance": balance.state_dict(), "optimizer": opt.state_dict()}
+        snapshot = copy_tensors(live, into=snapshot)
+        return snapshot | {"rng": rng_state(), "epoch": epoch, "step": step, "history": list(history)}
+
+    checkpoints, diagnostics = Pace(checkpoint_every, epochs), Pace(diag_every, epochs)
+    last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
+    bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0, delay=1e-6)  # drawn once it has a total
+    try:
+        for epoch in range(start, epochs + 1):
+            model.train()
+            if size > 1:
+                distributed.sync_rng()
+            data = epoch_data(epoch)
+            n = len(data)
+            if bar.total is None:
+                bar.reset(total=(epochs - start + 1) * n)
+            perm = torch.randperm(n).to(data.device)
+            if size > 1:
+                distributed.own_noise(rank)
+            steps = -(-n // batch_size)
+            values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
+            t0 = time.perf_counter()
+            with part("work"):
+                for i in range(steps):
+                    HOOKS.before_step(epoch, i, steps)
+                    idx = perm[i * batch_size : (i + 1) * batch_size]
+                    if len(idx) < size:  # a last batch too small to give every rank an item
+                        continue
+                    x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
+                    if speed.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
+                        x_hat, mu, logvar = forward(x)
+                    terms = balance(x, x_hat.float(), mu.float(), logvar.float())
+                    terms.loss = HOOKS.loss(step + i + 1, terms.loss)
+                    opt.zero_grad()
+                    terms.loss.backward()
+                    opt.step()
+                    terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
+                    balance.step(terms)
+                    kl = terms.kl.detach()
+                    row = (
+                        terms.loss.detach(),
+                        terms.rec.detach(),
+                        kl,
+                        terms.mse.detach(),
+                        terms.gamma,
+                        terms.beta_eff,
+                        terms.beta_eff * kl,
+                        terms.loss_common,
+                    )
+                    values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
+                    values[i] *= len(x)
+                    bar.update(len(idx))
+                    if threads is not None and (note := threads.tick()):
+                        bar.write(f"{desc}: epoch {epoch}: {note}")
+            if lr_halve_every and epoch % lr_halve_every == 0:
+                opt.lr *= 0.5  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) stepped once an epoch
+            values = distributed.total(values).cpu()  # sums over the global batches
+            if 0 < n % batch_size < size:
+                n -= n % batch_size  # the skipped last batch
+            bad = (~values[:, 0].isfinite()).nonzero()
+            if len(bad):
+                first = int(bad[0])
+                raise Diverged(
+                    f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, step {step + first + 1}"
+                )
+            step += steps
+            seconds = time.perf_counter() - t0
+            row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
+            latent = None
+            if diag_x is not None and rank == 0 and (epoch == 1 or diagnostics.due(epoch)):
+                with part("diagnostics"):  # under DDP on a copy: its gradient hooks stay out of the way
+                    diag_model = copy.deepcopy(model) if size > 1 else model
+                    latent = latent_statistics(diag_model, diag_x)
+                    row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
+                diagnostics.done()
+            timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.lr}
+            if threads is not None:
+                timing["threads"] = threads.count
+            history.append(row)
+            bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
+            if on_epoch is not None and rank == 0:
+                on_epoch(row, timing, latent)
+            if on_checkpoint is not None and rank == 0:
+                with part("checkpoints"):
+                    last, saved = state(epoch), False
+                    if checkpoints.due(epoch):
+                        on_checkpoint(last)
+                        saved, snapshot = True, None  # handed over: the next state() copies into new tensors
+                        checkpoints.done()
+        HOOKS.after_training(epochs)
+    except KeyboardInterrupt:
+        if not saved:
+            on_checkpoint(last)
+        raise
+    finally:
+        bar.close()
+    return history

@@ -80,6 +80,84 @@ def as_input(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+def optimisation_step(forward, balance: Balance, opt: Adam, x: torch.Tensor, speed: Speed, step: int):
+    """One step on the batch ``x``: forward (bf16 autocast as ``speed`` says), the
+    strategy's loss in fp32, backward, the Adam update, then the strategy's own update
+    from the global batch's MSE. Returns the :class:`LossTerms`."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
+        x_hat, mu, logvar = forward(x)
+    terms = balance(x, x_hat.float(), mu.float(), logvar.float())
+    terms.loss = HOOKS.loss(step, terms.loss)
+    opt.zero_grad()
+    terms.loss.backward()
+    opt.step()
+    terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
+    balance.step(terms)
+    return terms
+
+
+def step_values(terms, device: torch.device) -> torch.Tensor:
+    """The STEP_KEYS values of a step, as float64 on ``device`` (read once per epoch)."""
+    kl = terms.kl.detach()
+    row = (
+        terms.loss.detach(),
+        terms.rec.detach(),
+        kl,
+        terms.mse.detach(),
+        terms.gamma,
+        terms.beta_eff,
+        terms.beta_eff * kl,
+        terms.loss_common,
+    )
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in row])
+
+
+def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar, threads, desc) -> torch.Tensor:
+    """The optimisation steps of one epoch over a seeded permutation of ``data``, this
+    rank's share of each global batch; returns each step's STEP_KEYS values times its
+    batch size (steps, keys), summed over the ranks."""
+    rank, size = distributed.world()
+    n = len(data)
+    perm = torch.randperm(n).to(data.device)
+    if size > 1:
+        distributed.own_noise(rank)
+    steps = -(-n // batch_size)
+    values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
+    with part("work"):
+        for i in range(steps):
+            HOOKS.before_step(epoch, i, steps)
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            if len(idx) < size:  # a last batch too small to give every rank an item
+                continue
+            x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
+            if speed.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            terms = optimisation_step(forward, balance, opt, x, speed, step + i + 1)
+            values[i] = step_values(terms, data.device)
+            values[i] *= len(x)
+            bar.update(len(idx))
+            if threads is not None and (note := threads.tick()):
+                bar.write(f"{desc}: epoch {epoch}: {note}")
+    return distributed.total(values).cpu()  # sums over the global batches
+
+
+def images_used(n: int, batch_size: int) -> int:
+    """The images an epoch's steps used: all ``n`` but a last batch too small to give every
+    rank an item (skipped)."""
+    _, size = distributed.world()
+    return n - n % batch_size if 0 < n % batch_size < size else n
+
+
+def epoch_row(values: torch.Tensor, images: int, epoch: int, step: int, desc: str) -> dict:
+    """The epoch's history row: per-image means of the step values; a non-finite loss
+    stops training, naming its epoch and step."""
+    bad = (~values[:, 0].isfinite()).nonzero()
+    if len(bad):
+        first = int(bad[0])
+        raise Diverged(f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, step {step + first + 1}")
+    return {"epoch": epoch, **{k: float(v) / images for k, v in zip(STEP_KEYS, values.sum(0))}}
+
+
 def fit(
     model: torch.nn.Module,
     balance: Balance,
@@ -153,63 +231,28 @@ def fit(
             if size > 1:
                 distributed.sync_rng()
             data = epoch_data(epoch)
-            n = len(data)
             if bar.total is None:
-                bar.reset(total=(epochs - start + 1) * n)
-            perm = torch.randperm(n).to(data.device)
-            if size > 1:
-                distributed.own_noise(rank)
-            steps = -(-n // batch_size)
-            values = torch.zeros(steps, len(STEP_KEYS), dtype=torch.float64, device=data.device)
+                bar.reset(total=(epochs - start + 1) * len(data))
             t0 = time.perf_counter()
-            with part("work"):
-                for i in range(steps):
-                    HOOKS.before_step(epoch, i, steps)
-                    idx = perm[i * batch_size : (i + 1) * batch_size]
-                    if len(idx) < size:  # a last batch too small to give every rank an item
-                        continue
-                    x = as_input(data[idx[rank::size]])  # this rank's share of the global batch
-                    if speed.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=speed.bf16):
-                        x_hat, mu, logvar = forward(x)
-                    terms = balance(x, x_hat.float(), mu.float(), logvar.float())
-                    terms.loss = HOOKS.loss(step + i + 1, terms.loss)
-                    opt.zero_grad()
-                    terms.loss.backward()
-                    opt.step()
-                    terms.mse = distributed.mean(terms.mse.detach())  # the global batch's MSE drives gamma
-                    balance.step(terms)
-                    kl = terms.kl.detach()
-                    row = (
-                        terms.loss.detach(),
-                        terms.rec.detach(),
-                        kl,
-                        terms.mse.detach(),
-                        terms.gamma,
-                        terms.beta_eff,
-                        terms.beta_eff * kl,
-                        terms.loss_common,
-                    )
-                    values[i] = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=data.device) for v in row])
-                    values[i] *= len(x)
-                    bar.update(len(idx))
-                    if threads is not None and (note := threads.tick()):
-                        bar.write(f"{desc}: epoch {epoch}: {note}")
+            values = run_epoch(
+                forward,
+                balance,
+                opt,
+                data,
+                epoch,
+                step,
+                batch_size=batch_size,
+                speed=speed,
+                bar=bar,
+                threads=threads,
+                desc=desc,
+            )
             if lr_halve_every and epoch % lr_halve_every == 0:
                 opt.lr *= 0.5  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) stepped once an epoch
-            values = distributed.total(values).cpu()  # sums over the global batches
-            if 0 < n % batch_size < size:
-                n -= n % batch_size  # the skipped last batch
-            bad = (~values[:, 0].isfinite()).nonzero()
-            if len(bad):
-                first = int(bad[0])
-                raise Diverged(
-                    f"{desc}: the loss became {float(values[first, 0])} at epoch {epoch}, step {step + first + 1}"
-                )
-            step += steps
+            images = images_used(len(data), batch_size)
+            row = epoch_row(values, images, epoch, step, desc)
+            step += len(values)
             seconds = time.perf_counter() - t0
-            row = {"epoch": epoch, **{k: float(v) / n for k, v in zip(STEP_KEYS, values.sum(0))}}
             latent = None
             if diag_x is not None and rank == 0 and (epoch == 1 or diagnostics.due(epoch)):
                 with part("diagnostics"):  # under DDP on a copy: its gradient hooks stay out of the way
@@ -217,7 +260,7 @@ def fit(
                     latent = latent_statistics(diag_model, diag_x)
                     row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
                 diagnostics.done()
-            timing = {"epoch_seconds": seconds, "images_per_s": n / seconds, "lr": opt.lr}
+            timing = {"epoch_seconds": seconds, "images_per_s": images / seconds, "lr": opt.lr}
             if threads is not None:
                 timing["threads"] = threads.count
             history.append(row)

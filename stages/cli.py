@@ -1,4 +1,8 @@
-"""`bvae`: every stage as a subcommand (DVC calls the same commands via `python -m stages.<name>`)."""
+"""`bvae`: every stage as a subcommand (DVC calls the same commands via `python -m stages.<name>`).
+
+Longer than 300 lines because it holds the `--help` text of every subcommand (sample,
+interpolate, compare, check, preset); each does its work in :mod:`pipeline` in a few lines.
+"""
 
 import os
 from pathlib import Path

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
@@ -24,6 +25,7 @@ from conftest import (
     write_truncated_jpeg,
 )
 from pipeline import PipelineError, data
+from pipeline.config import schema
 from pipeline.data import decoding
 from pipeline.data import folder as folder_source
 
@@ -109,18 +111,22 @@ def test_missing_mnist_offline_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "over, message",
+    "over, key",
     [
-        ({"dataset": "cifar"}, "unknown dataset 'cifar'"),
-        ({"channels": 2}, "prepare.channels: 2 is not 1, 3 or null"),
-        ({"bad_images": "ignore"}, "prepare.bad_images: 'ignore' is not skip or fail"),
-        ({"image_size": 0}, "prepare.image_size: 0 is not a positive integer"),
-        ({"test_fraction": 1.0}, "prepare.test_fraction: 1.0 is not between 0 and 1"),
+        ({"dataset": "cifar"}, "prepare.dataset"),
+        ({"channels": 2}, "prepare.channels"),
+        ({"bad_images": "ignore"}, "prepare.bad_images"),
+        ({"image_size": 0}, "prepare.image_size"),
+        ({"test_fraction": 1.0}, "prepare.test_fraction"),
     ],
 )
-def test_bad_params_are_clear_errors(over, message):
-    with pytest.raises(PipelineError, match=message):
-        data.load(prepare_cfg() | over)
+def test_bad_prepare_params_are_refused_once_by_the_schema_naming_the_key(over, key):
+    """The prepare section is validated in one place (pipeline/config/schema.py), before the
+    stage loads anything; the loaders trust what it let through."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prepare"] |= over
+    with pytest.raises(PipelineError, match=rf"^{key}: "):
+        schema.validate(params)
 
 
 def test_resize_and_subset():

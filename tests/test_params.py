@@ -184,17 +184,19 @@ def test_bad_params_are_reported_before_torch_is_imported(tmp_path):
 
 
 def test_the_torch_free_choices_match_the_registries():
-    import inspect
-
-    from pipeline import models
+    from pipeline import data, models
     from pipeline.balance import STRATEGIES
     from pipeline.config import choices
 
     assert tuple(models.ARCHITECTURES) == choices.ARCHITECTURES
+    assert sorted(data.SOURCES) == sorted(choices.DATASETS)
     assert sorted(STRATEGIES) == sorted(choices.STRATEGIES)
-    for name, cls in STRATEGIES.items():
-        params = inspect.signature(cls.__init__).parameters.values()
-        assert {p.name: p.default for p in params if p.name != "self"} == choices.STRATEGIES[name], name
+    for name, cls in STRATEGIES.items():  # each strategy is built from its params in choices, defaults included
+        assert cls.Params is choices.STRATEGY_PARAMS[name]
+        built = cls()
+        assert {key: getattr(built, key) for key in choices.STRATEGIES[name]} == choices.STRATEGIES[name], name
+        with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
+            cls(nonsense=1)
 
 
 def test_missing_params_file(tmp_path, monkeypatch):

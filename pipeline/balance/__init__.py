@@ -2,17 +2,17 @@
 
 A strategy is one module in this package defining a :class:`Balance` subclass
 decorated with ``@register("name")``; every module here is imported below, so adding
-a strategy touches its own file, its test and its entry in :mod:`pipeline.config.choices`
-(its params and their defaults: its constructor keywords; params.yaml is checked
-against that list before torch is imported, and a test checks the two agree).
+a strategy touches its own file, its test and its params in :mod:`pipeline.config.choices`
+(a dataclass of its params and their defaults, from which the strategy is built and
+against which params.yaml is checked before torch is imported).
 """
 
 import importlib
-import inspect
 import pkgutil
 
 from pipeline import PipelineError
 from pipeline.balance.base import STRATEGIES, Balance, LossTerms, kl_divergence
+from pipeline.config import choices
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -20,7 +20,7 @@ for _module in pkgutil.iter_modules(__path__):
 
 def strategy_params() -> set[str]:
     """Every key any strategy accepts."""
-    return {p for cls in STRATEGIES.values() for p in inspect.signature(cls.__init__).parameters} - {"self"}
+    return {key for params in choices.STRATEGIES.values() for key in params}
 
 
 def build_balance(cfg: dict, where: str = "balance") -> Balance:
@@ -39,9 +39,8 @@ def build_balance(cfg: dict, where: str = "balance") -> Balance:
         raise PipelineError(
             f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(strategy_params()))})"
         )
-    cls = STRATEGIES[name]
-    own = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in cfg.items() if k in own})
+    own = choices.STRATEGIES[name]
+    return STRATEGIES[name](**{k: v for k, v in cfg.items() if k in own})
 
 
 __all__ = ["Balance", "LossTerms", "STRATEGIES", "build_balance", "kl_divergence", "strategy_params"]

@@ -21,12 +21,8 @@ from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, s
 
 @register("annealed")
 class Annealed(Balance):
-    def __init__(self, beta: float = 1.0, anneal_steps: int = 1000, cyclical: bool = False, ramp_fraction: float = 0.5):
-        super().__init__()
-        self.beta = beta
-        self.anneal_steps = anneal_steps
-        self.cyclical = cyclical
-        self.ramp_fraction = ramp_fraction
+    def __init__(self, **params):
+        super().__init__(**params)
         self.register_buffer("steps", torch.tensor(0, dtype=torch.long))
 
     def beta_at(self, t: int) -> float:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pipeline.config.choices import STRATEGY_PARAMS
+
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per item: 1/2 sum(mu^2 + sigma^2 - log sigma^2 - 1)."""
@@ -64,9 +66,11 @@ STRATEGIES: dict[str, type["Balance"]] = {}
 
 
 def register(name: str):
-    """Class decorator: make a strategy selectable as ``balance.strategy: <name>``."""
+    """Class decorator: make a strategy selectable as ``balance.strategy: <name>``, with the
+    params (and defaults) that :data:`pipeline.config.choices.STRATEGY_PARAMS` gives that name."""
 
     def add(cls):
+        cls.Params = STRATEGY_PARAMS[name]
         STRATEGIES[name] = cls
         return cls
 
@@ -80,6 +84,14 @@ class Balance(nn.Module):
     Its parameters (learned_gamma's log gamma) learn at the model's lr x ``lr_factor``."""
 
     lr_factor = 1.0
+    Params: type  # its params: a dataclass of pipeline.config.choices (set by @register)
+
+    def __init__(self, **params):
+        """The strategy's params by keyword (its :attr:`Params`' fields, the keys of its
+        params.yaml block); those not given take their defaults. An unknown one is a TypeError."""
+        super().__init__()
+        for name, value in vars(self.Params(**params)).items():
+            setattr(self, name, value)
 
     @property
     def gamma(self) -> float:

@@ -14,10 +14,6 @@ from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, s
 
 @register("fixed")
 class Fixed(Balance):
-    def __init__(self, beta: float = 1.0):
-        super().__init__()
-        self.beta = beta
-
     @property
     def gamma(self) -> float:
         return math.sqrt(self.beta / 2)

@@ -26,9 +26,8 @@ from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, s
 
 @register("learned_gamma")
 class LearnedGamma(Balance):
-    def __init__(self, lr_factor: float = 1.0):
-        super().__init__()
-        self.lr_factor = lr_factor
+    def __init__(self, **params):
+        super().__init__(**params)
         self.log_gamma = nn.Parameter(torch.zeros(()))
 
     @property

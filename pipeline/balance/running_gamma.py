@@ -24,11 +24,8 @@ from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, s
 
 @register("running_gamma")
 class RunningGamma(Balance):
-    def __init__(self, momentum: float = 0.99, min_clamp: bool = True, k: float = 1.0):
-        super().__init__()
-        self.momentum = momentum
-        self.min_clamp = min_clamp
-        self.k = k
+    def __init__(self, **params):
+        super().__init__(**params)
         self.register_buffer("mse_run", torch.tensor(1.0))
 
     @property

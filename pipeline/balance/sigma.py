@@ -23,10 +23,8 @@ from pipeline.balance.base import Balance, LossTerms, kl_divergence, register, s
 
 @register("sigma")
 class Sigma(Balance):
-    def __init__(self, detach: bool = True, min_log_gamma: float = -6.0):
-        super().__init__()
-        self.detach = detach
-        self.min_log_gamma = min_log_gamma
+    def __init__(self, **params):
+        super().__init__(**params)
         self.register_buffer("last_gamma", torch.tensor(1.0))
 
     @property

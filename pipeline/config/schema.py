@@ -4,6 +4,9 @@ cannot work. :func:`validate` runs before any stage does any work and raises one
 
 The names params may choose from come from :mod:`pipeline.config.choices` (no torch import);
 the balance blocks take their keys and types from its strategies' defaults.
+
+Longer than 300 lines because the schema of every section is one table (:func:`_schema`), so
+that a reader sees every key of params.yaml and its range in one place.
 """
 
 import difflib

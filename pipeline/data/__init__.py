@@ -75,22 +75,13 @@ __all__ = [
 
 
 def load(cfg: dict) -> Dataset:
-    """The dataset ``cfg["dataset"]`` (``cfg`` is ``params["prepare"]``), limited to
-    ``limit_train`` / ``limit_test`` images (seeds ``seed`` and ``seed + 1``), resized to
-    ``image_size`` and converted to ``channels``."""
+    """The dataset ``cfg["dataset"]`` (``cfg`` is ``params["prepare"]``, as
+    :mod:`pipeline.config.schema` checked it), limited to ``limit_train`` / ``limit_test``
+    images (seeds ``seed`` and ``seed + 1``), resized to ``image_size`` and converted to
+    ``channels``."""
     name, size, channels = cfg["dataset"], cfg.get("image_size"), cfg.get("channels")
-    bad_images, seed = cfg.get("bad_images", "skip"), cfg["seed"]
+    seed = cfg["seed"]
     limits = (cfg.get("limit_train"), cfg.get("limit_test"))
-    if name not in DATASETS:
-        raise PipelineError(f"prepare.dataset: unknown dataset '{name}' (choose one of {', '.join(DATASETS)})")
-    if channels not in (None, 1, 3):
-        raise PipelineError(f"prepare.channels: {channels!r} is not 1, 3 or null (the dataset's own)")
-    if bad_images not in ("skip", "fail"):
-        raise PipelineError(f"prepare.bad_images: {bad_images!r} is not skip or fail")
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise PipelineError(f"prepare.image_size: {size!r} is not a positive integer or null")
-    if not 0 < cfg["test_fraction"] < 1:
-        raise PipelineError(f"prepare.test_fraction: {cfg['test_fraction']!r} is not between 0 and 1")
     if size is not None:  # celeba and folder decode every image at this size: one must fit
         memory.check(
             4 * 3 * size * size,

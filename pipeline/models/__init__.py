@@ -23,9 +23,9 @@ from torch import nn
 from pipeline.models.base import VAE, check_scales, reparameterize
 from pipeline.models.conv import ConvVAE
 from pipeline.models.dense import DenseVAE
-from pipeline.models.infogan import InfoGAN
-from pipeline.models.resnet import ResNetVAE
-from pipeline.models.resnet_ref import ResNetRef
+from pipeline.models.infogan import InfoGAN, SpectralNorm
+from pipeline.models.resnet import DenseResBlock, ResBlock, ResNetVAE
+from pipeline.models.resnet_ref import RefDenseResBlock, RefResBlock, ResNetRef
 
 __all__ = [
     "VAE",
@@ -44,6 +44,8 @@ __all__ = [
     "Reconstruct",
     "Generator",
 ]
+# The layers too: MLflow models pickled before the split name them as pipeline.models.<class>
+__all__ += ["SpectralNorm", "ResBlock", "DenseResBlock", "RefResBlock", "RefDenseResBlock"]
 
 
 ARCHITECTURES = {"conv": ConvVAE, "resnet": ResNetVAE, "resnet_ref": ResNetRef, "infogan": InfoGAN}

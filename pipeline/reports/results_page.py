@@ -5,6 +5,9 @@ A markdown page: the set-up read from the runs' params, the tables and figures o
 the runs and whose comparisons say whether the seeds separate them
 (:func:`pipeline.reports.seed_stats.separated`). Paragraphs about a configuration the sweep did not
 run are left out. The same runs give the same bytes: nothing depends on the clock.
+
+Longer than 300 lines because the page's prose is here, each sentence beside the numbers
+and the comparison it states; a template would part a claim from the test behind it.
 """
 
 import math

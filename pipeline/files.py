@@ -53,9 +53,11 @@ FULL_BELOW = 1 << 20  # bytes free under which a failed write is put down to a f
 
 def _disk_full(path: Path, written: int) -> DiskFull:
     free = shutil.disk_usage(path.parent if path.parent.exists() else ".").free
-    return DiskFull(f"cannot write {path}: its file system is full ({free / 1e6:.1f} MB free; the file needs more than "
-                    f"the {written / 1e6:.1f} MB written when it filled). Free some space, then run `dvc repro` again "
-                    "(a training stage resumes from its last checkpoint)")  # fmt: skip
+    return DiskFull(
+        f"cannot write {path}: its file system is full ({free / 1e6:.1f} MB free; the file needs more than "
+        f"the {written / 1e6:.1f} MB written when it filled). Free some space, then run `dvc repro` again "
+        "(a training stage resumes from its last checkpoint)"
+    )
 
 
 @timed("io")

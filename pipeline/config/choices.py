@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder")
 NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}  # image side when null
 UNLABELLED = ("celeba",)  # datasets without class labels (no domain classifier)
-ARCHITECTURES = ("conv", "resnet", "resnet_ref", "infogan")  # stage 1, pipeline/models.py
+ARCHITECTURES = ("conv", "resnet", "resnet_ref", "infogan")  # stage 1, pipeline/models/
 PRECISIONS = ("auto", "fp32", "bf16")
 MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit

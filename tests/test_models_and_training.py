@@ -187,7 +187,7 @@ def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
     )  # ... with spread sigma
     seen = []
     fit(
-        DenseVAE(2, 8, 1),
+        DenseVAE(2, width=8, depth=1),
         RunningGamma(),
         lambda e: seen.append(e) or codes(e),
         epochs=3,
@@ -251,7 +251,7 @@ def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
     from pipeline.training.adam import Adam
 
     torch.manual_seed(0)
-    ours, theirs = DenseVAE(6, 16, 2), DenseVAE(6, 16, 2)
+    ours, theirs = DenseVAE(6, width=16, depth=2), DenseVAE(6, width=16, depth=2)
     theirs.load_state_dict(ours.state_dict())
     opt_ours, opt_theirs = Adam(ours.parameters(), lr=3e-3), torch.optim.Adam(theirs.parameters(), lr=3e-3)
     sched = torch.optim.lr_scheduler.StepLR(opt_theirs, 2, gamma=0.5)

@@ -188,7 +188,7 @@ def test_the_torch_free_choices_match_the_registries():
     from pipeline.balance import STRATEGIES
     from pipeline.config import choices
 
-    assert tuple(models.ARCHITECTURES) == choices.ARCHITECTURES
+    assert sorted(models.ARCHITECTURES) == sorted(choices.ARCHITECTURES)
     assert sorted(data.SOURCES) == sorted(choices.DATASETS)
     assert sorted(STRATEGIES) == sorted(choices.STRATEGIES)
     for name, cls in STRATEGIES.items():  # each strategy is built from its params in choices, defaults included
@@ -197,6 +197,16 @@ def test_the_torch_free_choices_match_the_registries():
         assert {key: getattr(built, key) for key in choices.STRATEGIES[name]} == choices.STRATEGIES[name], name
         with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
             cls(nonsense=1)
+    for name, cls in models.ARCHITECTURES.items():  # each network too: its settings are its params in choices
+        assert cls.Params is choices.ARCH_PARAMS[name]
+        shapes = lambda m: [tuple(p.shape) for p in m.parameters()]
+        default = shapes(cls(1, 64, 4))
+        assert shapes(cls(1, 64, 4, **choices.ARCHITECTURES[name])) == default, name
+        if "base_channels" in choices.ARCHITECTURES[name]:
+            assert shapes(cls(1, 64, 4, base_channels=8)) != default, name
+        with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
+            cls(1, 64, 4, nonsense=1)
+    assert models.DenseVAE.Params is choices.DenseParams
 
 
 def test_missing_params_file(tmp_path, monkeypatch):

@@ -87,7 +87,7 @@ def test_step_flops_match_torch_flop_counter_and_leave_the_model_alone(arch):
     from pipeline.models import InfoGAN, ResNetRef, ResNetVAE
 
     model, x = {
-        "dense": (DenseVAE(8, 256, 3), torch.randn(128, 8)),
+        "dense": (DenseVAE(8, width=256, depth=3), torch.randn(128, 8)),
         "conv": (ConvVAE(1, 8, 8), torch.rand(64, 1, 8, 8)),
         "resnet": (ResNetVAE(3, 32, 16, base_channels=8), torch.rand(4, 3, 32, 32)),
         "resnet_ref": (ResNetRef(3, 32, 16, base_channels=8, num_scale=3), torch.rand(4, 3, 32, 32)),

@@ -1,10 +1,10 @@
 """What params may name, importable without torch: params.yaml is checked
 (:mod:`pipeline.config.schema`) before a stage imports torch, so a bad key fails in a moment.
 
-Each balancing strategy's params and their defaults are defined here once, as a small
-dataclass that the strategy itself is built from (:class:`pipeline.balance.Balance`) and
-the params check reads. The modules that implement the other names keep their own
-registries (``models.ARCHITECTURES``, ``data.SOURCES``); tests/test_params.py checks each
+Each balancing strategy's and each architecture's params and their defaults are defined
+here once, as a small dataclass that the strategy or network itself is built from
+(:class:`pipeline.balance.Balance`, :class:`pipeline.models.VAE`) and the params check reads.
+The data sources keep their own registry (``data.SOURCES``); tests/test_params.py checks it
 agrees with the names here.
 """
 
@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder")
 NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}  # image side when null
 UNLABELLED = ("celeba",)  # datasets without class labels (no domain classifier)
-ARCHITECTURES = ("conv", "resnet", "resnet_ref", "infogan")  # stage 1, pipeline/models/
 PRECISIONS = ("auto", "fp32", "bf16")
 MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
@@ -60,3 +59,44 @@ STRATEGY_PARAMS = {  # balancing strategy (pipeline/balance/<name>.py) -> its pa
     "sigma": SigmaParams,
 }
 STRATEGIES = {name: asdict(params()) for name, params in STRATEGY_PARAMS.items()}  # name -> {param: default}
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    base_channels: int = 32  # channels after the first conv, doubled at each stride-2 level
+    num_down: int = 2  # stride-2 levels; the image side must be divisible by 2**num_down
+
+
+@dataclass(frozen=True)
+class ResNetParams:
+    base_channels: int = 32  # channels of the first scale, doubled at each lower scale
+    num_scale: int = 3  # scales (the papers: CIFAR-10 3, CelebA 4); side divisible by 2**(num_scale - 1)
+    fc_width: int = 512  # width of the dense residual block
+    blocks_per_scale: int = 1  # residual blocks per scale
+
+
+@dataclass(frozen=True)
+class ResNetRefParams(ResNetParams):
+    num_scale: int = 4  # the reference's CelebA 64x64 network
+
+
+@dataclass(frozen=True)
+class InfoGANParams:
+    """None: the reference's layers are fixed (64 and 128 channels, a dense layer of 1024)."""
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    """Stage 2's network (the ``stage2`` block's width and depth)."""
+
+    width: int = 1024  # units of each hidden layer
+    depth: int = 3  # hidden layers of the encoder and of the decoder
+
+
+ARCH_PARAMS = {  # stage-1 architecture (pipeline/models/<module>.py) -> its params
+    "conv": ConvParams,
+    "resnet": ResNetParams,
+    "resnet_ref": ResNetRefParams,
+    "infogan": InfoGANParams,
+}
+ARCHITECTURES = {name: asdict(params()) for name, params in ARCH_PARAMS.items()}  # name -> {param: default}

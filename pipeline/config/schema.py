@@ -3,7 +3,8 @@ cannot work. :func:`validate` runs before any stage does any work and raises one
 :class:`PipelineError` naming the first bad key (with a did-you-mean for unknown keys).
 
 The names params may choose from come from :mod:`pipeline.config.choices` (no torch import);
-the balance blocks take their keys and types from its strategies' defaults.
+the model and balance blocks take their keys and types from its architectures' and
+strategies' defaults.
 
 Longer than 300 lines because the schema of every section is one table (:func:`_schema`), so
 that a reader sees every key of params.yaml and its range in one place.
@@ -154,14 +155,7 @@ def _schema() -> dict:
         },
         "train": {
             "latent_dim": COUNT,
-            "model": {
-                "arch": Value(str, choices=ARCHITECTURES),
-                "base_channels": COUNT,
-                "num_down": Value(int, lo=0, hi=8),
-                "num_scale": Value(int, lo=1, hi=8),
-                "fc_width": COUNT,
-                "blocks_per_scale": COUNT,
-            },
+            "model": _model_schema(),
             "epochs": COUNT,
             "batch_size": COUNT,
             "lr": LR,
@@ -210,6 +204,18 @@ BALANCE_RANGES = {
     "k": {"gt": 0},
     "lr_factor": {"gt": 0},
 }
+
+
+MODEL_RANGES = {"num_down": {"lo": 0, "hi": 8}, "num_scale": {"lo": 1, "hi": 8}}  # the rest: counts >= 1
+
+
+def _model_schema() -> dict:
+    """Every architecture's keys, typed by their defaults, plus ``arch``."""
+    keys = {"arch": Value(str, choices=tuple(ARCHITECTURES))}
+    for defaults in ARCHITECTURES.values():
+        for name, default in defaults.items():
+            keys[name] = Value(type(default), **MODEL_RANGES.get(name, {"lo": 1}))
+    return keys
 
 
 def _balance_schema() -> dict:

@@ -15,12 +15,12 @@ output (codes are real-valued). All use the reparameterisation z = mu + sigma * 
 expose encode (mu, log sigma^2) / decode / forward.
 """
 
-import inspect
+from dataclasses import fields
 
 import torch
 from torch import nn
 
-from pipeline.models.base import VAE, check_scales, reparameterize
+from pipeline.models.base import ARCHITECTURES, VAE, check_scales, reparameterize
 from pipeline.models.conv import ConvVAE
 from pipeline.models.dense import DenseVAE
 from pipeline.models.infogan import InfoGAN, SpectralNorm
@@ -48,24 +48,21 @@ __all__ = [
 __all__ += ["SpectralNorm", "ResBlock", "DenseResBlock", "RefResBlock", "RefDenseResBlock"]
 
 
-ARCHITECTURES = {"conv": ConvVAE, "resnet": ResNetVAE, "resnet_ref": ResNetRef, "infogan": InfoGAN}
-
-
 def build_stage1(cfg: dict, channels: int, image_size: int) -> VAE:
     """The stage-1 VAE named by ``cfg["model"]["arch"]`` (default ``conv``). The model block
     holds the settings of every architecture (a sweep only changes ``arch``); each
-    takes the keys of its own constructor."""
+    takes the keys of its own params (:data:`pipeline.config.choices.ARCH_PARAMS`)."""
     m = dict(cfg.get("model", {}))
     arch = m.pop("arch", "conv")
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r} (choose one of {', '.join(ARCHITECTURES)})")
     cls = ARCHITECTURES[arch]
-    own = inspect.signature(cls).parameters
+    own = {f.name for f in fields(cls.Params)}
     return cls(channels, image_size, cfg["latent_dim"], **{k: v for k, v in m.items() if k in own})
 
 
 def build_stage2(cfg: dict, latent_dim: int) -> DenseVAE:
-    return DenseVAE(latent_dim, cfg["width"], cfg["depth"])
+    return DenseVAE(latent_dim, width=cfg["width"], depth=cfg["depth"])
 
 
 def stage1_from_checkpoint(ckpt: dict) -> VAE:

@@ -3,23 +3,26 @@
 import torch
 from torch import nn
 
-from pipeline.models.base import VAE
+from pipeline.models.base import VAE, register
 
 
+@register("conv")
 class ConvVAE(VAE):
     """Small convolutional VAE for quick runs.
 
     Encoder: 3x3 conv to ``base_channels``, then ``num_down`` stride-2 4x4 convs that
     halve the resolution and double the channels (BN + ReLU), flatten, linear heads
     for mu and log sigma^2. Decoder mirrors it with transposed convs and ends in a
-    3x3 conv and a sigmoid. ``image_size`` must be divisible by 2**num_down.
+    3x3 conv and a sigmoid. ``image_size`` must be divisible by 2**num_down. Settings:
+    :class:`pipeline.config.choices.ConvParams`.
     """
 
     ENCODER = ("encoder", "mu", "logvar")
     DECODER = ("fc_dec", "decoder")
 
-    def __init__(self, channels: int, image_size: int, latent_dim: int, base_channels: int = 32, num_down: int = 2):
+    def __init__(self, channels: int, image_size: int, latent_dim: int, **params):
         super().__init__()
+        base_channels, num_down = (p := self.settings(params)).base_channels, p.num_down
         if image_size % (2**num_down):
             raise ValueError(f"image_size {image_size} is not divisible by 2**num_down = {2**num_down}")
         self.latent_dim = latent_dim

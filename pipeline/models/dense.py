@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from pipeline.config.choices import DenseParams
 from pipeline.models.base import VAE
 
 
@@ -17,13 +18,16 @@ def _mlp(dim_in: int, width: int, depth: int) -> nn.Sequential:
 class DenseVAE(VAE):
     """Stage-2 VAE on latent codes (Dai & Wipf 2019): ``depth`` dense ReLU layers of
     ``width``; the input is concatenated to the last hidden layer before the output
-    heads (encoder and decoder alike). Its latent size equals its data size."""
+    heads (encoder and decoder alike). Its latent size equals its data size. Settings:
+    :class:`pipeline.config.choices.DenseParams`."""
 
     ENCODER = ("enc", "mu", "logvar")
     DECODER = ("dec", "out")
+    Params = DenseParams
 
-    def __init__(self, dim: int, width: int = 1024, depth: int = 3):
+    def __init__(self, dim: int, **params):
         super().__init__()
+        width, depth = (p := self.settings(params)).width, p.depth
         self.latent_dim = dim
         self.enc = _mlp(dim, width, depth)
         self.mu = nn.Linear(width + dim, dim)

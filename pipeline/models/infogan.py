@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.base import VAE
+from pipeline.models.base import VAE, register
 from pipeline.models.resnet_ref import _ref_bn
 
 
@@ -44,6 +44,7 @@ def _tf_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+@register("infogan")
 class InfoGAN(VAE):
     """The InfoGAN-style VAE of the reference code (two_stage_vae_model.py class Infogan), its
     default network for MNIST and Fashion-MNIST (demo.py: batch 64, latent 64).
@@ -58,8 +59,9 @@ class InfoGAN(VAE):
     ENCODER = ("encoder",)
     DECODER = ("fc_dec", "decoder")
 
-    def __init__(self, channels: int, image_size: int, latent_dim: int):
+    def __init__(self, channels: int, image_size: int, latent_dim: int, **params):
         super().__init__()
+        self.settings(params)  # none to set: rejects any given
         if image_size % 4:
             raise ValueError(f"image_size {image_size} is not divisible by 4 (two stride-2 layers)")
         self.latent_dim, self.quarter = latent_dim, image_size // 4

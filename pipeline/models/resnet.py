@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from pipeline.models.base import VAE, check_scales
+from pipeline.models.base import VAE, check_scales, register
 
 
 class ResBlock(nn.Module):
@@ -51,6 +51,7 @@ def decoder_start(image_size: int) -> tuple[int, int]:
     return side, steps
 
 
+@register("resnet")
 class ResNetVAE(VAE):
     """The ResNet VAE of Dai & Wipf (2019) and Asperti & Trentin (2020).
 
@@ -68,17 +69,10 @@ class ResNetVAE(VAE):
     ENCODER = ("encoder", "fc_enc", "mu", "logvar")
     DECODER = ("fc_dec", "decoder")
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        latent_dim: int,
-        base_channels: int = 32,
-        num_scale: int = 3,
-        fc_width: int = 512,
-        blocks_per_scale: int = 1,
-    ):
+    def __init__(self, channels: int, image_size: int, latent_dim: int, **params):
         super().__init__()
+        p = self.settings(params)
+        base_channels, num_scale, fc_width, blocks_per_scale = p.base_channels, p.num_scale, p.fc_width, p.blocks_per_scale
         check_scales(image_size, num_scale)
         self.latent_dim = latent_dim
         c = base_channels

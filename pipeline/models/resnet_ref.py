@@ -4,7 +4,7 @@ Trentin's code reuses, layer for layer (CIFAR-10, CelebA)."""
 import torch
 from torch import nn
 
-from pipeline.models.base import VAE, check_scales
+from pipeline.models.base import VAE, check_scales, register
 
 # The reference networks, from github daib13/TwoStageVAE (commit 8718623) network/util.py
 # and network/two_stage_vae_model.py; Asperti's computed_gamma.py repeats the ResNet.
@@ -66,6 +66,7 @@ def _glorot(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+@register("resnet_ref")
 class ResNetRef(VAE):
     """The ResNet VAE of the reference code (two_stage_vae_model.py class Resnet), exactly.
 
@@ -83,17 +84,10 @@ class ResNetRef(VAE):
     ENCODER = ("encoder", "fc_enc", "mu", "logsd")
     DECODER = ("fc_dec", "decoder")
 
-    def __init__(
-        self,
-        channels: int,
-        image_size: int,
-        latent_dim: int,
-        base_channels: int = 32,
-        num_scale: int = 4,
-        fc_width: int = 512,
-        blocks_per_scale: int = 1,
-    ):
+    def __init__(self, channels: int, image_size: int, latent_dim: int, **params):
         super().__init__()
+        p = self.settings(params)
+        base_channels, num_scale, fc_width, blocks_per_scale = p.base_channels, p.num_scale, p.fc_width, p.blocks_per_scale
         widths = ref_decoder_widths(image_size, base_channels)
         check_scales(image_size, num_scale)
         self.latent_dim = latent_dim

@@ -2,6 +2,7 @@
 at a chosen step, a tracking server that is closed or dies mid-run, messy data folders.
 Each checks the message, the exit code, and that nothing half-written is left."""
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -210,43 +211,53 @@ def test_nan_at_a_chosen_step_stops_naming_epoch_step_and_checkpoint(tmp_path):
     assert [p.name for p in (project / "models").iterdir()] == [".gitignore"]  # no temp files either
 
 
-def test_closed_tracking_port_is_detected_in_seconds(tmp_path):
+def test_closed_tracking_port_is_detected_at_the_first_connection(tmp_path):
+    """The refused connection itself is the error (no retries with back-off: MLflow's client
+    would retry for minutes and then speak of "Max retries")."""
     project = make_project(tmp_path, PARAMS)
-    t0 = time.perf_counter()
     out = run(
         ["python", "-m", "stages.prepare"], project, check=False, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}"
     )
-    assert out.returncode == 2 and time.perf_counter() - t0 < 30
+    assert out.returncode == 2
+    assert "is unreachable ([Errno 111] Connection refused)" in out.stderr and "retries" not in out.stderr
     assert "is unreachable" in out.stderr and "BVAE_TRACKING=off" in out.stderr and "Traceback" not in out.stderr
     assert not (project / "data/prepared").exists() and not (project / "mlflow.db").exists()
 
 
-def test_a_tracking_server_that_never_answers_is_one_line_in_seconds(tmp_path):
+def test_a_tracking_server_that_never_answers_is_one_line_after_one_try(tmp_path):
+    """Two connections (the port check, then /health, which times out once) and no retry."""
     project = make_project(tmp_path, PARAMS)
     with socket.socket() as silent:  # the kernel accepts connections to a listening socket; nobody answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        t0 = time.perf_counter()
         out = run(
             ["python", "-m", "stages.prepare"],
             project,
             check=False,
             MLFLOW_TRACKING_URI=f"http://127.0.0.1:{silent.getsockname()[1]}",
         )
-    assert out.returncode == 2 and time.perf_counter() - t0 < 30
+        silent.setblocking(False)
+        connections = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                connections += 1
+    assert out.returncode == 2 and connections == 2, (connections, out.stderr)
     (line,) = out.stderr.strip().splitlines()
     assert "accepts connections but did not answer within 5 s" in line and "BVAE_TRACKING=off" in line
     assert not (project / "data/prepared").exists()
 
 
-def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_in_seconds(tmp_path):
+def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_after_one_try(tmp_path):
+    """One /health, one API request that times out, and no retry."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    release = threading.Event()
+    release, requests = threading.Event(), []
 
     class HealthyButStuck(BaseHTTPRequestHandler):  # /health answers; the API waits on a database that hangs
         def do_GET(self):
+            requests.append(self.path.split("?")[0])
             if self.path != "/health":
                 release.wait(120)
             self.send_response(200)
@@ -260,18 +271,16 @@ def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_in
     threading.Thread(target=server.serve_forever, daemon=True).start()
     project = make_project(tmp_path, PARAMS)
     try:
-        t0 = time.perf_counter()
         out = run(
             ["python", "-m", "stages.prepare"],
             project,
             check=False,
             MLFLOW_TRACKING_URI=f"http://127.0.0.1:{server.server_address[1]}",
         )
-        took = time.perf_counter() - t0
     finally:
         release.set()
         server.shutdown()
-    assert out.returncode == 2 and took < 30, (took, out.stderr)
+    assert out.returncode == 2 and len(requests) == 2 and requests[0] == "/health", (requests, out.stderr)
     (line,) = out.stderr.strip().splitlines()
     assert "answers /health but its API (the store behind it) did not answer within 5 s" in line
     assert "BVAE_TRACKING=off" in line and not (project / "data/prepared").exists()
@@ -552,11 +561,11 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
         params = tmp_path / "params.yaml"
         params.write_text(yaml.safe_dump(merge(yaml.safe_load((project / "params.yaml").read_text()), change)))
         before = sorted(p.relative_to(project) for p in project.rglob("*") if ".git" not in p.parts)
-        t0 = time.perf_counter()
         out = run(
             ["python", "-m", f"stages.{stage}", "--params", str(params)], project, check=False, BVAE_TRACKING="off"
         )
-        assert out.returncode == 2 and time.perf_counter() - t0 < 30, out.stderr
+        assert out.returncode == 2, out.stderr
+        assert "epoch" not in out.stdout + out.stderr and "images/s" not in out.stdout  # before the work: no progress
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("error: ") and message in line, line
         assert (

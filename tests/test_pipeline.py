@@ -4,7 +4,6 @@ experiments, MLflow runs, determinism, the Inception path and its clear error.""
 import csv
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -302,10 +301,8 @@ def test_registered_generator_and_stage_models_load_back_and_generate(repro):
 
 def test_second_repro_reruns_nothing(repro):
     project, *_ = repro
-    t0 = time.perf_counter()
     out = run(["dvc", "repro"], project).stdout
     assert "Running stage" not in out and "Data and pipelines are up to date" in out
-    assert time.perf_counter() - t0 < 15
 
 
 def test_experiment_on_an_evaluate_param_reruns_only_evaluate(repro):
@@ -373,15 +370,13 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
 
 def test_inception_without_weights_offline_fails_fast_and_clearly(tmp_path):
     project = make_project(tmp_path / "p", merge(TINY, {"reference": {"features": "inception"}}))
-    t0 = time.perf_counter()
     out = run(
         ["python", "-m", "stages.reference"], project, check=False, TORCH_HOME=str(tmp_path / "torch"), BVAE_OFFLINE="1"
     )
     assert out.returncode == 2
     assert "weights-inception-2015-12-05-6726825d.pth" in out.stderr
     assert str(tmp_path / "torch" / "hub" / "checkpoints") in out.stderr
-    assert "Traceback" not in out.stderr
-    assert time.perf_counter() - t0 < 30
+    assert "Traceback" not in out.stderr and "Downloading" not in out.stderr  # no try at the network
     assert not (project / "models/classifier.pt").exists() and not (project / "mlflow.db").exists()
 
 

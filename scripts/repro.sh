@@ -23,6 +23,7 @@ for key in sorted(k for k in m if k.startswith("fid_")):
 for key in sorted(k for k in m if k.startswith(("nll_iwae", "bpd_iwae"))):
     print(f"  {key:34s} {m[key]:8.3f}")
 PY
+ui=$(bvae ui --address)
 cat <<TXT
 
 Results
@@ -33,5 +34,5 @@ Results
   models:         models/vae.pt, models/stage2.pt, models/classifier.pt; registered: models:/balanced-vae-generator@champion
   MLflow store:   ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
 MLflow UI
-  .venv/bin/mlflow ui --backend-store-uri ${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}    then open http://127.0.0.1:5000
+  .venv/bin/bvae ui      then open $ui
 TXT

@@ -33,6 +33,7 @@ for _ in $(seq 1 120); do
     URI_HOST="$HOST"; [[ "$HOST" == "0.0.0.0" ]] && URI_HOST="$(hostname)"
     echo "MLflow server running (pid $(cat "$DIR/pid"), log $DIR/server.log), backend $BACKEND_URI"
     echo "export MLFLOW_TRACKING_URI=http://$URI_HOST:$PORT"
+    echo "its UI (Model training view): http://$URI_HOST:$PORT/#/experiments?workflowType=machine_learning"
     exit 0
   fi
   if ! kill -0 "$(cat "$DIR/pid")" 2>/dev/null; then

@@ -5,15 +5,14 @@ import time
 import click
 
 from stages.command import params_option, stage
-from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, REFERENCE, STAGE2, VAE
+from stages.layout import CLASSIFIER, GMM, METRICS, PLOTS, PREPARED, REFERENCE, STAGE2, VAE
 
 HEADLINE_NLL = (
     "bpd_iwae_stage1_gamma_trained",
     "bpd_iwae_stage1_gamma_test",
     "bpd_iwae_twostage_gamma_test",
     "gamma_test",
-    "data_dim",
-)  # with the FIDs; gamma_test^2 (the test MSE) and D turn beta_eff into a variance
+)  # with the FIDs; gamma_test^2 (the test MSE) and D (the param data_dim) turn beta_eff into a variance
 HEADLINE_STAGE1 = (
     "final_gamma",
     "final_beta_eff",
@@ -43,9 +42,11 @@ def main(params_path):
     (nll_iwae_twostage_gamma_test, bpd_elbo_stage1_gamma_trained, ...).
 
     Writes metrics/evaluate.json and PNG grids in plots/evaluate/. The parent MLflow run
-    gets these, the grids and the final metrics of the earlier stages; the two-stage
-    generator (u -> images) is logged as an MLflow model and registered as
-    `evaluate.register.name` with alias `evaluate.register.alias`.
+    gets these (GEN-2 FID first), the grids at its artifact root (samples_gen2.png, ...),
+    the final metrics of the earlier stages, the dataset as its input and the data
+    dimension D as the param data_dim; the two-stage generator (u -> images) is logged as
+    an MLflow model, an output of the parent too, and registered as `evaluate.register.name`
+    with alias `evaluate.register.alias`.
     """
     from pipeline.config.params import load_params, section
 
@@ -109,8 +110,13 @@ def main(params_path):
     test = load_prepared("test")
     n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
 
+    if not (PREPARED / "meta.json").is_file():
+        raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
+    data = read_json(PREPARED / "meta.json")
     with run:
         run.log_params({"evaluate": cfg})
+        run.log_parent_params({"data_dim": test.images[0].numel()})  # D: turns beta_eff into a variance
+        run.log_input(data["dataset"], data["source"], data["raw_sha256"], parent=True)
         space = build_feature_space(
             ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
@@ -139,7 +145,7 @@ def main(params_path):
         grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
         run.log_grid(grid, "samples_real")
         run.log_grid(grid, "samples_real", parent=True)
-        metrics, timing = {"data_dim": test.images[0].numel()}, {}
+        metrics, timing = {}, {}
         click.echo(
             "KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
             "subsets of the size shown"
@@ -195,7 +201,9 @@ def main(params_path):
         run.log_metrics(metrics | timing)
         upstream = read_json(METRICS / "train_vae.json")
         headline |= {f"train_vae.{key}": upstream[key] for key in HEADLINE_STAGE1 if key in upstream}
-        run.log_parent_metrics(headline)
+        score = f"fid_{space_name}_gen2"
+        # GEN-2 FID first: MLflow's Compare opens its parallel-coordinates plot on the first metric
+        run.log_parent_metrics({k: headline[k] for k in sorted(headline, key=lambda k: k != score)})
         registered = run.wait(
             run.log_model(
                 Generator(vae.cpu(), stage2.cpu()),
@@ -204,8 +212,9 @@ def main(params_path):
                 register_as=reg.get("name"),
                 alias=reg.get("alias"),
                 champion=reg.get("champion"),
-                score=f"fid_{space_name}_gen2",
+                score=score,
                 metrics=headline,
+                on_parent=True,
             )
         )
         if registered:

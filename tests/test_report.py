@@ -89,6 +89,7 @@ def _log_pipeline_run(client, exp_id: str, t0: int, strategy: str, seed: int, fi
         "stage2.seed": str(seed),
         "evaluate.seed": str(seed),
         "reference.features": "domain",
+        "data_dim": "784",  # logged by evaluate (a param: the parent carries no constant metrics)
     }
     params |= {f"train.balance.{k}": str(v) for k, v in balance.items()}
     parent = client.create_run(
@@ -105,7 +106,6 @@ def _log_pipeline_run(client, exp_id: str, t0: int, strategy: str, seed: int, fi
         "fid_domain_rec": fid2 / 2,
         "fid_domain_gen1": fid2 * 3,
         "fid_domain_gen2": fid2,
-        "data_dim": 784,
         "gamma_test": 0.1 + seed / 100,
         "bpd_iwae_stage1_gamma_test": 1.5 + seed / 10,
         "train_vae.final_beta_eff": beta_eff,

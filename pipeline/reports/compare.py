@@ -76,10 +76,13 @@ def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
         metrics = dict(p.data.metrics)
         for c in children:
             metrics |= c.data.metrics  # keyed <stage>/<name>
+        params = dict(p.data.params)
+        if "data_dim" in params:  # a param since the parent carries no constants as metrics (a metric before)
+            metrics["data_dim"] = float(params.pop("data_dim"))
         row = Row(
             p.info.run_id,
             p.info.run_name,
-            dict(p.data.params),
+            params,
             metrics,
             start=p.info.start_time,
             end=p.info.end_time or p.info.start_time,

@@ -185,13 +185,16 @@ class RunCalls:
         mlflow.log_artifact(path, artifact_path=artifact_path)
 
     def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> None:
-        """``grids/<name>.png`` (the latest grid, under a name every run shares, so MLflow's
-        Compare view shows runs side by side) and, with ``step``, an entry of the ``name``
-        image timeline (the run page's step slider)."""
-        run_id = self.parent_id if parent else self.run_id
-        self.client.log_image(run_id, image, artifact_file=f"grids/{name}.png")
+        """``grids/<name>.png`` (the latest grid, under a name every run of the stage shares) and,
+        with ``step``, an entry of the ``name`` image timeline (the run page's step slider).
+        On the parent run (``parent``): ``<name>.png`` at the artifact root, where MLflow's Compare
+        view looks (it shows the files at the root that every compared run has, MLflow 3.17)."""
+        if parent:
+            self.client.log_image(self.parent_id, image, artifact_file=f"{name}.png")
+            return
+        self.client.log_image(self.run_id, image, artifact_file=f"grids/{name}.png")
         if step is not None:
-            self.client.log_image(run_id, image, key=name, step=step)
+            self.client.log_image(self.run_id, image, key=name, step=step)
 
     def log_model(
         self,
@@ -203,20 +206,31 @@ class RunCalls:
         champion: str | None = None,
         score: str | None = None,
         metrics: dict | None = None,
+        on_parent: bool = False,
     ) -> str | None:
         """Pickle serialisation with this package's code bundled (``code_paths``), so the model
         loads with ``mlflow.pytorch.load_model`` wherever torch is installed (MLflow's warning
         about pickle is therefore silenced). With ``register_as``: a new registered version,
         described and tagged with ``metrics`` (:mod:`pipeline.tracking.registry`), ``alias`` pointed at
-        it and ``champion`` moved to it if its ``score`` is the best; returns what happened."""
+        it and ``champion`` moved to it if its ``score`` is the best; returns what happened. With
+        ``on_parent`` the model's source run is the parent run (the UI's Models column lists a model
+        by its source run) and among the parent's outputs too; a registered version's source run is
+        the parent: the configuration's row and page in the UI show what it produced."""
         import mlflow
         import torch
+        from mlflow.entities import LoggedModelOutput
         from mlflow.models import infer_signature
 
         from pipeline.tracking import registry
 
         with torch.no_grad():
             out = model(example)
+        on_parent = on_parent and self.parent_id is not None
+        model_id = None
+        if on_parent:
+            model_id = mlflow.initialize_logged_model(
+                name, source_run_id=self.parent_id, experiment_id=self.exp_id
+            ).model_id
         logger = logging.getLogger("mlflow.pytorch")
         level = logger.level
         logger.setLevel(logging.ERROR)
@@ -229,13 +243,15 @@ class RunCalls:
                 serialization_format="pickle",
                 code_paths=[str(Path(__file__).parent)],
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                registered_model_name=register_as,
+                model_id=model_id,
             )
         finally:
             logger.setLevel(level)
-        version = info.registered_model_version
-        if not (register_as and version):
+        if on_parent:
+            self.client.log_outputs(self.parent_id, [LoggedModelOutput(info.model_id, 0)])
+        if not register_as:
             return None
+        version = registry.new_version(self.client, register_as, info.model_id, self.parent_id or self.run_id)
         tags = registry.describe_version(self.client, register_as, str(version), metrics or {}, self.parent_id, score)
         said = [f"registered model {register_as} version {version}"]
         if alias:
@@ -245,13 +261,29 @@ class RunCalls:
             said.append(registry.promote(self.client, register_as, str(version), tags, champion))
         return "; ".join(said)
 
-    def log_input(self, name: str, source: str, digest: str) -> None:
-        import mlflow
+    def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> None:
+        """The dataset as a training input of this run (or of the parent run)."""
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
-        mlflow.log_input(dataset, context="training")
+        entry = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+        self.client.log_inputs(self.parent_id if parent else self.run_id, datasets=[entry])
+
+    def log_parent_params(self, params: dict) -> None:
+        """Params of the whole configuration on the parent run. MLflow keeps a param's first
+        value: one the parent already has with another value is said, not changed."""
+        from mlflow.entities import Param
+
+        have = self.client.get_run(self.parent_id).data.params
+        for key, value in params.items():
+            if key in have and have[key] != str(value):
+                print(f"MLflow: the parent run keeps {key}={have[key]} (this run: {value})", file=sys.stderr)
+        new = [Param(k, str(v)) for k, v in params.items() if k not in have]
+        if new:
+            self.client.log_batch(self.parent_id, params=new)
 
     def set_tags(self, tags: dict) -> None:
         import mlflow

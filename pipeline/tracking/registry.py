@@ -19,6 +19,19 @@ DATASET_TAG = "bvae.dataset"
 PARENT_TAG = "bvae.parent_run_id"
 
 
+def new_version(client, name: str, model_id: str, run_id: str) -> str:
+    """Register the logged model ``model_id`` as a new version of ``name`` (created if it is the
+    first), with ``run_id`` (the pipeline's parent run) as its source run; returns the version."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":  # or registered meanwhile by a parallel evaluate
+            raise
+    return str(client.create_model_version(name, f"models:/{model_id}", run_id=run_id, model_id=model_id).version)
+
+
 def describe_version(client, name: str, version: str, metrics: dict, parent_id: str | None, score: str) -> dict:
     """Tag version ``version`` with ``metrics``, the metric aliases compare, and its parent
     run's name, balance and dataset; copy the parent's description. Returns the tags."""

@@ -10,8 +10,10 @@ The parent is named after the DVC experiment and its balance (``dvc exp run -n b
 ``b01 · fixed beta=0.1``), outside an experiment after its balance and configuration
 hash (``running_gamma k=1.0 · 43f6c2``). It carries the params the configuration
 uses (a running-gamma run logs no beta), a description of what differs from the commit,
-the git commit and the code each stage ran (:func:`note_code`), and at the end the
-headline metrics (:mod:`stages.evaluate`).
+its source (the command, :func:`source_command`, and the git commit), the code each stage
+ran (:func:`note_code`), and from evaluate (:mod:`stages.evaluate`) the data it used (a
+dataset input, ``data_dim``), the headline metrics, the sample grids and the generator it
+produced (a logged model output and its registered version).
 Experiment name: ``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``; it is tagged as
 MLflow's "custom model development" kind, so the UI opens it on its training runs.
 """
@@ -74,10 +76,11 @@ DIFF_FILE = "code/uncommitted.diff"  # those changes, an artifact of the stage r
 def code_state() -> tuple[str | None, str]:
     """The git commit of the working tree, and its uncommitted changes to tracked files as a
     diff ("" when there are none), leaving out the files `dvc repro` itself rewrites:
-    dvc.lock and the stages' outputs that git keeps (metrics/, plots/)."""
+    dvc.lock and the stages' outputs that git keeps (metrics/, plots/), and params.yaml,
+    which `dvc exp run -S` rewrites and the runs record as params (and ``bvae.changed``)."""
     import yaml
 
-    written = ["dvc.lock"]
+    written = ["dvc.lock", "params.yaml"]
     try:
         with open("dvc.yaml") as f:
             stages = yaml.safe_load(f)["stages"].values()
@@ -152,6 +155,15 @@ def description(params: dict, diff: list[str]) -> str:
     return "\n\n".join(lines)
 
 
+def source_command(stage: str) -> str:
+    """The command that made a configuration's parent run, for MLflow's Source column (which
+    shows what follows the last '/'): ``dvc exp run -n b01``, ``dvc repro``, or the stage's own
+    ``python -m stages.train_vae`` outside DVC (DVC sets ``DVC_STAGE`` for the commands it runs)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return f"dvc exp run -n {os.environ['DVC_EXP_NAME']}"
+    return "dvc repro" if os.environ.get("DVC_STAGE") else f"python -m stages.{stage}"
+
+
 def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]:
     """The (id, name) of the parent run of this configuration (``tags[CONFIG_TAG]``), created
     when it does not exist yet, with the params the configuration uses and its description."""
@@ -170,6 +182,8 @@ def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]
         BALANCE_TAG: label,
         CHANGED_TAG: ", ".join(diff) or "nothing",
         "mlflow.note.content": description(params, diff),
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.name": source_command(tags[STAGE_TAG]),
     }
     run = client.create_run(exp_id, run_name=name, tags=parent_tags)
     items = [Param(k, str(v)) for k, v in flatten(used(params)).items()]

@@ -211,19 +211,26 @@ class StageRun:
         champion: str | None = None,
         score: str | None = None,
         metrics: dict | None = None,
+        on_parent: bool = False,
     ):
-        """Log a torch module as an MLflow model (signature from ``example``); optionally register
-        it, tagged with ``metrics``, point ``alias`` at the new version and ``champion`` if its
+        """Log a torch module as an MLflow model (signature from ``example``), with ``on_parent``
+        also an output of the parent run; optionally register it (the parent as its source run),
+        tagged with ``metrics``, point ``alias`` at the new version and ``champion`` if its
         ``score`` is the best (:mod:`pipeline.tracking.registry`). The Future's result says what happened."""
-        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics)
+        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics, on_parent)
 
-    def log_input(self, name: str, source: str, digest: str) -> Future | None:
-        """Record the raw data as this run's training dataset input: its ``name``, ``source``
-        (a local path) and ``digest`` (a content hash; MLflow keeps its first 36 characters)."""
-        return self._call("log_input", name, source, digest)
+    def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> Future | None:
+        """Record the raw data as this run's (or the parent run's) training dataset input: its
+        ``name``, ``source`` (where it came from) and ``digest`` (a content hash; MLflow keeps its
+        first 36 characters)."""
+        return self._call("log_input", name, source, digest, parent)
 
     def set_tags(self, tags: dict) -> Future | None:
         return self._call("set_tags", tags)
+
+    def log_parent_params(self, params: dict) -> Future | None:
+        """Params of the whole configuration (``data_dim``) on the parent run (keys as given)."""
+        return self._call("log_parent_params", params)
 
     def log_parent_metrics(self, metrics: dict) -> Future | None:
         """Put the pipeline's headline metrics on the parent run (keys as given)."""

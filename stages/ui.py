@@ -43,6 +43,8 @@ def main(port, host, address_only):
     click.echo(f"MLflow UI on {uri}: open {ui_address(base, experiment)}   (Ctrl-C stops it)", err=True)
     sys.stdout.flush()
     # The UI replaces this process (no process of ours left beside it): Ctrl-C reaches it directly.
+    # Without the job runner and its 7 queue consumers (MLflow's GenAI jobs; nothing here uses them).
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     os.execv(sys.executable, command)
 

@@ -25,6 +25,8 @@ if [[ "${1:-}" == "stop" ]]; then
 fi
 BACKEND_URI="${BACKEND_URI:-sqlite:///$DIR/mlflow.db}"
 ARTIFACTS="${ARTIFACTS:-$DIR/artifacts}"
+# MLflow's job runner and its queue consumers (7 processes) serve GenAI jobs; the pipeline runs none.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 nohup "$ROOT/.venv/bin/mlflow" server --host "$HOST" --port "$PORT" --backend-store-uri "$BACKEND_URI" \
   --artifacts-destination "$ARTIFACTS" --workers "${WORKERS:-2}" > "$DIR/server.log" 2>&1 &
 echo $! > "$DIR/pid"

@@ -130,6 +130,11 @@ def stage(fn):
         spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
         stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
         sections = _sections(stage_name) if kwargs.get("params_path") else None
+        if sections is not None:  # a DVC stage: in a queue, a CPU slot before anything else (imports included)
+            from pipeline.hardware import cpu_slots
+            from pipeline.hardware.cpu_load import available_cpus
+
+            cpu_slots.hold(stage_name, available_cpus())
         _WATCH.clear()
         before = _read_sections(kwargs.get("params_path"), sections)
         if before is not None:

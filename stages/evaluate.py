@@ -93,7 +93,7 @@ def main(params_path):
     reg = cfg.get("register") or {}
     if ref["features"] == "inception":
         resolve_inception_weights(ref.get("inception_weights"))
-    device = setup(cfg["seed"], "evaluate")
+    device = setup(cfg["seed"])
     reference = load_checkpoint(REFERENCE, "real-image statistics")
     if reference["space"] != ref["features"]:
         raise PipelineError(

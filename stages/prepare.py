@@ -34,7 +34,7 @@ def main(params_path):
     from pipeline.images import save_grid
     from stages.runtime import setup
 
-    setup(cfg["seed"], "prepare")
+    setup(cfg["seed"])
     with run:
         run.log_params({"prepare": cfg})
         with part("work"):

@@ -64,7 +64,7 @@ def main(params_path):
             "data is unlabelled (for the folder dataset, put each class in its own subfolder); or use "
             "reference.features: inception (needs the Inception-v3 weights)"
         )
-    device = setup(cfg["seed"], "reference")
+    device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
     with run:
         run.log_params({"reference": ref})

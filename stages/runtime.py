@@ -14,13 +14,11 @@ from pipeline.hardware.timing import timed
 from pipeline.seeding import seed_everything
 
 
-def setup(seed: int, stage: str) -> torch.device:
-    """A CPU slot in a DVC queue (:mod:`pipeline.hardware.cpu_slots`), threads, seeds and device for a
-    stage (this rank's, under torchrun); prints the device."""
-    from pipeline.hardware import cpu_slots
+def setup(seed: int) -> torch.device:
+    """Threads, seeds and device for a stage (this rank's, under torchrun); prints the device.
+    (A stage in a DVC queue took its CPU slot before, when it started: :func:`stages.command.stage`.)"""
     from pipeline.training import distributed
 
-    cpu_slots.hold(stage, available_cpus())
     if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
         os.environ["BVAE_THREADS"] = str(max(1, available_cpus() // int(os.environ["LOCAL_WORLD_SIZE"])))
     set_cpu_threads()

@@ -48,7 +48,7 @@ def main(params_path):
     cfg = section(
         params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
     )
-    device = setup(cfg["seed"], "train_stage2")
+    device = setup(cfg["seed"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training

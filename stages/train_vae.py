@@ -43,7 +43,7 @@ def main(params_path):
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
-    device = setup(cfg["seed"], "train_vae")
+    device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     try:

@@ -15,19 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.hardware.cpu_load import Load
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            n = min(n, max(1, int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    return n
+from pipeline.hardware.cpu_load import Load, available_cpus
 
 
 def queue_workers(proc: Path = Path("/proc")) -> int:

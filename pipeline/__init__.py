@@ -8,6 +8,7 @@ Folders and modules, one job each:
     data/         datasets as uint8 tensors; one module per source, registered by name
         digits, mnist, cifar10, celeba, folder   the sources (mnist also reads fashion_mnist)
         splits        train/test sets and the seeded choice of images
+        listing       which files of a folder are used, which cannot be and why (torch-free)
         decoding      image files decoded in a process pool, unreadable ones named
         transforms    resize, channels, the JPEG round trip
         download      torchvision downloads, unless offline

@@ -243,10 +243,13 @@ def compare(experiment, filter_string, out_dir, report_path, note):
 @stage
 def check(params_path):
     """Check params.yaml without running anything: every key (as each stage does at its
-    start), and that `prepare.data_root` exists (DVC checks it before the prepare stage
-    starts, with a message that names the path, not the key). `scripts/repro.sh` runs it
+    start), that `prepare.data_root` exists, and that DVC can hash everything in it (DVC
+    hashes it before the prepare stage starts, and stops at a name that is not UTF-8, a
+    symbolic link that loops or leads nowhere, or an unreadable file, with a message that
+    names no file): each such entry is named with its fix. `scripts/repro.sh` runs it
     before `dvc repro`."""
     from pipeline.config.params import load_params
+    from pipeline.data.listing import dvc_cannot_hash, list_images
 
     params = load_params(params_path)
     root = Path(params["prepare"]["data_root"])
@@ -255,6 +258,15 @@ def check(params_path):
             f"prepare.data_root: {str(root)!r} does not exist; DVC needs it as the prepare stage's "
             "dependency (for digits too: the default data/raw holds a README): create it or fix the "
             "path"
+        )
+    unusable = dvc_cannot_hash(list_images(root, set())[2])
+    if unusable:
+        listed = "; ".join(f"{path}: {reason}" for path, reason in unusable[:10])
+        more = f"; and {len(unusable) - 10} more" if len(unusable) > 10 else ""
+        raise PipelineError(
+            f"prepare.data_root: DVC hashes everything in {root} before the prepare stage runs and cannot hash "
+            f"{len(unusable)} entr{'y' if len(unusable) == 1 else 'ies'}: {listed}{more}. Fix them or move them "
+            f"out of {root} (`python -m stages.prepare` run directly skips and names them)"
         )
     click.echo(f"{params_path}: ok")
 

@@ -14,6 +14,7 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.data.decoding import check_bad, decode_all, stack
+from pipeline.data.listing import list_images, shown
 from pipeline.data.splits import Dataset, Split, sample_indices, split_indices
 
 
@@ -42,7 +43,7 @@ def load_folder(
     if not root.is_dir():
         raise PipelineError(f"prepare.data_root: {root} is not a directory (the folder dataset reads images from it)")
     extensions = image_extensions()
-    paths, ignored = _list_images(root, set(extensions))
+    paths, ignored, unusable = list_images(root, set(extensions))
     if ignored:
         print(f"{root}: ignored {ignored} file(s) that are not images")
     if not paths:
@@ -67,6 +68,7 @@ def load_folder(
     idx = [ix[sample_indices(len(ix), limit, s).numpy()] for ix, limit, s in zip(idx, limits, (seed, seed + 1))]
     chosen = np.concatenate(idx)
     decoded, skipped = decode_all([paths[i] for i in chosen], partial(_decode_image, size=size), root, "images")
+    skipped = unusable + [(shown(path), reason) for path, reason in skipped]
     check_bad(skipped, bad_images)
     channels = max((a.shape[0] for a in decoded if a is not None), default=1)
     splits, start = [], 0
@@ -80,21 +82,6 @@ def load_folder(
             f"{len(splits[0])} for training and {len(splits[1])} for testing; each split needs at least 1"
         )
     return Dataset(splits[0], splits[1], sorted(paths[i] for i in chosen), classes, skipped)
-
-
-def _list_images(root: Path, extensions: set[str]) -> tuple[list[Path], int]:
-    """The sorted image files under ``root`` (not hidden, not in hidden folders) and the number of other files."""
-    images, others = [], 0
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in extensions:
-                images.append(Path(folder) / name)
-            else:
-                others += 1
-    return sorted(images), others
 
 
 GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")

@@ -60,6 +60,7 @@ def main(params_path):
     run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
 
     from pipeline import PipelineError
+    from pipeline.data.splits import grid_indices
     from pipeline.evaluation import likelihood, preprocessing, sampling
     from pipeline.evaluation.features import (
         build_feature_space,
@@ -142,7 +143,8 @@ def main(params_path):
                 gen2 = z["gen2"] if "gen2" in z else sampling.latents("gen2", n, seed + 2, **kw)
                 z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
         k = cfg["grid_rows"]
-        grid = save_grid(test.images[: k * k], PLOTS / "evaluate" / "real.png", nrow=k)
+        shown = grid_indices(test.labels, k * k, seed)  # the real grid and the REC grid: the same test images
+        grid = save_grid(test.images[shown], PLOTS / "evaluate" / "real.png", nrow=k)
         run.log_grid(grid, "samples_real")
         run.log_grid(grid, "samples_real", parent=True)
         metrics, timing = {}, {}
@@ -160,7 +162,9 @@ def main(params_path):
                 )
                 images = preprocessing.apply(proto, name, images, test.images)
                 values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
-            grid = save_grid(images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k)
+            grid = save_grid(
+                images[shown] if name == "rec" else images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k
+            )
             run.log_grid(grid, f"samples_{name}")
             run.log_grid(grid, f"samples_{name}", parent=True)
             metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}

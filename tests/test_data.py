@@ -509,3 +509,18 @@ def test_bvae_check_names_what_dvc_cannot_hash_in_data_root(tmp_path, monkeypatc
     dvc_stops = {path: reason for path, reason in awkward.items() if path != "dogs/up"}
     assert all(f"{path}: {reason}" in line for path, reason in dvc_stops.items()) and "3 entries" in line
     assert "dogs/up" not in line
+
+
+def test_a_grid_shows_every_class_in_turn_seeded_and_an_unlabelled_set_at_random():
+    from pipeline.data.splits import grid_indices
+
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 3 + [3] * 40)  # in order, as a folder's test set is
+    shown = grid_indices(labels, 64, seed=0)
+    counts = torch.bincount(labels[shown], minlength=4).tolist()
+    assert len(set(shown.tolist())) == 64 and counts[2] == 3  # no image twice; a small class gives all it has
+    assert max(counts) - min(c for i, c in enumerate(counts) if i != 2) <= 1  # the others share the rest evenly
+    assert shown.tolist() == grid_indices(labels, 64, seed=0).tolist() != grid_indices(labels, 64, seed=1).tolist()
+    assert len(set(labels[shown[:4]].tolist())) == 4  # the first row already mixes the classes
+    unlabelled = grid_indices(torch.full((100,), -1), 64, seed=0)
+    assert len(set(unlabelled.tolist())) == 64 and unlabelled.tolist() != list(range(64))  # not the first 64
+    assert len(grid_indices(labels, 500, seed=0)) == 123  # at most the set

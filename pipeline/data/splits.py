@@ -40,6 +40,27 @@ def sample_indices(n: int, k: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
 
 
+def grid_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Which ``n`` images a grid of the data shows: a seeded random sample of all of them, and
+    where there are labels (>= 0) stratified: the classes take turns, each giving its images in
+    a seeded random order, until ``n`` are chosen (a class that runs out drops out), so every
+    class shows up and none twice as often as another while each has images left. In the
+    order chosen (rows mix the classes)."""
+    g = torch.Generator().manual_seed(seed)
+    n = min(n, len(labels))
+    order = torch.randperm(len(labels), generator=g)
+    if len(labels) == 0 or int(labels.min()) < 0:  # unlabelled
+        return order[:n]
+    queues = [order[labels[order] == c].tolist() for c in torch.unique(labels).tolist()]
+    turns = torch.randperm(len(queues), generator=g).tolist()  # which class goes first, second, ...
+    chosen = []
+    while len(chosen) < n:
+        for c in turns:
+            if queues[c] and len(chosen) < n:
+                chosen.append(queues[c].pop(0))
+    return torch.tensor(chosen, dtype=torch.long)
+
+
 def split_indices(labels: np.ndarray, test_fraction: float, seed: int, stratify: bool):
     """Seeded train/test index arrays (each sorted); stratified by ``labels`` when asked and
     possible (every class has 2+ items and both sides can hold one of each)."""

@@ -200,12 +200,12 @@ def test_the_torch_free_choices_match_the_registries():
     for name, cls in models.ARCHITECTURES.items():  # each network too: its settings are its params in choices
         assert cls.Params is choices.ARCH_PARAMS[name]
         shapes = lambda m: [tuple(p.shape) for p in m.parameters()]
-        default = shapes(cls(1, 64, 4))
-        assert shapes(cls(1, 64, 4, **choices.ARCHITECTURES[name])) == default, name
+        default = shapes(cls(1, 16, 4))
+        assert shapes(cls(1, 16, 4, **choices.ARCHITECTURES[name])) == default, name
         if "base_channels" in choices.ARCHITECTURES[name]:
-            assert shapes(cls(1, 64, 4, base_channels=8)) != default, name
+            assert shapes(cls(1, 16, 4, base_channels=8)) != default, name
         with pytest.raises(TypeError, match="unexpected keyword argument 'nonsense'"):
-            cls(1, 64, 4, nonsense=1)
+            cls(1, 16, 4, nonsense=1)
     assert models.DenseVAE.Params is choices.DenseParams
 
 

@@ -4,11 +4,13 @@ real store, and one clear line when there is nothing to open or the port is take
 import socket
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from conftest import free_port, run
+from conftest import free_port
 from pipeline.tracking.runs import experiment_id
 from pipeline.tracking.store import find_experiment_id, ui_address
+from stages import cli
 
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
@@ -32,17 +34,20 @@ def test_the_experiment_id_is_read_from_a_real_sqlite_store(tmp_path, monkeypatc
     assert find_experiment_id(uri) == client.get_experiment_by_name("other").experiment_id
 
 
-def test_bvae_ui_prints_the_address_and_says_what_is_missing(tmp_path):
+def test_bvae_ui_prints_the_address_and_says_what_is_missing(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = run(["bvae", "ui"], tmp_path, check=False, MLFLOW_TRACKING_URI=uri)
-    assert out.returncode == 2
-    assert out.stderr.strip() == f"error: no runs in {uri} yet: run the pipeline first (bash scripts/repro.sh)"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    ui = lambda *args: CliRunner().invoke(cli.main, ["ui", *args])
+    out = ui()
+    assert out.exit_code == 2
+    assert out.output.strip() == f"error: no runs in {uri} yet: run the pipeline first (bash scripts/repro.sh)"
     experiment_id(MlflowClient(uri), (tmp_path / "mlartifacts").as_uri())
-    out = run(["bvae", "ui", "--address", "--port", "5077"], tmp_path, MLFLOW_TRACKING_URI=uri)
-    assert out.stdout.strip() == "http://127.0.0.1:5077/#/experiments/1/runs?workflowType=machine_learning"
+    out = ui("--address", "--port", "5077")
+    assert out.output.strip() == "http://127.0.0.1:5077/#/experiments/1/runs?workflowType=machine_learning"
     with socket.socket() as taken:  # another UI on the port: said before mlflow starts
         port = free_port()
         taken.bind(("127.0.0.1", port))
         taken.listen(1)
-        out = run(["bvae", "ui", "--port", str(port)], tmp_path, check=False, MLFLOW_TRACKING_URI=uri)
-    assert out.returncode == 2 and f"port {port} is in use" in out.stderr and "Traceback" not in out.stderr
+        out = ui("--port", str(port))
+    assert out.exit_code == 2 and f"port {port} is in use" in out.output and "Traceback" not in out.output

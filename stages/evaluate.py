@@ -218,7 +218,7 @@ def main(params_path):
                 champion=reg.get("champion"),
                 score=score,
                 metrics=headline,
-                on_parent=True,
+                parent=True,
             )
         )
         if registered:

@@ -206,14 +206,14 @@ class RunCalls:
         champion: str | None = None,
         score: str | None = None,
         metrics: dict | None = None,
-        on_parent: bool = False,
+        parent: bool = False,
     ) -> str | None:
         """Pickle serialisation with this package's code bundled (``code_paths``), so the model
         loads with ``mlflow.pytorch.load_model`` wherever torch is installed (MLflow's warning
         about pickle is therefore silenced). With ``register_as``: a new registered version,
         described and tagged with ``metrics`` (:mod:`pipeline.tracking.registry`), ``alias`` pointed at
         it and ``champion`` moved to it if its ``score`` is the best; returns what happened. With
-        ``on_parent`` the model's source run is the parent run (the UI's Models column lists a model
+        ``parent`` the model's source run is the parent run (the UI's Models column lists a model
         by its source run) and among the parent's outputs too; a registered version's source run is
         the parent: the configuration's row and page in the UI show what it produced."""
         import mlflow
@@ -225,9 +225,9 @@ class RunCalls:
 
         with torch.no_grad():
             out = model(example)
-        on_parent = on_parent and self.parent_id is not None
+        parent = parent and self.parent_id is not None
         model_id = None
-        if on_parent:
+        if parent:
             model_id = mlflow.initialize_logged_model(
                 name, source_run_id=self.parent_id, experiment_id=self.exp_id
             ).model_id
@@ -247,7 +247,7 @@ class RunCalls:
             )
         finally:
             logger.setLevel(level)
-        if on_parent:
+        if parent:
             self.client.log_outputs(self.parent_id, [LoggedModelOutput(info.model_id, 0)])
         if not register_as:
             return None
@@ -268,6 +268,8 @@ class RunCalls:
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+        if parent and self.parent_id is None:  # a resumed run that names no parent
+            return
         dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
         entry = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, "training")])
         self.client.log_inputs(self.parent_id if parent else self.run_id, datasets=[entry])
@@ -277,6 +279,8 @@ class RunCalls:
         value: one the parent already has with another value is said, not changed."""
         from mlflow.entities import Param
 
+        if self.parent_id is None:  # a resumed run that names no parent
+            return
         have = self.client.get_run(self.parent_id).data.params
         for key, value in params.items():
             if key in have and have[key] != str(value):

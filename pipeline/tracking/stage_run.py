@@ -197,8 +197,9 @@ class StageRun:
         return self._call("log_artifact", str(path), artifact_path)
 
     def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> Future | None:
-        """An image grid as ``grids/<name>.png`` on this stage's run (or the parent run), and
-        with ``step`` also in the ``name`` image timeline (:meth:`RunCalls.log_grid`)."""
+        """An image grid as ``grids/<name>.png`` on this stage's run (with ``step`` also in the
+        ``name`` image timeline), or as ``<name>.png`` at the parent run's artifact root, where
+        MLflow's Compare shows it (:meth:`RunCalls.log_grid`)."""
         return self._call("log_grid", image, name, step, parent)
 
     def log_model(
@@ -211,13 +212,13 @@ class StageRun:
         champion: str | None = None,
         score: str | None = None,
         metrics: dict | None = None,
-        on_parent: bool = False,
+        parent: bool = False,
     ):
-        """Log a torch module as an MLflow model (signature from ``example``), with ``on_parent``
+        """Log a torch module as an MLflow model (signature from ``example``), with ``parent``
         also an output of the parent run; optionally register it (the parent as its source run),
         tagged with ``metrics``, point ``alias`` at the new version and ``champion`` if its
         ``score`` is the best (:mod:`pipeline.tracking.registry`). The Future's result says what happened."""
-        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics, on_parent)
+        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics, parent)
 
     def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> Future | None:
         """Record the raw data as this run's (or the parent run's) training dataset input: its

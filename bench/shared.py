@@ -18,7 +18,7 @@ In fresh copies of the project (bench/pipeline_time.py's, with this .venv), each
   (e) training steps against a bare PyTorch loop (bench/steps.py, in the copy).
 
 Each time is printed with its ratio to (a) (for (d): the first --jobs count's time over -j N's, the
-speed-up), (e) as ours / bare. Run it on a machine with nothing else running.
+speed-up; a count given more than once is timed each time and its mean used), (e) as ours / bare. Run it on a machine with nothing else running.
 """
 
 import argparse
@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,14 +112,16 @@ def kill_under(folder: Path) -> None:
             pass  # ended meanwhile, or not ours
 
 
-def queue(tmp: Path, rev: str | None, jobs: list[int]) -> dict:
+def queue(tmp: Path, rev: str | None, jobs: list[int]) -> list[list]:
+    """[-j, seconds] for each sweep, in the order of ``jobs`` (a count may repeat: alternate
+    them, e.g. 2,4,4,2, to see the VM's drift apart from the difference)."""
     project, env = fresh(tmp, "queue", rev)
     sh(["dvc", "repro"], project, env)  # prepare and reference, which the experiments share
     port = free_port()
     sh(["bash", "scripts/tracking_server.sh"], project, env | {"PORT": str(port)})
     qenv = env | {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
     try:
-        return {j: sweep(project, qenv, range(4 * i + 1, 4 * i + 5), j) for i, j in enumerate(jobs)}
+        return [[j, sweep(project, qenv, range(4 * i + 1, 4 * i + 5), j)] for i, j in enumerate(jobs)]
     finally:
         sh(["bash", "scripts/tracking_server.sh", "stop"], project, env, check=False)
 
@@ -155,9 +158,12 @@ def main():
             print(f"(c) beside the test run:   {result['c']:6.1f} s  {result['c'] / result['a']:.2f}x")
         if "d" in parts:
             result["d"] = runs = queue(tmp, rev, jobs)
-            base = runs[jobs[0]]
+            means = {j: statistics.mean(t for k, t in runs if k == j) for j in dict.fromkeys(jobs)}
+            base = means[jobs[0]]
             print(
-                "(d) 4 queued experiments:  " + ", ".join(f"-j {j} {t:6.1f} s {base / t:.2f}x" for j, t in runs.items())
+                "(d) 4 queued experiments:  "
+                + ", ".join(f"-j {j} {t:6.1f} s {base / t:.2f}x" for j, t in means.items())
+                + ("  (means of " + ", ".join(f"{t:.1f}" for _, t in runs) + ")" if len(runs) > len(means) else "")
             )
         if "e" in parts:
             result["e"] = steps(tmp, rev)

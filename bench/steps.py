@@ -104,8 +104,8 @@ def main(epochs: int = 8, repeats: int = 3) -> dict:
     stage1 = build_stage1(cfg1, train.images.shape[1], train.images.shape[-1])
     speed1 = Speed.resolve(cfg1["precision"], False, cpu, images=True)
     cfg2 = params["stage2"]
-    stage2 = build_stage2(cfg2, cfg1["latent_dim"])
-    codes = torch.randn(len(train), cfg1["latent_dim"])  # stage 2's step does not depend on the values
+    stage2 = build_stage2(cfg2, stage1.latent_dim)
+    codes = torch.randn(len(train), stage1.latent_dim)  # stage 2's step does not depend on the values
     speed2 = Speed.resolve(cfg2["precision"], False, cpu, images=False)
     return {
         "stage1": compare(

@@ -5,6 +5,7 @@ Folders and modules, one job each:
         params        read it, flatten it, hash a configuration
         schema        what it may hold: keys, types, ranges, combinations
         choices       the names it may choose from (no torch import: checked first)
+        sizing        ``train.latent_dim: auto``: the latent size from the data's size
     data/         datasets as uint8 tensors; one module per source, registered by name
         digits, mnist, cifar10, celeba, folder   the sources (mnist also reads fashion_mnist)
         splits        train/test sets and the seeded choice of images
@@ -51,6 +52,7 @@ Folders and modules, one job each:
         seed_stats    runs that differ only in their seeds: mean, std and n
         equivalence   a fixed KL weight as a decoder variance, per reconstruction loss
         results_page  the answer to "is scaling the KL sound?" as a page
+        plan          the runs of that page (`bvae answer`) and the estimate of their time
         plots         figures (matplotlib, written as PNG)
     files         atomic output writes (a failed stage leaves none), JSON, CSV
     images        uint8 conversion, image grids, PNG files

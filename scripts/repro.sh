@@ -17,9 +17,11 @@ echo "pipeline time: $(( $(date +%s) - start )) s"
 echo
 python - <<'PY'
 import json
-m = json.load(open("metrics/evaluate.json"))
+m, ref = json.load(open("metrics/evaluate.json")), json.load(open("metrics/reference.json"))
 for key in sorted(k for k in m if k.startswith("fid_")):
-    print(f"  {key:28s} {m[key]:8.3f}")
+    floor = ref.get(f"fid_{key[4:].split('_')[0].split('-')[0]}_train_vs_test")  # its feature space's floor
+    scale = f"  {m[key] / floor:6.1f}x the floor {floor:.3g} (real training vs test images)" if floor else ""
+    print(f"  {key:28s} {m[key]:8.3f}{scale}")
 for key in sorted(k for k in m if k.startswith(("nll_iwae", "bpd_iwae"))):
     print(f"  {key:34s} {m[key]:8.3f}")
 PY

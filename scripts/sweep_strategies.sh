@@ -7,10 +7,10 @@
 #   bash scripts/sweep_strategies.sh --seeds 3                # seeds 0, 1, 2 of each
 #   bash scripts/sweep_strategies.sh --seeds 3 -S train.epochs=20   # overrides for every run
 #
-# The configurations: fixed beta 1 and 0.1, annealed to 1 (monotone and cyclical),
-# learned gamma (log gamma at 10x the model's learning rate, so that it reaches the data's
-# gamma within a short budget: see pipeline/balance/learned_gamma.py), running gamma at k = 1
-# and at the reference code's k = (2 * image side / latent_dim)^2, and sigma. A seed sets
+# The configurations (pipeline/reports/plan.py; `bvae answer` runs the same): fixed beta 1
+# and 0.1, annealed to 1 (monotone and cyclical), learned gamma (log gamma at 10x the
+# model's learning rate, so that it reaches the data's gamma within a short budget: see
+# pipeline/balance/learned_gamma.py), running gamma at k = 1 and at the reference code's k = (2 * image side / latent_dim)^2, and sigma. A seed sets
 # train.seed, stage2.seed and evaluate.seed; the data subset and the FID feature space
 # (prepare, reference) are the same for all runs.
 #
@@ -29,13 +29,12 @@ if [[ "${1:-}" == "--seeds" ]]; then
 fi
 [[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "--seeds: expected a positive whole number, got '$seeds'" >&2; exit 2; }
 
-# Check the data is visible to queued experiments, and compute the reference rule for k,
-# from params.yaml and any -S overrides given here.
-k_ref=$(python - "$@" <<'EOF'
-import subprocess, sys
+# Check the data is visible to queued experiments, from params.yaml and any -S overrides
+# given here; keep the params as they will be (for the reference rule for k, below).
+params=$(python - "$@" <<'EOF'
+import json, subprocess, sys
 from pathlib import Path
 import yaml
-from pipeline.config.choices import NATIVE_SIZE
 p, args = yaml.safe_load(open("params.yaml")), sys.argv[1:]
 for flag, kv in zip(args, args[1:]):
     if flag in ("-S", "--set-param"):
@@ -51,27 +50,28 @@ if p["prepare"]["dataset"] != "digits" and root.is_relative_to(Path.cwd()):
         sys.exit(f"prepare.data_root {p['prepare']['data_root']} is inside the repository but not versioned: queued "
                  "experiments run in clean copies and would not see it. Version it (dvc add <folder> and git add "
                  "<folder>.dvc) or set prepare.data_root to a path outside the repository.")
-side = p["prepare"]["image_size"] or NATIVE_SIZE.get(p["prepare"]["dataset"])
-if side is None:
-    sys.exit("prepare.image_size is needed for the reference rule for k")
-print((2 * side / p["train"]["latent_dim"]) ** 2)
+print(json.dumps(p))
 EOF
 )
 
-configs=(
-  "train.balance.strategy=fixed train.balance.beta=1.0"
-  "train.balance.strategy=fixed train.balance.beta=0.1"
-  "train.balance.strategy=annealed train.balance.beta=1.0"
-  "train.balance.strategy=annealed train.balance.beta=1.0 train.balance.cyclical=true"
-  "train.balance.strategy=learned_gamma train.balance.lr_factor=10.0"
-  "train.balance.strategy=running_gamma train.balance.k=1.0"
-  "train.balance.strategy=running_gamma train.balance.k=$k_ref"
-  "train.balance.strategy=sigma"
-)
 
 # The stages every configuration shares run once here; DVC's run-cache restores their
 # outputs inside the queued experiments (which only hold git/DVC-tracked files).
 dvc repro reference
+
+# The reference code's k = (2 * image side / latent_dim)^2, for the prepared images
+# (latent_dim: auto resolved as train_vae will: pipeline/config/sizing.py).
+k_ref=$(python - "$params" <<'EOF'
+import json, sys
+from pipeline.config import sizing
+p, meta = json.loads(sys.argv[1]), json.load(open("data/prepared/meta.json"))
+latent, _ = sizing.latent_dim(p["train"]["latent_dim"], meta["channels"], meta["image_size"])
+print((2 * meta["image_size"] / latent) ** 2)
+EOF
+)
+# The configurations (pipeline/reports/plan.py, as `bvae answer` runs them), one line each.
+mapfile -t configs < <(python -c "import sys; from pipeline.reports import plan
+for c in plan.configurations(float(sys.argv[1])): print(plan.dvc_args(c))" "$k_ref")
 
 for ((seed = 0; seed < seeds; seed++)); do
   for config in "${configs[@]}"; do

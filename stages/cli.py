@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pipeline import PipelineError
-from stages import evaluate, prepare, reference, train_stage2, train_vae, ui
+from stages import answer, evaluate, prepare, reference, train_stage2, train_vae, ui
 from stages.command import stage
 
 
@@ -24,7 +24,7 @@ def main():
     """
 
 
-for module in (prepare, reference, train_vae, train_stage2, evaluate, ui):
+for module in (prepare, reference, train_vae, train_stage2, evaluate, ui, answer):
     main.add_command(module.main)
 
 

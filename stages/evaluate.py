@@ -60,6 +60,7 @@ def main(params_path):
     run = StageRun("evaluate", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
 
     from pipeline import PipelineError
+    from pipeline.config.choices import feature_space
     from pipeline.data.splits import grid_indices
     from pipeline.evaluation import likelihood, preprocessing, sampling
     from pipeline.evaluation.features import (
@@ -92,15 +93,21 @@ def main(params_path):
     )
     ref = section(params, "reference", ("features",))
     reg = cfg.get("register") or {}
-    if ref["features"] == "inception":
-        resolve_inception_weights(ref.get("inception_weights"))
+    if not (PREPARED / "meta.json").is_file():
+        raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
+    data = read_json(PREPARED / "meta.json")
+    labelled = data.get("num_classes", 0) >= 2
+    features = feature_space(ref["features"], labelled)
+    if features == "inception":
+        resolve_inception_weights(ref.get("inception_weights"), labelled)
     device = setup(cfg["seed"])
     reference = load_checkpoint(REFERENCE, "real-image statistics")
-    if reference["space"] != ref["features"]:
+    if reference["space"] != features:
         raise PipelineError(
-            f"{REFERENCE} holds {reference['space']} features but reference.features is {ref['features']}: "
-            "run `dvc repro` (it recomputes the reference stage)"
+            f"{REFERENCE} holds {reference['space']} features but reference.features is {ref['features']} "
+            f"({features} for this data): run `dvc repro` (it recomputes the reference stage)"
         )
+    floor = reference.get("floor")  # FID of real training images against the test images
     v = load_checkpoint(VAE, "stage-1 model")
     if "gamma" not in v:
         raise PipelineError(f"{VAE} predates the likelihood evaluation (it holds no gamma): dvc repro -f train_vae")
@@ -110,16 +117,12 @@ def main(params_path):
     gmm = load_checkpoint(GMM, "Gaussian mixture")
     test = load_prepared("test")
     n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
-
-    if not (PREPARED / "meta.json").is_file():
-        raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
-    data = read_json(PREPARED / "meta.json")
     with run:
         run.log_params({"evaluate": cfg})
         run.log_parent_params({"data_dim": test.images[0].numel()})  # D: turns beta_eff into a variance
         run.log_input(data["dataset"], data["source"], data["raw_sha256"], parent=True)
         space = build_feature_space(
-            ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
+            features, classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
         names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
         proto = cfg["protocol"]
@@ -152,6 +155,8 @@ def main(params_path):
             "KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
             "subsets of the size shown"
         )
+        if floor is not None:
+            click.echo(f"FID floor (real training against test images, {space.name} features): {floor:.4g}")
         for name in names:
             if threads is not None and (note := threads.tick()):
                 click.echo(f"evaluate: {note}")
@@ -170,7 +175,7 @@ def main(params_path):
             metrics |= {f"{m}_{space_name}_{name}": v for m, v in values.items()}
             timing[f"eval_seconds_{name}"] = time.perf_counter() - t0
             click.echo(
-                f"{name:14s} FID {values['fid']:8.3f}  KID {values['kid_mean']:9.3g} +- {values['kid_std']:8.3g} "
+                f"{name:14s} FID {values['fid']:8.3f}{_over(values['fid'], floor)}  KID {values['kid_mean']:9.3g} +- {values['kid_std']:8.3g} "
                 f"(subsets of {values['kid_subset_size']})  "
                 f"precision {values['precision']:.3f}  recall {values['recall']:.3f}"
             )
@@ -205,6 +210,8 @@ def main(params_path):
         run.log_metrics(metrics | timing)
         upstream = read_json(METRICS / "train_vae.json")
         headline |= {f"train_vae.{key}": upstream[key] for key in HEADLINE_STAGE1 if key in upstream}
+        if floor is not None:  # the scale of every FID above (the reference stage's number, as it logged it)
+            headline[f"fid_{space.name}_train_vs_test"] = floor
         score = f"fid_{space_name}_gen2"
         # GEN-2 FID first: MLflow's Compare opens its parallel-coordinates plot on the first metric
         run.log_parent_metrics({k: headline[k] for k in sorted(headline, key=lambda k: k != score)})
@@ -227,6 +234,11 @@ def main(params_path):
             f"metrics: {METRICS / 'evaluate.json'} (every metric: {METRICS / 'all' / 'evaluate.json'}); "
             f"grids: {PLOTS / 'evaluate'}/"
         )
+
+
+def _over(fid: float, floor: float | None) -> str:
+    """`` (3.1x the floor)``: an FID on the scale of its feature space's train-vs-test FID."""
+    return "" if not floor else f" ({fid / floor:5.1f}x the floor)"
 
 
 if __name__ == "__main__":

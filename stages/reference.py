@@ -16,9 +16,11 @@ from stages.layout import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE
 @stage
 def main(params_path):
     """Train the domain classifier (models/classifier.pt) and write the real test
-    images' features (reference/real_stats.pt) in the feature space
-    `reference.features`; metrics/reference.json holds the classifier's test accuracy
-    and the FID of real training images against the test images (the floor)."""
+    images' features (reference/real_stats.pt, with the floor) in the feature space
+    `reference.features` (auto: domain for labelled data, inception for unlabelled);
+    metrics/reference.json holds the classifier's test accuracy and the FID of real
+    training images against the test images (the floor: what a perfect generator would
+    score against these test images, in this feature space)."""
     from pipeline.config.params import load_params, section
 
     params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
@@ -31,7 +33,7 @@ def main(params_path):
     import torch
 
     from pipeline import PipelineError
-    from pipeline.config.choices import MIN_IMAGES
+    from pipeline.config.choices import MIN_IMAGES, feature_space
     from pipeline.evaluation import classifier as clf
     from pipeline.evaluation.features import (
         build_feature_space,
@@ -58,12 +60,25 @@ def main(params_path):
             "limit_test or prepare.test_fraction, or add images"
         )
     labelled = meta.get("num_classes", 0) >= 2
+    features = feature_space(ref["features"], labelled)
     if ref["features"] == "domain" and not labelled:
         raise PipelineError(
             "reference.features: domain needs class labels (it trains a classifier on them), but the prepared "
             "data is unlabelled (for the folder dataset, put each class in its own subfolder); or use "
-            "reference.features: inception (needs the Inception-v3 weights)"
+            "reference.features: inception or auto (needs the Inception-v3 weights)"
         )
+    if features != ref["features"]:  # auto
+        click.echo(
+            f"reference.features: auto: {features} features ("
+            + (
+                "the data has class labels)"
+                if labelled
+                else "the data has no class labels, which the domain classifier needs: put each class in its own "
+                "subfolder for it): the standard FID, which needs the Inception-v3 weights"
+            )
+        )
+        if features == "inception":
+            resolve_inception_weights(ref.get("inception_weights"), labelled)
     device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
     with run:
@@ -96,7 +111,7 @@ def main(params_path):
             save_torch({"config": None, "state_dict": {}}, CLASSIFIER)
 
         space = build_feature_space(
-            ref["features"], classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
+            features, classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
         with part("work"):
             real = space.extract(test.images, "test images")
@@ -104,7 +119,7 @@ def main(params_path):
             floor = frechet_distance(
                 statistics(space.extract(train.images[floor_idx], "train images")), statistics(real)
             )
-        save_torch({"space": space.name, "features": real}, REFERENCE)
+        save_torch({"space": space.name, "features": real, "floor": floor}, REFERENCE)
         write_json(
             {"space": space.name, "real_test_images": len(real), "labelled": labelled},
             PLOTS / "reference" / "features.json",

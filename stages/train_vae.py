@@ -32,6 +32,8 @@ def main(params_path):
 
     from pipeline import PipelineError
     from pipeline.balance import build_balance
+    from pipeline.config import sizing
+    from pipeline.data.splits import grid_indices
     from pipeline.evaluation.sampling import reconstruct
     from pipeline.files import save_torch
     from pipeline.hardware import memory
@@ -46,6 +48,9 @@ def main(params_path):
     device = setup(cfg["seed"])
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
+    latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
+    cfg = cfg | {"latent_dim": latent}
+    click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}")
     try:
         memory.check_training(
             lambda: build_stage1(cfg, channels, size),
@@ -61,7 +66,7 @@ def main(params_path):
     balance = build_balance(cfg["balance"], "train.balance").to(device)
     images = train.images.to(device)
     grid_every = cfg.get("grid_every") or 0
-    grid_images = test.images[:64]
+    grid_images = test.images[grid_indices(test.labels, 64, cfg["seed"])]  # a seeded sample across the classes
     grid_path = PLOTS / "train_vae" / "reconstructions.png"
 
     ckpt = StageCheckpoint("train_vae", cfg, [PREPARED / "train.pt"])
@@ -107,8 +112,10 @@ def main(params_path):
         run.log_model(Reconstruct(model.cpu()), "vae", grid_images[:4].float() / 255)
         click.echo(
             f"final gamma {metrics['final_gamma']:.4g}, beta_eff {metrics['final_beta_eff']:.3g}, "
-            f"active units {metrics['final_active_units']:.0f}/{cfg['latent_dim']}, test mse {test_mse:.4g}"
+            f"active units {metrics['final_active_units']:.0f}/{latent}, test mse {test_mse:.4g}"
         )
+        if warning := sizing.too_small(latent, channels, size):
+            click.echo(f"train_vae: {warning}")
     ckpt.done()
 
 

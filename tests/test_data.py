@@ -243,7 +243,11 @@ def test_folder_with_mixed_modes_classes_and_broken_files(tmp_path, capsys):
     assert sorted(reasons) == ["dogs/broken.png", "dogs/cut.jpg"]
     assert "cannot identify image file" in reasons["dogs/broken.png"] and "truncated" in reasons["dogs/cut.jpg"]
     assert rel(ds.files, root) == MIXED_IMAGES
-    assert "ignored 1 file(s) that are not images" in capsys.readouterr().out  # notes.txt
+    out = capsys.readouterr().out  # named, hidden ones too
+    assert (
+        "ignored 3 entries: dogs/.cache/ (a hidden folder); dogs/.hidden.png (a hidden file); dogs/notes.txt (not an image file)"
+        in out
+    )
     with pytest.raises(PipelineError, match=r"2 unreadable image\(s\): dogs/broken.png \(.*\), dogs/cut.jpg \("):
         data.load(prepare_cfg("folder", root, image_size=16, bad_images="fail"))
 
@@ -371,10 +375,11 @@ def test_content_hash_covers_relative_names_and_bytes(tmp_path):
 # -- the stages --
 
 
-def write_params(prepare: dict) -> None:
+def write_params(prepare: dict, features: str = "auto") -> None:
     import yaml
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["reference"]["features"] = features
     Path("params.yaml").write_text(yaml.safe_dump(params | {"prepare": params["prepare"] | prepare}))
 
 
@@ -421,15 +426,36 @@ def test_reference_refuses_domain_features_on_unlabelled_data(tmp_path, monkeypa
     from stages.reference import main
 
     monkeypatch.chdir(tmp_path)
-    write_params({})
+    write_params({}, features="domain")
     meta = Path("data/prepared/meta.json")
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({"dataset": "celeba", "classes": None, "num_classes": 0, "labelled": False}))
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 2
     assert "error: reference.features: domain needs class labels" in result.output
-    assert "reference.features: inception" in result.output and "subfolder" in result.output
+    assert "reference.features: inception or auto" in result.output and "subfolder" in result.output
     assert "device:" not in result.output and not Path("models").exists()  # stopped before any work
+
+
+def test_auto_features_on_unlabelled_data_say_they_need_the_inception_weights(tmp_path, monkeypatch):
+    from stages.reference import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BVAE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    write_params({}, features="auto")
+    meta = Path("data/prepared/meta.json")
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"dataset": "folder", "classes": None, "num_classes": 0, "labelled": False}))
+    result = CliRunner().invoke(main, [])
+    assert result.exit_code == 2
+    said, error = result.output.splitlines()[0], result.output.splitlines()[-1]
+    assert said.startswith("reference.features: auto: inception features (the data has no class labels")
+    assert "needs the Inception-v3 weights" in said and "one subfolder per class" not in error
+    assert error.startswith("error: Inception FID needs the Inception-v3 weights file") and error.endswith(
+        "(or set reference.inception_weights to its path)."
+    )  # not "or use reference.features: domain": these images have no labels for it
+    assert not Path("models").exists()
 
 
 # -- real data --
@@ -483,9 +509,18 @@ def test_every_entry_of_a_real_folder_is_used_or_skipped_and_named(tmp_path):
 
     root = tmp_path / "art"
     awkward = write_awkward_folder(root)
+    (root / ".DS_Store").write_bytes(b"\0")  # hidden: left out, and named
+    (root / "cats" / ".thumbs").mkdir()
+    (root / "cats" / ".thumbs" / "0.png").write_bytes((root / "cats" / "0.png").read_bytes())
+    (root / "dogs" / "notes.txt").write_text("not an image")
     images, others, unusable = list_images(root, {".png"})
     assert [p.relative_to(root).as_posix() for p in images] == ["cats/0.png", "cats/1.png", "dogs/2.png", "dogs/3.png"]
-    assert others == 0 and [p for p, _ in unusable] == sorted(awkward)
+    assert others == [
+        (".DS_Store", "a hidden file"),
+        ("cats/.thumbs/", "a hidden folder"),
+        ("dogs/notes.txt", "not an image file"),
+    ]
+    assert [p for p, _ in unusable] == sorted(awkward)
     assert all(reason.startswith(awkward[path]) for path, reason in unusable)
     ds = data.load(prepare_cfg("folder", str(root), image_size=8))  # the stage's loader: skips them, names them
     assert len(ds.train) + len(ds.test) == 4 and [p for p, _ in ds.skipped] == sorted(awkward)

@@ -131,7 +131,7 @@ BAD = [  # (params or a mutation of the defaults, expected message)
         "evaluate.register.champion: the same alias as evaluate.register.alias ('candidate')",
     ),
     (
-        merge(DEFAULT, {"prepare": {"dataset": "celeba"}}),
+        merge(DEFAULT, {"prepare": {"dataset": "celeba"}, "reference": {"features": "domain"}}),
         "reference.features: domain needs class labels and celeba has none; use inception",
     ),
     (merge(DEFAULT, {"prepare": {"dataset": "folder"}}), "prepare.image_size: required for dataset folder"),

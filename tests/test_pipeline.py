@@ -81,6 +81,12 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     assert "\r" not in log and "\x1b[" not in log  # progress bars write plain lines to a log
     assert "Pickle" not in log and "Traceback" not in log  # MLflow's pickle warning, once per model, is silenced
     assert "KID: the unbiased MMD^2 of torch-fidelity" in log and "(subsets of 30)" in log
+    assert "reference.features: auto: domain features (the data has class labels)" in log
+    assert "train_vae: conv VAE, latent_dim 8 (auto: the power of two nearest D / 12 in [8, 64] for 1x8x8" in log
+    floor = json.loads((project / "metrics/reference.json").read_text())["fid_domain_train_vs_test"]
+    assert f"FID floor (real training against test images, domain features): {floor:.4g}" in log
+    fid = json.loads((project / "metrics/evaluate.json").read_text())["fid_domain_gen2"]
+    assert f"gen2           FID {fid:8.3f} ({fid / floor:5.1f}x the floor)" in log  # every FID on its scale
     for path in [
         "data/prepared/train.pt",
         "data/prepared/test.pt",
@@ -351,7 +357,8 @@ def test_same_params_give_identical_metrics(repro, tmp_path):
 @pytest.mark.slow  # about a minute (Inception at 299 px on 2 cores): `bash scripts/test.sh -m slow`
 def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_inception_weights):
     """A folder of images without class subfolders, outside the project (an external DVC
-    dependency), scored with Inception features (random weights: plumbing, not numbers)."""
+    dependency), scored with Inception features (`reference.features: auto`; random weights:
+    plumbing, not numbers), its model sized by hand too small for it (a warning at the end)."""
     art = tmp_path / "artworks"
     art.mkdir()
     rng = np.random.default_rng(0)
@@ -361,12 +368,18 @@ def test_unlabelled_folder_with_inception_fid_random_weights(tmp_path, random_in
         TINY,
         {
             "prepare": {"dataset": "folder", "data_root": str(art), "image_size": 16, "limit_test": 12},
-            "reference": {"features": "inception", "inception_weights": str(random_inception_weights)},
+            "reference": {"features": "auto", "inception_weights": str(random_inception_weights)},
+            "train": {"latent_dim": 4},
             "evaluate": {"num_samples": 12, "samplers": ["gen2"], "rescale": False},
         },
     )
     project = make_project(tmp_path, params)
-    run(["dvc", "repro"], project, BVAE_TRACKING="off")
+    out = run(["dvc", "repro"], project, BVAE_TRACKING="off")
+    said = out.stdout + out.stderr
+    assert "reference.features: auto: inception features (the data has no class labels" in said
+    assert "train_vae: conv VAE, latent_dim 4 (train.latent_dim; the size rule would give 64" in said
+    last = said[said.index("test mse") :].splitlines()[1]  # the line after the stage's summary
+    assert last.startswith("train_vae: latent_dim 4 is small for 3x16x16 images (D = 768): the size rule gives 64")
     metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
     assert {
         f"{m}_inception_{s}"

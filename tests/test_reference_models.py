@@ -132,6 +132,37 @@ def test_resnet_ref_shapes_and_widths():
         ResNetRef(1, 28, 8)
 
 
+def test_resnet_ref_stride_two_layers_pad_as_tf_same():
+    """TF's padding='same' (util.py lines 132 and 139): on an even side n a stride-2 3x3 layer
+    pads 0 before and 1 after (total (n/2 - 1) * 2 + 3 - n = 1). By hand, with a kernel whose
+    only 1 is at tap (0, 0): a conv gives out[i] = in[2i] (an impulse at (4, 6) lands at (2, 3)),
+    and its transpose in[i] -> out[2i] (the impulse at (2, 3) returns to (4, 6)); PyTorch's
+    padding=1 would read in[2i - 1] (nothing lands) and write to 2i - 1 ((3, 5))."""
+    from pipeline.models.resnet_ref import SameDown, SameUp
+
+    down, up = SameDown(1, 1), SameUp(1, 1)
+    for layer in (down, up):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            layer.weight[0, 0, 0, 0] = 1.0
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 4, 6] = 1.0
+    y = down(x)
+    assert y.shape == (1, 1, 4, 4) and y[0, 0].nonzero().tolist() == [[2, 3]]
+    z = up(y)
+    assert z.shape == (1, 1, 8, 8) and z[0, 0].nonzero().tolist() == [[4, 6]]
+    odd = torch.zeros(1, 1, 8, 8)
+    odd[0, 0, 7, 7] = 1.0  # the last row and column: read by the tap (2, 2) of out[3] (2 * 3 + 2 = 8 is padding)
+    with torch.no_grad():
+        down.weight.zero_()
+        down.weight[0, 0, 1, 1] = 1.0  # the centre tap: out[i] = in[2i + 1]
+    assert down(odd)[0, 0].nonzero().tolist() == [[3, 3]]
+    model = ResNetRef(3, 32, 16, base_channels=8, num_scale=3, fc_width=32)
+    assert sum(isinstance(m, SameDown) for m in model.modules()) == 2  # between the 3 scales
+    assert sum(isinstance(m, SameUp) for m in model.modules()) == 4  # 2 -> 4 -> 8 -> 16 -> 32
+
+
 def test_infogan_shapes_and_spectral_norm():
     torch.manual_seed(0)
     model = InfoGAN(1, 28, 8).train()

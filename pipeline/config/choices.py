@@ -16,8 +16,18 @@ UNLABELLED = ("celeba",)  # datasets without class labels (no domain classifier)
 PRECISIONS = ("auto", "fp32", "bf16")
 MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
+FEATURES = ("auto", "domain", "inception")  # reference.features; auto: feature_space() below
 PROTOCOLS = ("clean", "paper")  # evaluation protocols, pipeline/evaluation/preprocessing.py
 SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")  # pipeline/evaluation/sampling.py
+
+
+def feature_space(setting: str, labelled: bool) -> str:
+    """The FID feature space ``reference.features`` names for this data: ``auto`` is the
+    domain classifier's where the data has class labels (offline, trained here), Inception's
+    where it has none (the standard FID; needs the Inception-v3 weights)."""
+    if setting != "auto":
+        return setting
+    return "domain" if labelled else "inception"
 
 
 @dataclass(frozen=True)

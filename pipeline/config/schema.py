@@ -22,6 +22,7 @@ from pipeline import PipelineError
 from pipeline.config.choices import (
     ARCHITECTURES,
     DATASETS,
+    FEATURES,
     MIN_IMAGES,
     NATIVE_SIZE,
     PRECISIONS,
@@ -31,6 +32,7 @@ from pipeline.config.choices import (
     STRATEGIES,
     UNLABELLED,
 )
+from pipeline.config.sizing import AUTO
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,23 @@ class Interval(Value):
 
 
 COUNT, SEED = Value(int, lo=1), Value(int, lo=0, hi=SEED_MAX)
+
+
+@dataclass(frozen=True)
+class CountOrAuto(Value):
+    """A count, or ``auto``: chosen from the data when the stage runs (:mod:`pipeline.config.sizing`)."""
+
+    type: type = int
+    lo: float | None = 1
+
+    def check(self, key: str, v) -> None:
+        if v != AUTO:
+            super().check(key, v)
+
+    def _what(self) -> str:
+        return super()._what() + " or auto"
+
+
 LR = Value(float, gt=0)
 
 
@@ -149,12 +168,12 @@ def _schema() -> dict:
             "seed": SEED,
         },
         "reference": {
-            "features": Value(str, choices=("domain", "inception")),
+            "features": Value(str, choices=FEATURES),
             "inception_weights": Value(str, null=True),
             "classifier": {"feature_dim": COUNT, "epochs": COUNT, "batch_size": COUNT, "lr": LR, "seed": SEED},
         },
         "train": {
-            "latent_dim": COUNT,
+            "latent_dim": CountOrAuto(),
             "model": _model_schema(),
             "epochs": COUNT,
             "batch_size": COUNT,

@@ -45,7 +45,9 @@ def load_folder(
     extensions = image_extensions()
     paths, ignored, unusable = list_images(root, set(extensions))
     if ignored:
-        print(f"{root}: ignored {ignored} file(s) that are not images")
+        named = "; ".join(f"{path} ({why})" for path, why in ignored[:5])
+        more = f"; and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+        print(f"{root}: ignored {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'}: {named}{more}")
     if not paths:
         raise PipelineError(f"no images found in {root} (looked for files ending in {' '.join(extensions)})")
     rel = [p.relative_to(root).parts for p in paths]

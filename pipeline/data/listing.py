@@ -36,12 +36,16 @@ def entry_problem(path: Path) -> str | None:
     return None
 
 
-def list_images(root: Path, extensions: set[str]) -> tuple[list[Path], int, list[tuple[str, str]]]:
-    """The sorted image files under ``root`` (not hidden, not in hidden folders; a symbolic link
-    to a folder outside ``root`` followed), the number of other files, and (path relative to
-    ``root``, reason) for every entry that cannot be used: a folder that cannot be read, a
-    folder link that loops or leads back into ``root``, and the files of :func:`entry_problem`."""
-    images, others, unusable = [], 0, []
+def list_images(
+    root: Path, extensions: set[str]
+) -> tuple[list[Path], list[tuple[str, str]], list[tuple[str, str]]]:
+    """The sorted image files under ``root`` (a symbolic link to a folder outside ``root``
+    followed); (path relative to ``root``, why) for every entry left out as not an image:
+    hidden files and folders (a name starting with a dot: .DS_Store, .git/), files whose
+    suffix is not in ``extensions``; and (path, reason) for every entry that cannot be used:
+    a folder that cannot be read, a folder link that loops or leads back into ``root``, and
+    the files of :func:`entry_problem`."""
+    images, others, unusable = [], [], []
     top = Path(root).resolve()
 
     def rel(path) -> str:
@@ -54,8 +58,11 @@ def list_images(root: Path, extensions: set[str]) -> tuple[list[Path], int, list
     for folder, dirs, names in os.walk(root, onerror=unreadable_folder, followlinks=True):
         walked.add(Path(folder).resolve())
         keep = []
-        for d in (d for d in dirs if not d.startswith(".")):
+        for d in dirs:
             path = Path(folder) / d
+            if d.startswith("."):
+                others.append((rel(path) + "/", "a hidden folder"))
+                continue
             target = path.resolve()
             if path.is_symlink() and (target in walked or target.is_relative_to(top)):
                 unusable.append((rel(path), FOLDER_LOOP))
@@ -64,12 +71,14 @@ def list_images(root: Path, extensions: set[str]) -> tuple[list[Path], int, list
             else:
                 keep.append(d)
         dirs[:] = keep
-        for name in (n for n in names if not n.startswith(".")):
+        for name in names:
             path = Path(folder) / name
-            if problem := entry_problem(path):
+            if name.startswith("."):
+                others.append((rel(path), "a hidden file"))
+            elif problem := entry_problem(path):
                 unusable.append((rel(path), problem))
             elif Path(name).suffix.lower() in extensions:
                 images.append(path)
             else:
-                others += 1
-    return sorted(images), others, sorted(unusable)
+                others.append((rel(path), "not an image file"))
+    return sorted(images), sorted(others), sorted(unusable)

@@ -104,11 +104,12 @@ def _network_reachable(host: str = "github.com", port: int = 443, timeout: float
         return False
 
 
-def resolve_inception_weights(path: str | None) -> str | None:
+def resolve_inception_weights(path: str | None, labelled: bool = True) -> str | None:
     """The local weights file to use; None means torch-fidelity may download it.
 
     Checked before any long work: without the file and without a network, stop with
-    one message that says where to put it.
+    one message that says where to put it (and, for ``labelled`` data, that the domain
+    features need none).
     """
     if path:
         if not Path(path).is_file():
@@ -121,7 +122,8 @@ def resolve_inception_weights(path: str | None) -> str | None:
         raise PipelineError(
             f"Inception FID needs the Inception-v3 weights file {INCEPTION_FILE}, which is not on this machine, "
             f"and there is no network to download it. Download it from {INCEPTION_URL} on a connected machine and "
-            f"put it at {cached} (or set reference.inception_weights to its path); or use reference.features: domain."
+            f"put it at {cached} (or set reference.inception_weights to its path)"
+            + ("; or use reference.features: domain." if labelled else ".")
         )
     return None
 

@@ -20,6 +20,7 @@ from dataclasses import fields
 import torch
 from torch import nn
 
+from pipeline.config import sizing
 from pipeline.models.base import ARCHITECTURES, VAE, check_scales, reparameterize
 from pipeline.models.conv import ConvVAE
 from pipeline.models.dense import DenseVAE
@@ -51,14 +52,16 @@ __all__ += ["SpectralNorm", "ResBlock", "DenseResBlock", "RefResBlock", "RefDens
 def build_stage1(cfg: dict, channels: int, image_size: int) -> VAE:
     """The stage-1 VAE named by ``cfg["model"]["arch"]`` (default ``conv``). The model block
     holds the settings of every architecture (a sweep only changes ``arch``); each
-    takes the keys of its own params (:data:`pipeline.config.choices.ARCH_PARAMS`)."""
+    takes the keys of its own params (:data:`pipeline.config.choices.ARCH_PARAMS`).
+    ``cfg["latent_dim"]`` may be ``auto``: the size rule of :mod:`pipeline.config.sizing`."""
     m = dict(cfg.get("model", {}))
     arch = m.pop("arch", "conv")
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown arch {arch!r} (choose one of {', '.join(ARCHITECTURES)})")
     cls = ARCHITECTURES[arch]
     own = {f.name for f in fields(cls.Params)}
-    return cls(channels, image_size, cfg["latent_dim"], **{k: v for k, v in m.items() if k in own})
+    latent_dim, _ = sizing.latent_dim(cfg["latent_dim"], channels, image_size)
+    return cls(channels, image_size, latent_dim, **{k: v for k, v in m.items() if k in own})
 
 
 def build_stage2(cfg: dict, latent_dim: int) -> DenseVAE:

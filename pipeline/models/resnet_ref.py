@@ -2,6 +2,7 @@
 Trentin's code reuses, layer for layer (CIFAR-10, CelebA)."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models.base import VAE, check_scales, register
@@ -13,6 +14,34 @@ REF_BN_MOMENTUM = 0.001  # util.py batch_norm: moving averages with decay 0.999,
 
 def _ref_bn(c: int, dims: int = 2) -> nn.Module:
     return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(c, eps=1e-5, momentum=REF_BN_MOMENTUM)
+
+
+class SameDown(nn.Conv2d):
+    """A stride-2 3x3 convolution padded as TF's ``padding='same'`` pads it (util.py
+    downsample, line 132: tf.layers.conv2d(x, out_dim, kernel_size, 2, 'same')): the total padding, (out - 1) * 2
+    + 3 - n = 1 on an even side n, goes after the input (0 before, 1 after), where
+    ``padding=1`` would put one on each side and shift the sampling grid by a pixel:
+    output[i] = sum_k w[k] input[2i + k]."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in, c_out, 3, 2, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(F.pad(x, (0, 1, 0, 1)))
+
+
+class SameUp(nn.ConvTranspose2d):
+    """A stride-2 3x3 transposed convolution as TF's ``padding='same'`` computes it (util.py
+    upsample, line 139: tf.layers.conv2d_transpose(x, out_dim, kernel_size, 2, 'same')): the transpose of
+    :class:`SameDown`, output[j] = sum over 2i + k = j of w[k] input[i] for j < 2n; the full
+    transposed convolution (2n + 1 per side) with its last row and column dropped, where
+    ``padding=1, output_padding=1`` would drop the first and shift the output by a pixel."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(c_in, c_out, 3, 2, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[..., :-1, :-1]
 
 
 class RefResBlock(nn.Module):
@@ -75,7 +104,8 @@ class ResNetRef(VAE):
     global average pooling; a :class:`RefDenseResBlock` to ``fc_width``; dense heads for
     mu and log sigma (returned as log sigma^2 = 2 log sigma). Decoder: dense to a 2x2 map
     of the widest :func:`ref_decoder_widths`, then per 2x upsampling a stride-2 3x3
-    transposed conv and a scale of residual blocks; a 3x3 conv and a sigmoid. The decoder
+    transposed conv and a scale of residual blocks (the stride-2 layers padded as TF's
+    'same': :class:`SameDown`, :class:`SameUp`); a 3x3 conv and a sigmoid. The decoder
     does not mirror the encoder: its width is set by the image side. Glorot-uniform
     initialisation as tf.layers. The reference's learned log gamma_x lives in the balance
     strategy here (``learned_gamma``), not in the network.
@@ -96,7 +126,7 @@ class ResNetRef(VAE):
         for scale in range(num_scale):
             enc += [RefResBlock(c) for _ in range(blocks_per_scale)]
             if scale != num_scale - 1:
-                enc.append(nn.Conv2d(c, 2 * c, 3, 2, 1))
+                enc.append(SameDown(c, 2 * c))
                 c *= 2
         self.encoder = nn.Sequential(*enc)
         self.fc_enc = RefDenseResBlock(c, fc_width)
@@ -108,7 +138,7 @@ class ResNetRef(VAE):
         dec: list[nn.Module] = []
         for c_in, c_out in zip(widths, widths[1:]):
             dec += [
-                nn.ConvTranspose2d(c_in, c_out, 3, 2, 1, output_padding=1),
+                SameUp(c_in, c_out),
                 *[RefResBlock(c_out) for _ in range(blocks_per_scale)],
             ]
         self.decoder = nn.Sequential(*dec, nn.Conv2d(widths[-1], channels, 3, 1, 1), nn.Sigmoid())

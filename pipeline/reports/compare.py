@@ -172,6 +172,25 @@ def _cell(g: Group, key: str, spec: str) -> str:
     return "-" if s is None else s.format(spec)
 
 
+def floor_key(space: str) -> str:
+    """The floor of FIDs in ``space`` ("domain", "inception-paper"): real training images
+    against the test images in its features (the reference stage's; a protocol changes
+    only the generated images' preprocessing)."""
+    return f"fid_{space.split('-')[0]}_train_vs_test"
+
+
+def floor_ratio(g: Group, key: str) -> float | None:
+    """An FID (``fid_<space>_<what>``) over its floor: mean over mean (None without one)."""
+    space = key.removeprefix("fid_").rsplit("_", 1)[0].removesuffix("_gen2")
+    fid, floor = g.stat(key), g.stat(floor_key(space))
+    return None if fid is None or floor is None or not floor.mean else fid.mean / floor.mean
+
+
+def _fid_cell(g: Group, key: str) -> str:
+    ratio = floor_ratio(g, key)
+    return _cell(g, key, ".2f") + ("" if ratio is None else f" ({ratio:.1f}x)")
+
+
 def markdown_table(groups: list[Group]) -> str:
     """Scores per configuration, mean ± std over its seeds."""
     fids = _fid_keys(groups)
@@ -179,11 +198,20 @@ def markdown_table(groups: list[Group]) -> str:
     head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
-        cells = (
-            [g.label, str(len(g.runs))] + [_cell(g, k, ".2f") for k in fids] + [_cell(g, k, ".3f") for k in LIKELIHOOD]
-        )
+        cells = [g.label, str(len(g.runs))] + [_fid_cell(g, k) for k in fids] + [_cell(g, k, ".3f") for k in LIKELIHOOD]
         cells += [_cell(g, k, spec) for k, (_, spec) in STAGE1.items()] + [_cell(g, "train_wall_s", ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
+    floors = {}  # the same in every configuration: they share the reference stage
+    for g in groups:
+        for space in fid_spaces(g.stats):
+            if (f := g.stat(floor_key(space))) is not None:
+                floors.setdefault(space, f.mean)
+    if floors:
+        lines += [
+            "",
+            "FID (Nx): N times the floor, the FID of real training images against the test images in the same "
+            "features (" + "; ".join(f"{s} {f:.3g}" for s, f in sorted(floors.items())) + ").",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -15,10 +15,17 @@ import statistics
 from collections import Counter
 from datetime import UTC, datetime
 
-from pipeline.reports.compare import fid_spaces, markdown_table, variance_table
+from pipeline.reports.compare import fid_spaces, floor_key, floor_ratio, markdown_table, variance_table
 from pipeline.reports.equivalence import variance_for_beta
 from pipeline.reports.seed_stats import Group, Stat, separated
 
+FEATURE_SPACES = {  # what each feature space is, in one sentence for the page
+    "domain": "the penultimate layer of a classifier trained on these images' labels (offline, in this project): its "
+    "distances are in its own units, which differ from one data set to the next, so they rank runs on the "
+    "same data but compare with nothing else",
+    "inception": "Inception-v3's pool features (the standard FID), the space papers report in; its scale too "
+    "depends on the data set and on the number of images compared",
+}
 CONVERGED = {
     "ratio": 0.1,
     "log_step": 0.05,
@@ -54,8 +61,11 @@ def _list(items: list[str]) -> list[str]:
 
 
 def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
-    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; the seeds separate them)"."""
+    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; the seeds separate them)"; an FID with a floor
+    also says its ratio to it: "(...; 16.9x -> 4.5x the floor)"."""
     sa, sb = a.stat(key), b.stat(key)
+    ra, rb = floor_ratio(a, key), floor_ratio(b, key)
+    scale = f"; {ra:.1f}x -> {rb:.1f}x the floor" if ra is not None and rb is not None else ""
     if sa is None or sb is None:
         return f"{what}: not measured"
     verdict = {
@@ -63,7 +73,7 @@ def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
         False: "within the spread of the seeds",
         None: "one seed: no spread to judge by",
     }[separated(sa, sb)]
-    return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict})"
+    return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict}{scale})"
 
 
 def _common(groups: list[Group]) -> dict:
@@ -74,6 +84,8 @@ def _common(groups: list[Group]) -> dict:
 
 def _setup(groups: list[Group], rows: list, experiment: str, command: str, note: str) -> list[str]:
     c = _common(groups)
+    space = (fid_spaces(groups[0].stats) or [str(c.get("reference.features", "?"))])[0]
+    floor = groups[0].stat(floor_key(space))
     varying = sorted({k for g in groups for k in g.params} - set(c))
     dim = groups[0].stat("data_dim")
     limit = _num(c.get("prepare.limit_train"))
@@ -101,7 +113,7 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
         f"- Stage 2: dense VAE {c.get('stage2.depth', '?')} x {c.get('stage2.width', '?')}, "
         f"{c.get('stage2.epochs', '?')} epochs of batch {c.get('stage2.batch_size', '?')}, Adam at {c.get('stage2.lr', '?')}, "
         f"balance `{c.get('stage2.balance.strategy', '?')}` in every configuration.",
-        f"- Evaluation: FID in the `{c.get('reference.features', '?')}` feature space, "
+        f"- Evaluation: FID in the `{space}` feature space, "
         + (
             f"{c['evaluate.num_samples']} samples"
             if _num(c.get("evaluate.num_samples")) not in (None, "None")
@@ -109,6 +121,13 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
         )
         + " per sampler against the test images; likelihood with "
         f"{c.get('evaluate.nll_samples', '?')} importance samples per test image.",
+        f"- The feature space: {FEATURE_SPACES.get(space.split('-')[0], 'see docs/evaluation.md')}. "
+        + (
+            f"Its floor here, the FID of real training images against the test images, is {floor.format('.3g')}; "
+            "an FID is also given as a multiple of it (1x: as close to the test images as real images are)."
+            if floor
+            else "No floor was recorded with these runs."
+        ),
         "- What differs between configurations: " + ", ".join(f"`{k}`" for k in varying) + ".",
         "- Seeds: "
         + ", ".join(f"{n} per configuration ({k} configurations)" for n, k in sorted(seeds.items()))

@@ -1,0 +1,56 @@
+"""The stage-1 latent size from the data's size: ``train.latent_dim: auto``.
+
+The rule: with D = channels x side^2 values per image,
+
+    latent_dim = the power of two nearest D / 12, at least 8 and at most 64
+
+which gives the latent size each was run with where it is known to work:
+
+    digits 1x8x8       D =    64 ->  8  (this project's default, tuned on them)
+    MNIST 1x28x28      D =   784 -> 64  (both references, for each of these data sets:
+    CIFAR-10 3x32x32   D =  3072 -> 64   BalancingVAE computed_gamma.py:760 "latent_dim": 64,
+    CelebA 3x64x64     D = 12288 -> 64   TwoStageVAE demo.py:150 --latent-dim default 64)
+
+and in between grows with D (16x16 grey: 16, 32x32 grey: 64), so a folder of your own
+32 px colour images gets the references' 64, not the digits' 8. The
+networks' widths stay as ``train.model`` sets them. A latent below a quarter of the rule's size
+is flagged at the end of train_vae (:func:`too_small`): such a model cannot keep the detail
+of its data, which a user then tries to bring back by scaling the KL down.
+"""
+
+import math
+
+AUTO = "auto"
+LO, HI = 8, 64
+VALUES_PER_UNIT = 12  # D / 12: digits 64 -> 5.3 (-> 8), MNIST 784 -> 65.3 (-> 64)
+
+
+def rule(channels: int, side: int) -> int:
+    """The latent size the rule gives for images of ``channels`` x ``side`` x ``side``."""
+    d = channels * side * side
+    return min(HI, max(LO, 2 ** round(math.log2(d / VALUES_PER_UNIT))))
+
+
+def latent_dim(value, channels: int, side: int) -> tuple[int, str]:
+    """``train.latent_dim`` resolved for this data, and the line train_vae prints at its start."""
+    d, chosen = channels * side * side, rule(channels, side)
+    shape = f"{channels}x{side}x{side}"
+    if value == AUTO:
+        return chosen, (
+            f"latent_dim {chosen} (auto: the power of two nearest D / {VALUES_PER_UNIT} in [{LO}, {HI}] for "
+            f"{shape} images, D = {d:,}; set train.latent_dim to a number to override)"
+        )
+    return value, f"latent_dim {value} (train.latent_dim; the size rule would give {chosen} for {shape} images)"
+
+
+def too_small(value: int, channels: int, side: int) -> str | None:
+    """One line when ``value`` is below a quarter of the rule's size for this data, else None
+    (MNIST at 16, a quarter of 64, passes; 32 px colour at 8 does not)."""
+    chosen = rule(channels, side)
+    if value * 4 >= chosen:
+        return None
+    return (
+        f"latent_dim {value} is small for {channels}x{side}x{side} images (D = {channels * side * side:,}): the "
+        f"size rule gives {chosen}; reconstructions lose detail that no KL weight brings back. Set "
+        f"train.latent_dim: auto (or {chosen})"
+    )

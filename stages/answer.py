@@ -66,7 +66,7 @@ def main(data_root, size, seeds, out, overrides, plan_only):
     """
     from pipeline import PipelineError
     from pipeline.config.params import config_hash, load_params
-    from pipeline.files import read_json, write_json
+    from pipeline.files import read_json
     from pipeline.reports import plan
 
     out, data_root = out.resolve(), data_root.resolve()
@@ -88,7 +88,7 @@ def main(data_root, size, seeds, out, overrides, plan_only):
     env = _environment()
     if not (project / "dvc.yaml").is_file():
         _clone(source, project)
-    write_json(ledger, ledger_path)
+    _save(ledger, ledger_path)
 
     _write_params(project, base, {})
     # bvae check: the params, and each entry of the folder DVC could not hash, named with its fix
@@ -128,16 +128,16 @@ def main(data_root, size, seeds, out, overrides, plan_only):
         click.echo(
             f"[{index}/{len(runs)}] {r.name}: {r.describe()}  (about {plan.duration(per_run * left)} left in all)"
         )
-        _write_params(project, base, r.params)
         t0 = time.perf_counter()
         try:
+            _write_params(project, base, r.params)
             _dvc(project, env, "repro")
         except KeyboardInterrupt as e:
             e.args = (f"{len(ledger['done'])} of {len(runs)} runs done; the same command continues from {r.name}",)
             raise
         ledger["done"][r.name] = round(time.perf_counter() - t0, 1)
         taken.append(ledger["done"][r.name])
-        write_json(ledger, ledger_path)
+        _save(ledger, ledger_path)
         click.echo(f"[{index}/{len(runs)}] {r.name} done in {plan.duration(taken[-1])}")
     page = out / "results.md"
     subprocess.run(
@@ -148,6 +148,14 @@ def main(data_root, size, seeds, out, overrides, plan_only):
         check=True,
     )
     click.echo(f"the answer for {data_root}: {page} (the runs: cd {project} && bvae ui)")
+
+
+def _save(ledger: dict, path: Path) -> None:
+    """The ledger, written atomically; not an output that a stopped command removes."""
+    from pipeline.files import atomic_path
+
+    with atomic_path(path, output=False) as tmp:
+        tmp.write_text(json.dumps(ledger, indent=2) + "\n")
 
 
 def _describe(settings: dict) -> str:

@@ -120,6 +120,9 @@ def _remove_written() -> None:
     files.WRITTEN.clear()
 
 
+LAST_STAGE = "evaluate"  # no stage follows it in dvc.yaml
+
+
 def stage(fn):
     """Run a stage body: user errors print one line and exit 2; Ctrl-C exits 130, SIGTERM
     143 (128 + the signal's number)."""
@@ -130,17 +133,21 @@ def stage(fn):
         spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
         stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
         sections = _sections(stage_name) if kwargs.get("params_path") else None
+        slot = None
         if sections is not None:  # a DVC stage: in a queue, a CPU slot before anything else (imports included)
             from pipeline.hardware import cpu_slots
             from pipeline.hardware.cpu_load import available_cpus
 
-            cpu_slots.hold(stage_name, available_cpus())
+            slot = cpu_slots.hold(stage_name, available_cpus())
         _WATCH.clear()
         before = _read_sections(kwargs.get("params_path"), sections)
         if before is not None:
             _WATCH.update(path=kwargs["params_path"], sections=sections, before=before, stage=stage_name)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            if slot is not None and stage_name != LAST_STAGE:  # the experiment's next stage keeps the CPU
+                cpu_slots.keep_for_next(slot)
+            return result
         except PipelineError as e:
             _remove_written()
             click.echo(f"error: {e}", err=True)

@@ -67,19 +67,20 @@ def test_answer_plans_survives_an_interrupt_and_writes_the_page(tmp_path):
     err = proc.stderr.read()
     text = "".join(lines)
     assert proc.returncode == 130, text[-3000:] + err
-    # before the first run: the data, the model, the rates measured and the plan with its estimate
+    # before the first run: the data, the model, the rates measured and the plan with its estimate;
+    # 3x8x8 images: latent 16 by the size rule, so the reference k (2 * 8 / 16)^2 = 1 is k = 1: 7 runs
     assert "test images of 3x8x8, 4 classes" in text
-    assert "latent_dim 8 (auto" in text and "ms per stage-1 step" in text
-    assert "8 runs (0 done before), about " in text and "estimate for the 8 to run: " in text
-    assert text.index("estimate for the 8 to run") < text.index("[1/8] fixed-beta1-s0")
-    assert "interrupted: 1 of 8 runs done; the same command continues from fixed-beta0.1-s0" in err
+    assert "latent_dim 16 (auto" in text and "ms per stage-1 step" in text
+    assert "7 runs (0 done before), about " in text and "estimate for the 7 to run: " in text
+    assert text.index("estimate for the 7 to run") < text.index("[1/7] fixed-beta1-s0")
+    assert "interrupted: 1 of 7 runs done; the same command continues from fixed-beta0.1-s0" in err
     assert list(json.loads((out / "answer.json").read_text())["done"]) == ["fixed-beta1-s0"]
 
     again = subprocess.run(_answer(project, folder, out), cwd=project, env=tool_env(), capture_output=True, text=True)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "8 runs (1 done before)" in again.stdout and "[1/8]" not in again.stdout
+    assert "7 runs (1 done before)" in again.stdout and "[1/7]" not in again.stdout
     done = json.loads((out / "answer.json").read_text())["done"]
-    assert len(done) == 8 and all(seconds > 0 for seconds in done.values())
+    assert len(done) == 7 and all(seconds > 0 for seconds in done.values())
     page = (out / "results.md").read_text()
     assert "# Is scaling the KL sound? Every balancing strategy on `folder`, 1 seed(s) each" in page
     assert "Its floor here, the FID of real training images against the test images, is" in page

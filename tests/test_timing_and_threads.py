@@ -7,14 +7,15 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from conftest import ROOT, run
+from pipeline.hardware import cpu_slots, timing
 from pipeline.hardware import threads as hw_threads
-from pipeline.hardware import timing
 from pipeline.hardware.threads import (
     MIN_FLOPS_PER_THREAD,
     available_cpus,
@@ -243,7 +244,8 @@ from pathlib import Path
 from pipeline.hardware import cpu_slots
 fd = cpu_slots.hold(sys.argv[1], 1, Path(sys.argv[2]))
 print("held" if fd is not None else "no slot", flush=True)
-sys.stdin.readline()  # hold the slot until told to end
+if sys.stdin.readline() == "keep\\n":  # hold the slot until told to end, keeping it for the next stage or not
+    cpu_slots.keep_for_next(fd, Path(sys.argv[2]))
 """
 
 
@@ -296,3 +298,46 @@ def test_queue_stages_beyond_the_cpus_wait_for_a_slot_and_get_it_when_one_ends(t
         timeout=60,
     )
     assert outside.stdout == pinned.stdout == "no slot\n"
+
+
+def test_an_experiment_keeps_its_cpu_for_its_next_stage(tmp_path):
+    """A stage that ends well keeps its slot for its experiment's next stage (KEEP seconds):
+    a waiting stage of another experiment passes it by, the same experiment's next stage
+    takes it at once, and once that one ends without keeping it, the other gets it."""
+    exps = tmp_path / ".dvc" / "tmp" / "exps"
+    a, b = exps / "tmpa", exps / "tmpb"
+    for c in (a, b):
+        c.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("BVAE_THREADS", "LOCAL_WORLD_SIZE")}
+
+    def start(name, cwd):
+        return subprocess.Popen(
+            [sys.executable, "-c", HOLD, name, str(cwd)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    procs = [start("train_vae", a)]
+    try:
+        assert procs[0].stdout.readline() == "held\n"
+        procs[0].communicate("keep\n", timeout=60)  # train_vae of a ends well: its slot is kept for a
+        procs.append(start("train_vae", b))  # b's stage finds the one slot free but kept for a
+        assert procs[1].stderr.readline().startswith("train_vae: waiting for a CPU")
+        procs.append(start("train_stage2", a))  # a's next stage takes it at once
+        assert procs[2].stdout.readline() == "held\n" and procs[1].poll() is None
+        procs[2].communicate("\n", timeout=60)  # ends without keeping it (as evaluate, the last, does)
+        out, err = procs[1].communicate("\n", timeout=60)
+        assert out == "held\n" and re.search(r"train_vae: got a CPU after \d+\.\d s", err)
+    finally:
+        for p in procs:
+            p.kill()
+    slot = tmp_path / ".dvc" / "tmp" / "cpu-slots" / "0.lock"
+    slot.write_text(f"{a}\n{time.time() - cpu_slots.KEEP - 1}")  # kept for a, but longer ago than KEEP
+    late = subprocess.run(
+        [sys.executable, "-c", HOLD, "train_vae", str(b)], cwd=ROOT, env=env, input="\n", capture_output=True, text=True
+    )
+    assert late.stdout == "held\n" and late.stderr == ""  # not waiting: the keep has expired

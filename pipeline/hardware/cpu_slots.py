@@ -10,6 +10,14 @@ holds it to its exit. A slot is an exclusive ``flock`` on a file in
 ``<repo>/.dvc/tmp/cpu-slots/``: the kernel frees it when the process ends, however it
 ends, so a killed stage never leaves one taken. Stages outside a queue, and the ranks of
 a torchrun job, take no slot; ``BVAE_THREADS`` (the user pins the CPUs) turns it off.
+
+An experiment keeps its CPU between its stages: a stage that ends well writes its
+experiment's folder and the time into its slot file (:func:`keep_for_next`), and for
+``KEEP`` seconds a stage of another experiment passes that slot by, so the next stage of
+the same experiment, which DVC starts a few seconds later, gets it. With more workers than
+CPUs the experiments then run through their stages as ``-j <CPUs>`` runs them, instead of
+interleaving a stage of each (which ran 4 experiments on 2 CPUs 5 to 12 % slower with
+``-j 4`` than with ``-j 2``: docs/speed.md).
 """
 
 import fcntl
@@ -19,6 +27,7 @@ import time
 from pathlib import Path
 
 POLL = 0.2  # seconds between tries while every slot is taken
+KEEP = 15.0  # seconds a slot stays kept for its experiment's next stage (DVC starts it within a few)
 
 
 def slots_folder(cwd: Path) -> Path | None:
@@ -42,12 +51,17 @@ def hold(stage: str, cpus: int, cwd: Path | None = None) -> int | None:
     folder.mkdir(parents=True, exist_ok=True)
     fds = [os.open(folder / f"{i}.lock", os.O_RDWR | os.O_CREAT, 0o644) for i in range(cpus)]
     waited_since = None
+    mine = str((cwd or Path.cwd()).resolve())
     while True:
         for fd in fds:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
+            if _kept_for_another(fd, mine):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                continue
+            os.ftruncate(fd, 0)
             for other in fds:
                 if other != fd:
                     os.close(other)
@@ -63,3 +77,22 @@ def hold(stage: str, cpus: int, cwd: Path | None = None) -> int | None:
                 flush=True,
             )
         time.sleep(POLL)
+
+
+def _kept_for_another(fd: int, mine: str) -> bool:
+    """Whether the slot ``fd`` (locked by this process) is kept for another experiment's next stage."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    experiment, _, since = os.read(fd, 4096).decode(errors="replace").partition("\n")
+    try:
+        return bool(experiment) and experiment != mine and time.time() - float(since) < KEEP
+    except ValueError:
+        return False
+
+
+def keep_for_next(fd: int | None, cwd: Path | None = None) -> None:
+    """Keep the slot ``fd`` (held to this process's exit) for the next stage of this
+    experiment for ``KEEP`` seconds after now (called when a stage has ended well)."""
+    if fd is None:
+        return
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{(cwd or Path.cwd()).resolve()}\n{time.time()}".encode(), 0)

@@ -123,7 +123,7 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
         f"{c.get('evaluate.nll_samples', '?')} importance samples per test image.",
         f"- The feature space: {FEATURE_SPACES.get(space.split('-')[0], 'see docs/evaluation.md')}. "
         + (
-            f"Its floor here, the FID of real training images against the test images, is {floor.format('.3g')}; "
+            f"Its floor here, the FID of real training images against the test images, is {floor.mean:.3g}; "
             "an FID is also given as a multiple of it (1x: as close to the test images as real images are)."
             if floor
             else "No floor was recorded with these runs."

@@ -65,6 +65,7 @@ def main(data_root, size, seeds, out, overrides, plan_only):
     bvae ui`).
     """
     from pipeline import PipelineError
+    from pipeline.config import sizing
     from pipeline.config.params import config_hash, load_params
     from pipeline.files import read_json
     from pipeline.reports import plan
@@ -98,8 +99,6 @@ def main(data_root, size, seeds, out, overrides, plan_only):
     _dvc(project, env, "repro", "reference")
     meta = read_json(project / "data" / "prepared" / "meta.json")
     channels, side, labelled = meta["channels"], meta["image_size"], meta.get("num_classes", 0) >= 2
-    from pipeline.config import sizing
-
     latent, said = sizing.latent_dim(base["train"]["latent_dim"], channels, side)
     runs = plan.runs(plan.reference_k(side, latent), seeds)
     rates = _rates(project, base, meta, latent)
@@ -121,9 +120,9 @@ def main(data_root, size, seeds, out, overrides, plan_only):
     click.echo(f"estimate for the {len(todo)} to run: {plan.duration(one * len(todo))}\n")
     if plan_only:
         return
-    taken = list(ledger["done"].values())  # measured run times: the estimate once there are some
     for left, r in zip(range(len(todo), 0, -1), todo):
         index = runs.index(r) + 1
+        taken = list(ledger["done"].values())  # measured run times: the estimate once there are some
         per_run = sum(taken) / len(taken) if taken else one
         click.echo(
             f"[{index}/{len(runs)}] {r.name}: {r.describe()}  (about {plan.duration(per_run * left)} left in all)"
@@ -136,9 +135,8 @@ def main(data_root, size, seeds, out, overrides, plan_only):
             e.args = (f"{len(ledger['done'])} of {len(runs)} runs done; the same command continues from {r.name}",)
             raise
         ledger["done"][r.name] = round(time.perf_counter() - t0, 1)
-        taken.append(ledger["done"][r.name])
         _save(ledger, ledger_path)
-        click.echo(f"[{index}/{len(runs)}] {r.name} done in {plan.duration(taken[-1])}")
+        click.echo(f"[{index}/{len(runs)}] {r.name} done in {plan.duration(ledger['done'][r.name])}")
     page = out / "results.md"
     subprocess.run(
         [sys.executable, "-m", "stages.cli", "compare", "--experiment", EXPERIMENT, "--out", str(out / "figures")]
@@ -195,15 +193,24 @@ def _set(params: dict, item: str) -> None:
     from pipeline import PipelineError
 
     key, sep, value = item.partition("=")
+    if not sep:
+        raise PipelineError(f"-S {item}: expected KEY=VALUE with a key params.yaml has")
+    _put(params, key, yaml.safe_load(value), f"-S {item}")
+
+
+def _put(params: dict, key: str, value, what: str) -> None:
+    """Set the dotted ``key`` of ``params`` (which must have it) to ``value``."""
+    from pipeline import PipelineError
+
     *path, last = key.split(".")
     node = params
     for part in path:
         if not isinstance(node.get(part), dict):
-            raise PipelineError(f"-S {item}: params.yaml has no section {key.rsplit('.', 1)[0]}")
+            raise PipelineError(f"{what}: params.yaml has no section {key.rsplit('.', 1)[0]}")
         node = node[part]
-    if not sep or last not in node:
-        raise PipelineError(f"-S {item}: expected KEY=VALUE with a key params.yaml has")
-    node[last] = yaml.safe_load(value)
+    if last not in node:
+        raise PipelineError(f"{what}: expected KEY=VALUE with a key params.yaml has")
+    node[last] = value
 
 
 def _write_params(project: Path, base: dict, overrides: dict) -> None:
@@ -217,7 +224,7 @@ def _write_params(project: Path, base: dict, overrides: dict) -> None:
 
     params = copy.deepcopy(base)
     for key, value in overrides.items():
-        _set(params, f"{key}={json.dumps(value)}")
+        _put(params, key, value, key)
     validate(params)
     with atomic_path(project / "params.yaml") as tmp:
         tmp.write_text(yaml.safe_dump(params, sort_keys=False))

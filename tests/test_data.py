@@ -422,14 +422,19 @@ def test_prepare_stage_records_classes_skipped_and_raw_hash(tmp_path, monkeypatc
     assert (dataset.name, dataset.digest) == ("folder", raw[:36]) and str(tmp_path / "imgs") in dataset.source
 
 
+def write_unlabelled_meta(dataset: str) -> None:
+    """data/prepared/meta.json of prepared data without class labels (the reference stage reads it first)."""
+    meta = Path("data/prepared/meta.json")
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"dataset": dataset, "classes": None, "num_classes": 0, "labelled": False}))
+
+
 def test_reference_refuses_domain_features_on_unlabelled_data(tmp_path, monkeypatch):
     from stages.reference import main
 
     monkeypatch.chdir(tmp_path)
     write_params({}, features="domain")
-    meta = Path("data/prepared/meta.json")
-    meta.parent.mkdir(parents=True)
-    meta.write_text(json.dumps({"dataset": "celeba", "classes": None, "num_classes": 0, "labelled": False}))
+    write_unlabelled_meta("celeba")
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 2
     assert "error: reference.features: domain needs class labels" in result.output
@@ -444,9 +449,7 @@ def test_auto_features_on_unlabelled_data_say_they_need_the_inception_weights(tm
     monkeypatch.setenv("BVAE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     write_params({}, features="auto")
-    meta = Path("data/prepared/meta.json")
-    meta.parent.mkdir(parents=True)
-    meta.write_text(json.dumps({"dataset": "folder", "classes": None, "num_classes": 0, "labelled": False}))
+    write_unlabelled_meta("folder")
     result = CliRunner().invoke(main, [])
     assert result.exit_code == 2
     said, error = result.output.splitlines()[0], result.output.splitlines()[-1]

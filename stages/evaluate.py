@@ -11,7 +11,10 @@ HEADLINE_NLL = (
     "bpd_iwae_stage1_gamma_trained",
     "bpd_iwae_stage1_gamma_test",
     "bpd_iwae_twostage_gamma_test",
+    "bpd_iwae_stage1_gamma_iwae",
+    "bpd_iwae_twostage_gamma_iwae",
     "gamma_test",
+    "gamma_iwae_stage1",
 )  # with the FIDs; gamma_test^2 (the test MSE) and D (the param data_dim) turn beta_eff into a variance
 HEADLINE_STAGE1 = (
     "final_gamma",
@@ -38,8 +41,9 @@ def main(params_path):
 
     Likelihood of the test images (`evaluate.nll_samples` importance samples, 0: off):
     negative ELBO and IWAE bound in nats per image and bits/dim, for stage 1 and the
-    two-stage model, at the trained and the test-optimal decoder variance
-    (nll_iwae_twostage_gamma_test, bpd_elbo_stage1_gamma_trained, ...).
+    two-stage model, at the trained decoder variance, at gamma_test (gamma^2 = the test
+    MSE, the ELBO's optimum) and at each model's IWAE-optimal gamma
+    (nll_iwae_twostage_gamma_test, bpd_elbo_stage1_gamma_trained, bpd_iwae_stage1_gamma_iwae, ...).
 
     Writes metrics/evaluate.json and PNG grids in plots/evaluate/. The parent MLflow run
     gets these (GEN-2 FID first), the grids at its artifact root (samples_gen2.png, ...),
@@ -206,6 +210,11 @@ def main(params_path):
                         f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
                         f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}"
                     )
+            click.echo(
+                f"  at each model's IWAE-optimal gamma: stage 1 {nll['bpd_iwae_stage1_gamma_iwae']:.3f} "
+                f"(gamma {nll['gamma_iwae_stage1']:.4g}), two-stage {nll['bpd_iwae_twostage_gamma_iwae']:.3f} "
+                f"(gamma {nll['gamma_iwae_twostage']:.4g})"
+            )
         headline = write_metrics("evaluate", metrics, lambda key: key.startswith("fid_") or key in HEADLINE_NLL)
         run.log_metrics(metrics | timing)
         upstream = read_json(METRICS / "train_vae.json")

@@ -185,12 +185,17 @@ def test_metrics_show_lists_the_fids(repro):
         for m in ("stage1", "twostage")
         for g in ("trained", "test")
     } | {"gamma_trained", "gamma_test"}
+    nll |= {f"{u}_iwae_{m}_gamma_iwae" for u in ("nll", "bpd") for m in ("stage1", "twostage")}
+    nll |= {"gamma_iwae_stage1", "gamma_iwae_twostage"}
     assert fidelity | nll == set(metrics)  # no constants: the data dimension is a param of the parent run
     assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
         "bpd_iwae_stage1_gamma_trained",
         "bpd_iwae_stage1_gamma_test",
         "bpd_iwae_twostage_gamma_test",
+        "bpd_iwae_stage1_gamma_iwae",
+        "bpd_iwae_twostage_gamma_iwae",
         "gamma_test",
+        "gamma_iwae_stage1",
     }
     assert all(headline[k] == metrics[k] for k in headline)
     assert all(metrics[f"fid_domain_{s}"] >= 0 and 0 <= metrics[f"recall_domain_{s}"] <= 1 for s in samplers)
@@ -198,6 +203,8 @@ def test_metrics_show_lists_the_fids(repro):
     for m in ("stage1", "twostage"):  # ELBO <= IWAE bound: the negative bounds the other way round
         assert metrics[f"nll_elbo_{m}_gamma_test"] >= metrics[f"nll_iwae_{m}_gamma_test"] > 0
         assert metrics[f"nll_elbo_{m}_gamma_test"] <= metrics[f"nll_elbo_{m}_gamma_trained"]  # test gamma: best ELBO
+        best = min(metrics[f"nll_iwae_{m}_gamma_{g}"] for g in ("trained", "test"))
+        assert metrics[f"nll_iwae_{m}_gamma_iwae"] <= best  # the IWAE-optimal gamma: best IWAE
     for name in samplers:
         assert Image.open(project / f"plots/evaluate/{name}.png").format == "PNG"
 

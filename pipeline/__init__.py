@@ -36,8 +36,9 @@ Folders and modules, one job each:
     evaluation/   scoring the models
         classifier    the small domain classifier whose features give "domain FID"
         features      feature spaces (domain, inception) and Frechet distance
-        preprocessing evaluation protocols: clean, or the references' preprocessing
         sampling      REC, GEN-1 and GEN-2 images
+        protocols/    evaluation protocols, registered by name: clean, dai_wipf, asperti (each
+                      reference's REC, GEN-1, GEN-2 and preprocessing, step by step), base
         gmm           a Gaussian mixture on the latent codes
         likelihood    test-set ELBO and IWAE bounds in nats and bits/dim
     tracking/     MLflow
@@ -52,6 +53,7 @@ Folders and modules, one job each:
         seed_stats    runs that differ only in their seeds: mean, std and n
         equivalence   a fixed KL weight as a decoder variance, per reconstruction loss
         results_page  the answer to "is scaling the KL sound?" as a page
+        runs_file     the runs' numbers as CSV, so a page rebuilds without the store
         plan          the runs of that page (`bvae answer`) and the estimate of their time
         plots         figures (matplotlib, written as PNG)
     files         atomic output writes (a failed stage leaves none), JSON, CSV

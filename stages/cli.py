@@ -179,9 +179,17 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
     default=None,
     help="Also write the answer page (markdown) here, e.g. docs/results.md; it links the figures in --out.",
 )
+@click.option(
+    "--runs",
+    "runs_csv",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Read the runs from this runs.csv (and the curves.csv beside it), written by an earlier compare, "
+    "instead of MLflow: the same tables, figures and page without the store.",
+)
 @click.option("--note", default="", help="A line for the report's set-up: the hardware, what else ran.")
 @stage
-def compare(experiment, filter_string, out_dir, report_path, note):
+def compare(experiment, filter_string, out_dir, report_path, runs_csv, note):
     """Compare finished pipeline runs side by side, seeds aggregated.
 
     Runs that differ only in their seeds (any `*.seed` param) are one configuration:
@@ -193,7 +201,9 @@ def compare(experiment, filter_string, out_dir, report_path, note):
     (variance.md); two figures with error bars (FIDs, bits/dim, beta_eff, KL share;
     training curves with a ±1 std band). With --report, also a markdown page that
     answers "is scaling the KL sound?" from these runs (what docs/results.md is); the
-    same runs give the same bytes. Reads MLFLOW_TRACKING_URI, or the project's mlflow.db.
+    same runs give the same bytes. Reads MLFLOW_TRACKING_URI, or the project's mlflow.db,
+    and writes the runs' numbers to runs.csv and curves.csv in --out; --runs reads them
+    back instead of the store (docs/results/runs.csv is the committed page's).
     """
     import os
     import shlex
@@ -201,11 +211,16 @@ def compare(experiment, filter_string, out_dir, report_path, note):
     from mlflow import MlflowClient
 
     from pipeline.files import atomic_path
-    from pipeline.reports import compare, results_page
+    from pipeline.reports import compare, results_page, runs_file
     from pipeline.tracking.store import check_reachable, tracking_uri
 
-    check_reachable(tracking_uri())
-    rows = compare.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
+    written = []
+    if runs_csv:
+        rows, experiment, filter_string = runs_file.read(runs_csv)
+    else:
+        check_reachable(tracking_uri())
+        rows = compare.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
+        written += runs_file.write(rows, out_dir, experiment, filter_string)
     groups = compare.configurations(rows)
     table, variance = compare.markdown_table(groups), compare.variance_table(groups)
     for name, text in (("table.md", table), ("variance.md", variance)):
@@ -213,16 +228,20 @@ def compare(experiment, filter_string, out_dir, report_path, note):
             tmp.write_text(text)
     paths = compare.figures(groups, out_dir)
     click.echo(table + "\n" + variance)
-    written = [out_dir / "table.md", out_dir / "variance.md", *paths]
+    written += [out_dir / "table.md", out_dir / "variance.md", *paths]
     if report_path:
-        args = ["bvae", "compare", "--experiment", experiment] + (["--filter", filter_string] if filter_string else [])
-        args += ["--out", str(out_dir), "--report", str(report_path)] + (["--note", note] if note else [])
+        tail = ["--out", str(out_dir), "--report", str(report_path)] + (["--note", note] if note else [])
+        store = ["--experiment", experiment] + (["--filter", filter_string] if filter_string else [])
+        commands = [
+            shlex.join(["bvae", "compare", *store, *tail]),
+            shlex.join(["bvae", "compare", "--runs", str(out_dir / "runs.csv"), *tail]),
+        ]
         page = results_page.render(
             groups,
             rows,
             fig_dir=os.path.relpath(out_dir, report_path.parent),
             experiment=experiment,
-            command=shlex.join(args),
+            commands=commands,
             note=note,
         )
         with atomic_path(report_path) as tmp:
@@ -296,7 +315,7 @@ def preset(name, params_path, list_only):
     Presets set the reference code's set-ups: `mnist` and `fashion_mnist` (the InfoGAN-style
     network, batch 64), `cifar10` and `celeba` (the reference ResNet, batch 100): the
     architecture, epochs and learning-rate schedule of both stages, data preparation and
-    the paper evaluation protocol; and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
+    that paper's evaluation protocol (dai_wipf or asperti); and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
     the changes are printed. Then `dvc repro` (or `dvc exp run`) runs it. Undo with
     `git checkout params.yaml`.
     """

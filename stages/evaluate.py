@@ -30,14 +30,18 @@ HEADLINE_STAGE1 = (
 def main(params_path):
     """Score the two-stage model on held-out test images.
 
-    REC: reconstructions of the test images. Samplers (`evaluate.samplers`): gen1
-    (z ~ N(0, I), GEN-1), gen2 (through the second stage, GEN-2), gen2_noise (GEN-2
-    plus gamma_z noise, Dai & Wipf), gmm (a Gaussian mixture on the latent codes);
-    with `evaluate.rescale`, also gen2_rescaled (variance-law rescale). Each set is
-    compared with the cached real test features (reference/real_stats.pt) by FID, KID
-    and precision/recall in the feature space `reference.features`, after the
-    preprocessing of `evaluate.protocol` (clean: none; paper: the references'); metric
-    names say both: fid_domain_gen2, kid_mean_inception-paper_rec, ...
+    `evaluate.protocol` says which image sets are scored and how. clean (default):
+    REC (test images decoded from their posterior means) and the samplers of
+    `evaluate.samplers`: gen1 (z ~ N(0, I), GEN-1), gen2 (through the second stage,
+    GEN-2), gen2_noise (GEN-2 plus gamma_z noise), gmm (a Gaussian mixture on the
+    latent codes), with `evaluate.rescale` also gen2_rescaled (variance-law rescale),
+    `evaluate.num_samples` each, as they are. dai_wipf and asperti: REC, GEN-1 and
+    GEN-2 exactly as that reference's code makes and preprocesses them (posterior-draw
+    REC, min-max or adjust, gamma_z noise or the conditional latent rescale, 10,000 of
+    each; pipeline/evaluation/protocols/). Each set is compared with the cached real
+    test features (reference/real_stats.pt) by FID, KID and precision/recall in the
+    feature space `reference.features`; metric names say both: fid_domain_gen2,
+    kid_mean_inception-dai_wipf_rec, ...
 
     Likelihood of the test images (`evaluate.nll_samples` importance samples, 0: off):
     negative ELBO and IWAE bound in nats per image and bits/dim, for stage 1 and the
@@ -66,7 +70,7 @@ def main(params_path):
     from pipeline import PipelineError
     from pipeline.config.choices import feature_space
     from pipeline.data.splits import grid_indices
-    from pipeline.evaluation import likelihood, preprocessing, sampling
+    from pipeline.evaluation import likelihood, protocols
     from pipeline.evaluation.features import (
         build_feature_space,
         fidelity_metrics,
@@ -120,7 +124,7 @@ def main(params_path):
     stage2 = stage2_from_checkpoint(s2).to(device)
     gmm = load_checkpoint(GMM, "Gaussian mixture")
     test = load_prepared("test")
-    n, bs, seed = cfg["num_samples"] or len(test), cfg["batch_size"], cfg["seed"]
+    bs, seed = cfg["batch_size"], cfg["seed"]
     with run:
         run.log_params({"evaluate": cfg})
         run.log_parent_params({"data_dim": test.images[0].numel()})  # D: turns beta_eff into a variance
@@ -128,51 +132,60 @@ def main(params_path):
         space = build_feature_space(
             features, classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
         )
-        names = ["rec", *cfg["samplers"]] + (["gen2_rescaled"] if cfg["rescale"] else [])
-        proto = cfg["protocol"]
-        space_name = preprocessing.space_name(space.name, proto)
-        total = len(test) + n * (len(names) - 1)
+        ctx = protocols.Context(
+            vae=vae,
+            stage2=stage2,
+            gamma_z=s2["gamma"],
+            gmm=gmm,
+            expected_std=s2["expected_std"],
+            test=test.images,
+            samplers=list(cfg["samplers"]),
+            num_samples=cfg["num_samples"],
+            rescale=cfg["rescale"],
+            batch_size=bs,
+            seed=seed,
+        )
+        with part("work"):
+            proto = protocols.build(cfg["protocol"], ctx)  # asperti: encodes the test set for its rescale
+        space_name = protocols.space_name(space.name, proto.name)
+        total = len(proto.rec_rows) + proto.count * (len(proto.sets) - 1)
         threads = Threads(cpu_share()) if device.type == "cpu" else None
         with part("work"):  # the feature network's first pass, its one-time set-up included
             rate = space.throughput(test.images[:64])
         click.echo(
-            f"evaluate: {total:,} images ({', '.join(names)}) through the {space.name} feature network "
+            f"evaluate: {total:,} images ({', '.join(proto.sets)}) through the {space.name} feature network "
             f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s"
         )
+        for note in proto.notes():
+            click.echo(f"evaluate: {note}")
 
-        real_features = reference["features"]
+        real_features = reference["features"][proto.real_rows[: proto.kept(len(proto.real_rows))]]
         with part("work"):  # FID statistics (torch-fidelity's import, about 1 s, comes with the first)
             real_stats = statistics(real_features)
-        kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": bs}
-        with part("work"):
-            z = {name: sampling.latents(name, n, seed + i, **kw) for i, name in enumerate(cfg["samplers"], 1)}
-            if cfg["rescale"]:
-                gen2 = z["gen2"] if "gen2" in z else sampling.latents("gen2", n, seed + 2, **kw)
-                z["gen2_rescaled"] = sampling.rescale_latents(gen2, s2["expected_std"])
         k = cfg["grid_rows"]
-        shown = grid_indices(test.labels, k * k, seed)  # the real grid and the REC grid: the same test images
+        rec_rows = proto.rec_rows
+        shown_at = grid_indices(test.labels[rec_rows], k * k, seed)  # positions in REC's images
+        shown = rec_rows[shown_at]  # the real grid and the REC grid: the same test images
         grid = save_grid(test.images[shown], PLOTS / "evaluate" / "real.png", nrow=k)
         run.log_grid(grid, "samples_real")
         run.log_grid(grid, "samples_real", parent=True)
-        metrics, timing = {}, {}
+        metrics, timing = proto.metrics(), {}
         click.echo(
             "KID: the unbiased MMD^2 of torch-fidelity (its units: not scaled), mean +- std over 100 random "
             "subsets of the size shown"
         )
         if floor is not None:
             click.echo(f"FID floor (real training against test images, {space.name} features): {floor:.4g}")
-        for name in names:
+        for name in proto.sets:
             if threads is not None and (note := threads.tick()):
                 click.echo(f"evaluate: {note}")
             t0 = time.perf_counter()
             with part("work"):
-                images = (
-                    sampling.reconstruct(vae, test.images, bs) if name == "rec" else sampling.decode(vae, z[name], bs)
-                )
-                images = preprocessing.apply(proto, name, images, test.images)
-                values = fidelity_metrics(space.extract(images, name), real_features, real_stats, seed)
+                images = proto.images(name)
+                scored = images[: proto.kept(len(images))]
+                values = fidelity_metrics(space.extract(scored, name), real_features, real_stats, seed)
             grid = save_grid(
-                images[shown] if name == "rec" else images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k
+                images[shown_at] if name == "rec" else images[: k * k], PLOTS / "evaluate" / f"{name}.png", nrow=k
             )
             run.log_grid(grid, f"samples_{name}")
             run.log_grid(grid, f"samples_{name}", parent=True)

@@ -115,3 +115,38 @@ def test_beta_changes_the_encoders_step_not_the_decoders():
     (enc_a, dec_a), (enc_b, dec_b) = _parts(a), _parts(b)
     assert all(torch.equal(p, q) for p, q in zip(dec_a, dec_b))
     assert not all(torch.equal(p, q) for p, q in zip(enc_a, enc_b))
+
+
+def test_adams_step_is_about_lr_for_a_steady_gradient_and_at_most_3_2_lr():
+    """Kingma & Ba 2015, section 2.1: |step| <= lr (1 - beta1) / sqrt(1 - beta2) = 3.16 lr at the
+    default betas, reached by a sudden gradient after a long quiet spell; a steady one steps lr."""
+
+    def last_step(grads):
+        p = torch.nn.Parameter(torch.zeros(()))
+        opt = Adam([p], lr=1e-3)
+        for g in grads:
+            before = float(p)
+            p.grad = torch.tensor(g)
+            opt.step()
+        return before - float(p)
+
+    assert last_step([5.0] * 20_000) == pytest.approx(1e-3, rel=1e-3)
+    assert last_step([1e-30] * 19_999 + [5.0]) == pytest.approx(1e-3 * 0.1 / 0.001**0.5, rel=1e-3)  # 3.16e-3
+
+
+def test_a_growing_loss_scale_makes_adams_steps_larger_than_a_fixed_scales():
+    """Running gamma's loss is 1 / (2 gamma^2) times a fixed-beta loss, a factor that grows as gamma
+    falls: the gradient's direction is the fixed-beta loss's, but Adam's RMS of past gradients lags the
+    growth, so each step is larger than lr (a fixed factor, any size, steps lr)."""
+    fixed, growing = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
+    opts = Adam([fixed], lr=1e-3), Adam([growing], lr=1e-3)
+    steps = {"fixed": [], "growing": []}
+    for t in range(2000):
+        scale = 1.0 if t < 1000 else 1.0 * 1.003 ** (t - 1000)  # gamma^2 falling by 0.3 % a step
+        for name, p, opt, s in (("fixed", fixed, opts[0], 1.0), ("growing", growing, opts[1], scale)):
+            before = float(p)
+            p.grad = torch.tensor(s)
+            opt.step()
+            steps[name].append(before - float(p))
+    assert max(steps["fixed"][1000:]) == pytest.approx(1e-3, rel=1e-3)
+    assert min(steps["growing"][1100:]) > 1.2e-3  # the lag: every step well above lr

@@ -73,8 +73,8 @@ BAD = [  # (params or a mutation of the defaults, expected message)
         "train.model.arch: infogan needs an image side divisible by 4, not 30",
     ),
     (
-        merge(DEFAULT, {"evaluate": {"protocol": "papers"}}),
-        "evaluate.protocol: 'papers' is not one of clean, paper (did you mean paper?)",
+        merge(DEFAULT, {"evaluate": {"protocol": "asperty"}}),
+        "evaluate.protocol: 'asperty' is not one of clean, dai_wipf, asperti (did you mean asperti?)",
     ),
     (merge(DEFAULT, {"evaluate": {"nll_samples": -1}}), "evaluate.nll_samples: -1 is out of range (must be >= 0)"),
     (merge(DEFAULT, {"prepare": {"jpeg_quality": 100}}), "prepare.jpeg_quality: 100 is out of range (must be <= 95)"),

@@ -14,6 +14,8 @@ from pipeline.hardware.device import Speed
 from pipeline.models import build_stage1, build_stage2
 from pipeline.training.loop import fit
 
+PAPERS = ("mnist", "fashion_mnist", "cifar10", "celeba")
+
 NATIVE = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32), "celeba": (3, 64)}  # channels, side
 PRESETS = sorted(p.stem for p in (ROOT / "presets").glob("*.yaml"))
 
@@ -90,10 +92,51 @@ def test_paper_presets_use_the_papers_settings():
         assert p["train"]["model"]["arch"] == "infogan" and p["train"]["batch_size"] == p["stage2"]["batch_size"] == 64
         assert (p["train"]["epochs"], p["train"]["lr"], p["train"]["lr_halve_every"]) == (400, 1e-4, 150)
         assert (p["stage2"]["epochs"], p["stage2"]["lr"], p["stage2"]["lr_halve_every"]) == (800, 1e-4, 300)
-    assert all(
-        yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())["evaluate"]["protocol"] == "paper"
-        for n in ("mnist", "fashion_mnist", "cifar10", "celeba")
-    )
+    protocol = {n: yaml.safe_load((ROOT / "presets" / f"{n}.yaml").read_text())["evaluate"]["protocol"] for n in PAPERS}
+    assert protocol == {"mnist": "dai_wipf", "fashion_mnist": "dai_wipf", "cifar10": "asperti", "celeba": "asperti"}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "celeba"])
+def test_paper_presets_train_in_fp32_and_say_every_difference(name):
+    text = (ROOT / "presets" / f"{name}.yaml").read_text()
+    assert yaml.safe_load(text)["train"]["precision"] == "fp32"  # both references train in fp32
+    header = text[: text.index("prepare:")]
+    for said in ("partial batch", "initialisation", "log sigma", "epsilon", "uint8", "fp32", "likelihood"):
+        assert said in header, said
+    if name in ("mnist", "fashion_mnist"):  # TS:96-97: Dai & Wipf learn gamma in stage 2 as well
+        assert "stage2.balance.strategy:\n#   learned_gamma" in header
+    else:
+        assert "lines 544-556" in header  # the published run's warm start
+    if name == "cifar10":
+        assert "line 743" in header and "line 775" in header  # the two stage-2 schedules
+
+
+def test_celeba_preset_scores_10k_against_10k():
+    # computed_gamma.py lines 619-621 and 650-651: a random 10,000 of the test images and 10,000
+    # of each set (fid.py then scores the first 9,984 of each, lines 51-53)
+    from pipeline.evaluation import protocols
+
+    preset = yaml.safe_load((ROOT / "presets" / "celeba.yaml").read_text())
+    cls = protocols.PROTOCOLS[preset["evaluate"]["protocol"]]
+
+    class Codes(torch.nn.Module):  # just enough of the two stages for the protocol's set-up
+        latent_dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def encode(self, x):
+            return torch.randn(len(x), 2), torch.zeros(len(x), 2)
+
+        def decode(self, u):
+            return u
+
+    test = torch.zeros(19_962, 3, 1, 1, dtype=torch.uint8)  # CelebA's official test split
+    ctx = protocols.Context(Codes(), Codes(), 1.0, None, torch.ones(2), test, [], None, False, 500, 0)
+    p = cls(ctx)
+    assert (len(p.real_rows), len(p.rec_rows), p.count) == (10_000, 10_000, 10_000)
+    assert (p.kept(len(p.real_rows)), p.kept(p.count)) == (9_984, 9_984)
 
 
 def test_overlay_keeps_comments_and_rejects_unknown_keys_and_invalid_results(tmp_path):

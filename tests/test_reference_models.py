@@ -2,10 +2,10 @@
 
 References: github daib13/TwoStageVAE at commit 8718623 (network/util.py and
 network/two_stage_vae_model.py); github asperti/BalancingVAE computed_gamma.py repeats the
-same Resnet class (lines 458-509). The counts below are computed from the reference's layers,
+same Resnet class (lines 454-509). The counts below are computed from the reference's layers,
 not from our modules; trainable parameters only (BN moving averages and spectral-norm
 vectors are not trained in either code). The reference's learned log gamma_x (one scalar in
-its decoder, two_stage_vae_model.py lines 190 and 289) is the ``learned_gamma`` strategy's
+its decoder, two_stage_vae_model.py lines 190 and 287) is the ``learned_gamma`` strategy's
 parameter here, so it is not counted in the network.
 """
 
@@ -28,7 +28,7 @@ def dense(n_in, n_out):  # tf.layers.dense, util.py linear: matrix + bias
     return n_in * n_out + n_out
 
 
-def bn(c):  # util.py batch_norm (lines 95-118), affine: beta and gamma
+def bn(c):  # util.py batch_norm (lines 95-117), affine: beta and gamma
     return 2 * c
 
 

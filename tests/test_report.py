@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run
 from pipeline.reports.compare import Row, configurations, derived
-from pipeline.reports.seed_stats import Stat, aggregate, config_key, group, separated
+from pipeline.reports.seed_stats import Stat, aggregate, config_key, group, separated, welch_p
 
 
 def _row(seed: int, metrics: dict, curves=None, **params) -> Row:
@@ -51,10 +51,29 @@ def test_colliding_labels_name_the_params_that_differ():
     assert [g.label for g in group(rows, lambda p: "same")] == ["same (train.epochs=10)", "same (train.epochs=20)"]
 
 
-def test_separated_by_two_standard_errors():
-    a, b = aggregate([10.0, 12.0, 14.0]), aggregate([15.0, 17.0, 19.0])  # difference 5, SE sqrt(4/3 + 4/3) = 1.63
-    assert separated(a, b) is True and separated(a, aggregate([13.0, 15.0, 17.0])) is False  # 3 < 3.27
-    assert separated(a, aggregate([40.0])) is None
+def test_welch_p_values_by_hand():
+    # df = 2 has a closed form, P(T_2 > t) = (1 - t / sqrt(2 + t^2)) / 2. Spreads sqrt(3) and 0 over
+    # 3 seeds: SE^2 = 3 / 3 + 0 = 1, df = 1^2 / (1^2 / 2) = 2; means 1 apart: t = 1, p = 1 - 1 / sqrt(3).
+    a, b = Stat(0.0, math.sqrt(3), 3), Stat(1.0, 0.0, 3)
+    assert welch_p(a, b) == pytest.approx(1 - 1 / math.sqrt(3), rel=1e-9)  # 0.4226
+    # t = 3 at df = 2: p = 1 - 3 / sqrt(11) = 0.0955, not separated though 3 standard errors apart
+    assert welch_p(a, Stat(3.0, 0.0, 3)) == pytest.approx(1 - 3 / math.sqrt(11), rel=1e-9)
+    assert separated(a, Stat(3.0, 0.0, 3)) is False
+    # t = 5 at df = 2: p = 1 - 5 / sqrt(27) = 0.0377 < 0.05
+    assert welch_p(a, Stat(5.0, 0.0, 3)) == pytest.approx(1 - 5 / math.sqrt(27), rel=1e-9)
+    assert separated(a, Stat(5.0, 0.0, 3)) is True
+    # df = 4 (equal spreads and counts), P(T_4 > t) = 1/2 - (t / (2 sqrt(4 + t^2))) (1 + 2 / (4 + t^2)):
+    # spreads 1, means 2 apart over 3 seeds: t = 2 / sqrt(2/3) = 2.449, p = 0.0705
+    t = 2 / math.sqrt(2 / 3)
+    assert welch_p(Stat(1.0, 1.0, 3), Stat(3.0, 1.0, 3)) == pytest.approx(
+        1 - t / math.sqrt(4 + t**2) * (1 + 2 / (4 + t**2)), rel=1e-9
+    )
+    # the page's old KL-gradient-share claim (0.455 ± 0.018 -> 0.279 ± 0.077, 3 seeds each) that a
+    # two-standard-error rule called separated: Welch gives p = 0.052
+    assert welch_p(Stat(0.455, 0.018, 3), Stat(0.279, 0.077, 3)) == pytest.approx(0.0517, abs=5e-5)
+    assert separated(Stat(0.455, 0.018, 3), Stat(0.279, 0.077, 3)) is False
+    assert welch_p(Stat(2.0, 0.0, 3), Stat(2.0, 0.0, 3)) == 1.0 and welch_p(Stat(2.0, 0.0, 3), Stat(3.0, 0.0, 3)) == 0.0
+    assert welch_p(a, aggregate([40.0])) is None and separated(a, aggregate([40.0])) is None
 
 
 def test_derived_variance_numbers_by_hand():
@@ -173,21 +192,35 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
     assert outputs[0] == outputs[1]
     assert sorted(map(str, outputs[0])) == [
         "figs/compare.png",
+        "figs/curves.csv",
         "figs/curves.png",
+        "figs/runs.csv",
         "figs/table.md",
         "figs/variance.md",
         "page.md",
     ]
+    # without the store: the numbers in runs.csv give the same page, tables and figures, byte for byte
+    (tmp_path / "page.md").unlink()
+    for name in ("table.md", "variance.md", "compare.png", "curves.png"):
+        (tmp_path / "figs" / name).unlink()
+    args = ["bvae", "compare", "--runs", "figs/runs.csv", "--out", "figs", "--report", "page.md"]
+    run([*args, "--note", "Hardware: a test."], tmp_path, MLFLOW_TRACKING_URI="sqlite:////nonexistent/no.db")
+    again = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert again == outputs[0]
     page = outputs[0][Path("page.md")].decode()
     # GEN-2 FID of fixed beta=1 over seeds 0, 1, 2: 40, 41, 42 -> 41.00 ± 1.00; beta=0.1: 13.00 ± 1.00
     assert "| fixed beta=1.0 | 3 | 20.50 ± 0.50 | 123.00 ± 3.00 | 41.00 ± 1.00 |" in page
-    assert "GEN-2 FID (domain) 41.00 ± 1.00 -> 13.00 ± 1.00 (-28.00; the seeds separate them)" in page
+    # Welch: spreads 1 over 3 seeds, means 28 apart: t = 28 / sqrt(2/3) = 34.3 at df 4, p < 0.001;
+    # 1 apart: t = 1.22, p = 1 - t / sqrt(4 + t^2) (1 + 2 / (4 + t^2)) = 0.288
+    assert "GEN-2 FID (domain) 41.00 ± 1.00 -> 13.00 ± 1.00 (-28.00; Welch p < 0.001: the seeds separate them)" in page
     assert (
-        "GEN-2 FID (domain) 13.00 ± 1.00 -> 12.00 ± 1.00 (-1.00; within the spread of the seeds)" in page
+        "GEN-2 FID (domain) 13.00 ± 1.00 -> 12.00 ± 1.00 (-1.00; Welch p = 0.29: within the spread of the seeds)"
+        in page
     )  # vs running gamma
     # implied gamma^2 of fixed beta: beta_eff D / 2 = 0.05; test gamma^2 0.1^2, 0.11^2, 0.12^2
     tests = [0.1**2, 0.11**2, 0.12**2]
     assert f"| fixed beta=1.0 | 0.05 ± 0 | {aggregate(tests).format('.3g')} |" in page
     assert "Hardware: a test." in page and "`0123456` " not in page and "`0123456`" in page
     assert "bvae compare --experiment sweep --out" in page and "](figs/compare.png)" in page
+    assert "bvae compare --runs figs/runs.csv --out figs --report page.md --note 'Hardware: a test.'" in page
     assert "9 finished pipeline runs" in page

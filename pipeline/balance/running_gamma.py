@@ -9,10 +9,12 @@ starting from mse_run = 1 (gamma = 1). The loss is
 
     sse / (2 gamma^2) + k * KL
 
-(the D log gamma term is constant in the gradient and left out). The gradient of the
-reconstruction term is grad(sse) / (2 mse_run): the loss behaves like
-``mse + beta_eff * KL`` with ``beta_eff = 2 k mse_run / D``, a KL weight that falls
-in proportion as reconstructions improve. The min-clamp makes the estimate
+(the D log gamma term is constant in the gradient and left out). That is D / (2 mse_run)
+times ``mse + beta_eff * KL`` with ``beta_eff = 2 k mse_run / D``: at each step the gradient
+points as a fixed-beta loss's with that beta_eff, a KL weight that falls in proportion as
+reconstructions improve. It is not a fixed-beta run under Adam, though: the factor
+D / (2 mse_run) grows as mse_run falls and Adam's running RMS of the gradients lags it, so
+the steps come out larger than lr while it grows (``tests/test_equivalence.py``). The min-clamp makes the estimate
 non-increasing. The reference code uses ``k = (2 * image_side / latent_dim)^2``
 (1 for 32x32 images with 64 latents, 4 for 64x64); the default here is 1.
 """

@@ -17,7 +17,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 FEATURES = ("auto", "domain", "inception")  # reference.features; auto: feature_space() below
-PROTOCOLS = ("clean", "paper")  # evaluation protocols, pipeline/evaluation/preprocessing.py
+PROTOCOLS = ("clean", "dai_wipf", "asperti")  # evaluation protocols, pipeline/evaluation/protocols/
 SAMPLERS = ("gen1", "gen2", "gen2_noise", "gmm")  # pipeline/evaluation/sampling.py
 
 

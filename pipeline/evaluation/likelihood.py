@@ -27,7 +27,7 @@ gamma without decoding again. Three values of gamma:
   above (worse than) the IWAE at the trained gamma;
 - ``gamma_iwae_{stage1,twostage}``: the gamma that maximises each model's test IWAE bound,
   found by a one-dimensional search over log gamma on the stored draws (`Draws.gamma_iwae`):
-  every model scored at its best variance for that bound.
+  every model scored at its best variance for that bound, on equal footing.
 
 Two-stage: the prior of z is the second stage, p(z) = int N(z; dec2(u), gamma_z^2 I) N(u; 0, I) du
 (gamma_z the stage-2 strategy's final gamma), estimated with M draws u_m ~ q2(u|z):

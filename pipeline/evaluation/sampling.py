@@ -1,6 +1,9 @@
 """Images for evaluation: REC and the samplers.
 
-- REC:   x -> mu(x) -> dec1: reconstructions of held-out images (posterior mean).
+- REC:   x -> mu(x) -> dec1: reconstructions of held-out images, from the posterior mean
+  (the ``clean`` protocol's choice: one deterministic image per input); with a seed, from a
+  posterior draw mu + sigma * eps, as both references decode (the reference protocols,
+  :mod:`pipeline.evaluation.protocols`).
 - ``gen1``: z ~ N(0, I) -> dec1: the stage-1 prior, no second stage (GEN-1).
 - ``gen2``: u ~ N(0, I) -> z = dec2(u) -> dec1: through the second stage (GEN-2), as the
   seed paper's reference code does.
@@ -8,9 +11,12 @@
   stage-2 decoder's final gamma.
 - ``gmm``: z from a Gaussian mixture fitted on the latent codes (:mod:`pipeline.evaluation.gmm`).
 
-``rescale_latents`` is the variance-law correction (Asperti 2020): generated latents
-have lower variance than the aggregate posterior, so each dimension is rescaled around
-its mean to the expected standard deviation sqrt(Var(mu_j) + E[sigma_j^2]).
+``rescale_latents`` (sampler ``gen2_rescaled``) is this project's variance-law correction
+of GEN-2: generated latents have lower variance than the aggregate posterior, so each
+dimension is rescaled around its mean to the expected standard deviation
+sqrt(Var(mu_j) + E[sigma_j^2]) over the training codes (the variance law, Asperti 2019).
+It is not the rule of Asperti & Trentin's code, which scales GEN-1 and GEN-2 latents by one
+scalar, uncentred, only when the second stage loses variance (the ``asperti`` protocol).
 
 Every sampler draws its noise from its own seeded ``torch.Generator`` on the CPU, so
 its images depend only on its seed. Images come back as uint8 on the CPU.
@@ -36,19 +42,26 @@ def _batches(n: int, batch_size: int, desc: str):
 
 
 @torch.no_grad()
-def decode(vae, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Stage-1 decoder images of latents z, as uint8."""
+def decode(vae, z: torch.Tensor, batch_size: int = 500, quantise: bool = True) -> torch.Tensor:
+    """Stage-1 decoder images of latents z, as uint8 (``quantise=False``: the decoder's float32
+    values in [0, 1], for preprocessing that the references apply before any rounding)."""
     vae.eval()
-    return torch.cat(
-        [
-            to_uint8(vae.decode(z[i : i + batch_size].to(_device(vae)))).cpu()
-            for i in _batches(len(z), batch_size, "decode")
-        ]
-    )
+    parts = []
+    for i in _batches(len(z), batch_size, "decode"):
+        x = vae.decode(z[i : i + batch_size].to(_device(vae)))
+        parts.append((to_uint8(x) if quantise else x.float()).cpu())
+    return torch.cat(parts)
+
+
+def posterior_sample(mu: torch.Tensor, logvar: torch.Tensor, seed: int) -> torch.Tensor:
+    """z = mu + sigma * eps, eps ~ N(0, I) from a seeded CPU generator (one draw per code)."""
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed)).to(mu.device)
+    return mu + (0.5 * logvar).exp() * eps
 
 
 @torch.no_grad()
 def reconstruct(vae, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """REC from the posterior mean: dec1(mu(x)), uint8."""
     mu, _ = encode(vae, images, batch_size)
     return decode(vae, mu, batch_size)
 
@@ -119,6 +132,8 @@ def posterior_draws(mu: torch.Tensor, sigma: torch.Tensor):
 
 
 def rescale_latents(z: torch.Tensor, expected_std: torch.Tensor) -> torch.Tensor:
-    """Rescale each dimension of z around its mean to the expected standard deviation."""
+    """Rescale each dimension of z around its mean to the expected standard deviation
+    (this project's per-dimension rule; see the module docstring for how it differs from
+    Asperti & Trentin's)."""
     mean = z.mean(0)
     return mean + (z - mean) * (expected_std / z.std(0))

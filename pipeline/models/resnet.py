@@ -7,7 +7,8 @@ from pipeline.models.base import VAE, check_scales, register
 
 
 class ResBlock(nn.Module):
-    """Residual block of the Dai & Wipf / Asperti ResNet: x + (BN-ReLU-conv3x3) twice."""
+    """Residual block of this compact net: x + (BN-ReLU-conv3x3) twice, an identity shortcut (the
+    reference's block has a 3x3 convolution on its shortcut: :mod:`pipeline.models.resnet_ref`)."""
 
     def __init__(self, c: int):
         super().__init__()
@@ -53,7 +54,9 @@ def decoder_start(image_size: int) -> tuple[int, int]:
 
 @register("resnet")
 class ResNetVAE(VAE):
-    """The ResNet VAE of Dai & Wipf (2019) and Asperti & Trentin (2020).
+    """Our compact ResNet VAE, after the one of Dai & Wipf (2019) and Asperti & Trentin (2020)
+    but not it: identity shortcuts, a decoder that mirrors the encoder's widths, PyTorch's
+    padding and initialisation. The references' network, layer for layer, is ``resnet_ref``.
 
     Encoder: 3x3 conv to ``base_channels``; ``num_scale`` scales of ``blocks_per_scale``
     residual blocks, a stride-2 3x3 conv doubling the channels between scales; global
@@ -62,8 +65,8 @@ class ResNetVAE(VAE):
     dense to a small s x s x C map (s = 2 for power-of-two sides, see
     :func:`decoder_start`), then per scale a stride-2 transposed conv halving the channels
     (not below ``base_channels``) and a residual block; BN-ReLU, 3x3 conv, sigmoid.
-    ``image_size`` must be divisible by 2**(num_scale - 1). The paper: CIFAR-10
-    num_scale 3, CelebA 64x64 num_scale 4, base 32, fc 512, latent 64.
+    ``image_size`` must be divisible by 2**(num_scale - 1). The papers' settings, which fit
+    it too: CIFAR-10 num_scale 3, CelebA 64x64 num_scale 4, base 32, fc 512, latent 64.
     """
 
     ENCODER = ("encoder", "fc_enc", "mu", "logvar")

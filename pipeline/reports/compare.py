@@ -11,7 +11,7 @@ variance its balance implied against the one the test data supports
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline import PipelineError
 from pipeline.reports.equivalence import beta_for_variance, variance_for_beta
@@ -20,8 +20,9 @@ from pipeline.tracking.runs import ROLE_TAG, STAGE_TAG, balance_label
 
 LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.evaluation.likelihood)
     "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",
-    "bpd_iwae_stage1_gamma_test": "bits/dim stage 1 (IWAE, test gamma)",
-    "bpd_iwae_twostage_gamma_test": "bits/dim two-stage (IWAE, test gamma)",
+    "bpd_iwae_stage1_gamma_test": "bits/dim stage 1 (IWAE, gamma_test)",
+    "bpd_iwae_stage1_gamma_iwae": "bits/dim stage 1 (IWAE, IWAE-optimal gamma)",
+    "bpd_iwae_twostage_gamma_test": "bits/dim two-stage (IWAE, gamma_test)",
 }
 STAGE1 = {  # stage 1's last epoch, in the table
     "train_vae.final_gamma": ("final gamma", ".3g"),
@@ -32,6 +33,7 @@ STAGE1 = {  # stage 1's last epoch, in the table
 VARIANCE = {  # per configuration: the decoder variance, implied and supported (derived below)
     "implied_gamma2": ("implied gamma^2 = beta_eff D / 2", ".3g"),
     "data_gamma2": ("test gamma^2 (test MSE)", ".3g"),
+    "iwae_gamma2": ("IWAE-optimal gamma^2", ".3g"),
     "implied_over_data": ("implied / test", ".3g"),
     "beta_sse_own": ("its beta, summed SSE", ".3g"),
     "beta_sse_match": ("beta to match test, summed SSE", ".3g"),
@@ -42,8 +44,9 @@ CURVES = ("mse", "kl_common", "gamma", "beta_eff")
 
 @dataclass
 class Row:
-    """One pipeline run: its params, its metrics (the parent's, the stage runs' as
-    ``<stage>/<name>``, and the derived ones), stage 1's curves and its times (ms)."""
+    """One pipeline run: its params, its metrics (the parent's and the stage runs' as
+    ``<stage>/<name>``; :func:`configurations` adds the derived ones), stage 1's curves and
+    its times (ms)."""
 
     run_id: str
     name: str
@@ -93,7 +96,6 @@ def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
             row.curves = {
                 m: [(x.step, x.value) for x in client.get_metric_history(run_id, f"train_vae/{m}")] for m in CURVES
             }
-        row.metrics |= derived(row.metrics, row.curves)
         rows.append(row)
     if not rows:
         raise PipelineError(
@@ -109,6 +111,7 @@ def derived(m: dict, curves: dict) -> dict:
     - implied_gamma2: the decoder variance stage 1's final KL weight implies, beta_eff D / 2;
     - data_gamma2: the one the test data supports, gamma_test^2 (the ELBO-optimal variance:
       the test MSE of decoded posterior draws), and implied_over_data, their ratio;
+    - iwae_gamma2: the variance that maximises stage 1's test IWAE bound, gamma_iwae_stage1^2;
     - beta_sse_own: the final balance as a fixed beta next to a summed squared error;
       beta_sse_match / beta_mean_match: the fixed beta that would match data_gamma2 next to
       a summed and a mean-reduced squared error (none exists next to BCE);
@@ -132,6 +135,8 @@ def derived(m: dict, curves: dict) -> dict:
         out["beta_mean_match"] = beta_for_variance(out["data_gamma2"], dim, "mse_mean")
         if "implied_gamma2" in out:
             out["implied_over_data"] = out["implied_gamma2"] / out["data_gamma2"]
+    if m.get("gamma_iwae_stage1"):
+        out["iwae_gamma2"] = m["gamma_iwae_stage1"] ** 2
     if m.get("train_vae.final_gamma") and m.get("train_vae/mse"):
         out["gamma2_over_train_mse"] = m["train_vae.final_gamma"] ** 2 / m["train_vae/mse"]
     gamma = curves.get("gamma", [])
@@ -144,7 +149,7 @@ def derived(m: dict, curves: dict) -> dict:
 
 
 def fid_spaces(metrics) -> list[str]:
-    """The feature spaces (and protocols) with a GEN-2 FID: ["domain"], ["inception-paper"], ..."""
+    """The feature spaces (and protocols) with a GEN-2 FID: ["domain"], ["inception-asperti"], ..."""
     return sorted(k[len("fid_") : -len("_gen2")] for k in metrics if k.startswith("fid_") and k.endswith("_gen2"))
 
 
@@ -155,7 +160,8 @@ def label(params: dict) -> str:
 
 
 def configurations(rows: list[Row]) -> list[Group]:
-    return group(rows, label)
+    """The runs as configurations (seeds aggregated), each run's derived numbers added to its own."""
+    return group([replace(r, metrics=r.metrics | derived(r.metrics, r.curves)) for r in rows], label)
 
 
 def _fid_keys(groups: list[Group]) -> list[str]:
@@ -173,7 +179,7 @@ def _cell(g: Group, key: str, spec: str) -> str:
 
 
 def floor_key(space: str) -> str:
-    """The floor of FIDs in ``space`` ("domain", "inception-paper"): real training images
+    """The floor of FIDs in ``space`` ("domain", "inception-asperti"): real training images
     against the test images in its features (the reference stage's; a protocol changes
     only the generated images' preprocessing)."""
     return f"fid_{space.split('-')[0]}_train_vs_test"
@@ -258,7 +264,7 @@ def figures(groups: list[Group], out_dir) -> list:
     lows = [g.stat(k).mean - (g.stat(k).std or 0) for g in groups for k in bpd if g.stat(k)]
     if lows:  # the differences are tenths of a bit on top of several bits: start the axis near them
         axes[0, 1].set_ylim(bottom=0.95 * min(lows))
-    axes[0, 1].set(title="bits/dim, IWAE bound at the test gamma (lower is better; axis not from 0)")
+    axes[0, 1].set(title="bits/dim, IWAE bound at gamma_test (lower is better; axis not from 0)")
     axes[0, 1].legend(fontsize=7)
     bars(axes[1, 0], "train_vae.final_beta_eff", color="tab:purple")
     axes[1, 0].set(title="final beta_eff (KL weight next to the per-value MSE)", yscale="log")

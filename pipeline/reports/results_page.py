@@ -2,8 +2,8 @@
 
 A markdown page: the set-up read from the runs' params, the tables and figures of
 :mod:`pipeline.reports.compare` (mean ± std over seeds), and the answer, whose numbers come from
-the runs and whose comparisons say whether the seeds separate them
-(:func:`pipeline.reports.seed_stats.separated`). Paragraphs about a configuration the sweep did not
+the runs and whose comparisons say whether the seeds separate them (Welch's t-test, p < 0.05:
+:func:`pipeline.reports.seed_stats.welch_p`). Paragraphs about a configuration the sweep did not
 run are left out. The same runs give the same bytes: nothing depends on the clock.
 
 Longer than 300 lines because the page's prose is here, each sentence beside the numbers
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from pipeline.reports.compare import fid_spaces, floor_key, floor_ratio, markdown_table, variance_table
 from pipeline.reports.equivalence import variance_for_beta
-from pipeline.reports.seed_stats import Group, Stat, separated
+from pipeline.reports.seed_stats import ALPHA, Group, Stat, welch_p
 
 FEATURE_SPACES = {  # what each feature space is, in one sentence for the page
     "domain": "the penultimate layer of a classifier trained on these images' labels (offline, in this project): its "
@@ -61,18 +61,20 @@ def _list(items: list[str]) -> list[str]:
 
 
 def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
-    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; the seeds separate them)"; an FID with a floor
-    also says its ratio to it: "(...; 16.9x -> 4.5x the floor)"."""
+    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; Welch p = 0.0012: the seeds separate them)"; an FID
+    with a floor also says its ratio to it: "(...; 16.9x -> 4.5x the floor)"."""
     sa, sb = a.stat(key), b.stat(key)
     ra, rb = floor_ratio(a, key), floor_ratio(b, key)
     scale = f"; {ra:.1f}x -> {rb:.1f}x the floor" if ra is not None and rb is not None else ""
     if sa is None or sb is None:
         return f"{what}: not measured"
-    verdict = {
-        True: "the seeds separate them",
-        False: "within the spread of the seeds",
-        None: "one seed: no spread to judge by",
-    }[separated(sa, sb)]
+    p = welch_p(sa, sb)
+    if p is None:
+        verdict = "one seed: no spread to judge by"
+    else:
+        verdict = ("Welch p < 0.001" if p < 0.001 else f"Welch p = {p:.2g}") + (
+            ": the seeds separate them" if p < ALPHA else ": within the spread of the seeds"
+        )
     return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict}{scale})"
 
 
@@ -82,7 +84,7 @@ def _common(groups: list[Group]) -> dict:
     return {k: v for k, v in first.items() if all(g.params.get(k) == v for g in groups)}
 
 
-def _setup(groups: list[Group], rows: list, experiment: str, command: str, note: str) -> list[str]:
+def _setup(groups: list[Group], rows: list, experiment: str, commands: list[str], note: str) -> list[str]:
     c = _common(groups)
     space = (fid_spaces(groups[0].stats) or [str(c.get("reference.features", "?"))])[0]
     floor = groups[0].stat(floor_key(space))
@@ -141,7 +143,17 @@ def _setup(groups: list[Group], rows: list, experiment: str, command: str, note:
     ]
     if note:
         lines.append(f"- {note}")
-    lines += ["", "Regenerate this page from the same runs (byte for byte) with", "", "```bash", command, "```", ""]
+    lines += [
+        "",
+        "Regenerate this page from the same runs (byte for byte), from the MLflow store or, without it, from",
+        "the runs' numbers committed beside the figures (`runs.csv`, `curves.csv`), with",
+        "",
+        "```bash",
+        commands[0],
+        commands[1],
+        "```",
+        "",
+    ]
     return lines
 
 
@@ -211,15 +223,18 @@ def _answer_beta(groups: list[Group], dim: int | None) -> list[str]:
             'Whether it "looks better" is the REC FID; whether it generates better is GEN-1 (samples from the',
             "prior) and GEN-2 (through the second stage).",
             "",
-            "**Does it cost likelihood?** The bound in bits/dim (IWAE; lower is better), at each model's",
-            "test-optimal gamma (every model at its best variance) and at the gamma its loss assumed:",
+            "**Does it cost likelihood?** The bound in bits/dim (IWAE; lower is better) at the gamma each loss",
+            "assumed, at gamma_test (gamma^2 = the test MSE, the variance that maximises the test ELBO, not the",
+            "IWAE bound) and at the gamma that maximises each model's IWAE bound (a 1-d search on the same draws):",
             "",
         ]
         out += _list(
             [
-                _versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage 1 at the test gamma"),
                 _versus(one, tenth, "bpd_iwae_stage1_gamma_trained", ".3f", "stage 1 at its trained gamma"),
-                _versus(one, tenth, "bpd_iwae_twostage_gamma_test", ".3f", "two-stage at the test gamma"),
+                _versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage 1 at gamma_test"),
+                _versus(one, tenth, "bpd_iwae_stage1_gamma_iwae", ".3f", "stage 1 at its IWAE-optimal gamma"),
+                _versus(one, tenth, "bpd_iwae_twostage_gamma_test", ".3f", "two-stage at gamma_test"),
+                _versus(one, tenth, "bpd_iwae_twostage_gamma_iwae", ".3f", "two-stage at its IWAE-optimal gamma"),
             ]
         ) + [""]
     return out
@@ -258,8 +273,9 @@ def _answer_running(groups: list[Group]) -> list[str]:
         "## Where running gamma lands",
         "",
         "Running gamma sets gamma^2 to a running average of the training MSE; its loss sse / (2 gamma^2) + k KL",
-        "is a fixed-beta loss with beta = 2 k gamma^2 next to a summed squared error. It starts at gamma = 1,",
-        "i.e. an equivalent beta of 2k, and the weight falls as reconstructions improve.",
+        "is 1 / (2 gamma^2) times sse + beta KL with beta = 2 k gamma^2: at each step its gradient points as that",
+        "fixed beta's (its steps are not that run's: the factor grows as gamma falls and Adam's running RMS lags",
+        "it). It starts at gamma = 1, i.e. an equivalent beta of 2k, and the weight falls as reconstructions improve.",
         "",
     ]
     for g in sorted(runs, key=lambda g: _num(g.params.get("train.balance.k"))):
@@ -362,8 +378,11 @@ def _brief(groups: list[Group], dim: int | None) -> list[str]:
     return out + [""] if len(out) > 2 else []
 
 
-def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, command: str, note: str = "") -> str:
-    """The whole page. ``fig_dir``: the figures' folder relative to the page."""
+def render(
+    groups: list[Group], rows: list, *, fig_dir: str, experiment: str, commands: list[str], note: str = ""
+) -> str:
+    """The whole page. ``fig_dir``: the figures' folder relative to the page; ``commands``: the
+    two that regenerate it (from the store, from runs.csv)."""
     dataset = _common(groups).get("prepare.dataset", "?")
     n = sorted({len(g.runs) for g in groups})
     dim_stat: Stat | None = groups[0].stat("data_dim")
@@ -371,12 +390,15 @@ def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, co
     lines = [
         f"# Is scaling the KL sound? Every balancing strategy on `{dataset}`, {'/'.join(map(str, n))} seed(s) each",
         "",
-        "Written by `bvae compare --report` from the runs in MLflow; do not edit by hand. Every number is the",
-        'mean ± standard deviation over the seeds of a configuration; a comparison says "the seeds separate',
-        'them" when the means differ by more than twice the standard error of their difference.',
+        "Written by `bvae compare --report` from the runs (in MLflow, or their numbers in `runs.csv` beside the",
+        "figures); do not edit by hand. Every number is the mean ± standard deviation over the seeds of a",
+        'configuration. A comparison says "the seeds separate them" when Welch\'s t-test (two-sided, the two',
+        "spreads not assumed equal) gives p < 0.05, and prints p. With few seeds the test has few degrees of",
+        "freedom (2 to 4 with 3 seeds a side: a difference must be 2.8 to 4.3 standard errors to pass), and a",
+        "difference that does not pass is not shown to be absent.",
         "",
     ]
-    lines += _brief(groups, dim) + _setup(groups, rows, experiment, command, note)
+    lines += _brief(groups, dim) + _setup(groups, rows, experiment, commands, note)
     lines += [
         "## Results",
         "",
@@ -384,8 +406,9 @@ def render(groups: list[Group], rows: list, *, fig_dir: str, experiment: str, co
         "### Decoder variance",
         "",
         "The variance each configuration's final KL weight implied (beta_eff D / 2), the one the test data",
-        "support (gamma_test^2, the test MSE of decoded posterior draws), and the fixed beta that would match",
-        "the latter next to each reconstruction loss.",
+        "support (gamma_test^2, the test MSE of decoded posterior draws: the test ELBO's optimum), the one that",
+        "maximises stage 1's test IWAE bound, and the fixed beta that would match gamma_test^2 next to each",
+        "reconstruction loss.",
         "",
         variance_table(groups),
         f"![FID, bits/dim, beta_eff and KL gradient share per configuration]({fig_dir}/compare.png)",

@@ -4,9 +4,18 @@ A configuration is every param of a run but its seeds (any key whose last part i
 train.seed, stage2.seed, evaluate.seed, ...). For each metric of its runs,
 
     mean = sum(x_i) / n,   std = sqrt(sum((x_i - mean)^2) / (n - 1))   (the sample std; none for n = 1).
+
+Two configurations are told apart by Welch's t-test (two-sided; the seeds' spreads need not be
+equal): with s_a^2 / n_a and s_b^2 / n_b the squared standard errors of the two means,
+
+    t = (mean_a - mean_b) / sqrt(s_a^2 / n_a + s_b^2 / n_b),
+    df = (s_a^2 / n_a + s_b^2 / n_b)^2 / ((s_a^2 / n_a)^2 / (n_a - 1) + (s_b^2 / n_b)^2 / (n_b - 1)),
+    p = 2 P(T_df > |t|),
+
+and "the seeds separate them" when p < 0.05. With 3 seeds each, df is between 2 and 4, so a
+difference needs |t| above 2.78 (df 4) to 4.30 (df 2): stricter than a rule of two standard errors.
 """
 
-import math
 import statistics
 from dataclasses import dataclass, field
 
@@ -42,12 +51,26 @@ def aggregate(values: list[float]) -> Stat:
     return Stat(mean, std, len(values))
 
 
-def separated(a: Stat, b: Stat) -> bool | None:
-    """Whether two configurations' means differ by more than twice the standard error of
-    their difference, sqrt(std_a^2 / n_a + std_b^2 / n_b); None when either has one seed."""
+ALPHA = 0.05  # the level of the test: "the seeds separate them" when p < ALPHA
+
+
+def welch_p(a: Stat, b: Stat) -> float | None:
+    """The two-sided p-value of Welch's t-test of a's and b's means (module docstring); None
+    when either has one seed. Where both spreads are 0 the means are exact: p is 0 if they
+    differ, 1 if not."""
     if a.std is None or b.std is None:
         return None
-    return abs(a.mean - b.mean) > 2 * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
+    if a.std == 0 and b.std == 0:
+        return 0.0 if a.mean != b.mean else 1.0
+    from scipy.stats import ttest_ind_from_stats
+
+    return float(ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False).pvalue)
+
+
+def separated(a: Stat, b: Stat) -> bool | None:
+    """Whether Welch's test tells a's and b's means apart at p < 0.05; None when either has one seed."""
+    p = welch_p(a, b)
+    return None if p is None else p < ALPHA
 
 
 @dataclass

@@ -1,0 +1,62 @@
+"""What every evaluation protocol is given and what it answers (see the package docstring)."""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Context:
+    """The trained models and the data of one evaluation: stage 1 (``vae``), stage 2 and its
+    final gamma (``gamma_z``), the Gaussian mixture on the codes, the stage-2 training codes'
+    expected std per dimension (for ``gen2_rescaled``), the uint8 test images (N, C, H, W),
+    the params' samplers, sample count (None: as many as test images), rescale flag, batch
+    size and seed."""
+
+    vae: torch.nn.Module
+    stage2: torch.nn.Module
+    gamma_z: float
+    gmm: object
+    expected_std: torch.Tensor
+    test: torch.Tensor
+    samplers: list
+    num_samples: int | None
+    rescale: bool
+    batch_size: int
+    seed: int
+
+
+class Protocol:
+    """One protocol, built for one evaluation. Subclasses set ``name`` and ``sets`` (the image
+    sets scored: "rec" and samplers), ``rec_rows`` (the test images reconstructed, as indices),
+    ``real_rows`` (the test images the real statistics come from) and implement ``images``."""
+
+    name = ""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.sets: list[str] = []
+        self.rec_rows = torch.arange(len(ctx.test))
+        self.real_rows = torch.arange(len(ctx.test))
+
+    def images(self, name: str) -> torch.Tensor:
+        """The uint8 images of set ``name`` as this protocol scores them."""
+        raise NotImplementedError
+
+    def kept(self, n: int) -> int:
+        """How many of n images (the first n) the reference's feature code scores."""
+        return n
+
+    def notes(self) -> list[str]:
+        """Lines for the stage's log: what this protocol decided on these models."""
+        return []
+
+    def metrics(self) -> dict:
+        """Numbers this protocol computed on the way (logged with the stage's metrics)."""
+        return {}
+
+
+def subset(n: int, size: int, seed: int) -> torch.Tensor:
+    """A seeded random ``size`` of ``range(n)`` (all n, shuffled, when n <= size): the
+    references' ``np.random.shuffle(x); x = x[0:10000]``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]

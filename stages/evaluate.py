@@ -147,6 +147,12 @@ def main(params_path):
         )
         with part("work"):
             proto = protocols.build(cfg["protocol"], ctx)  # asperti: encodes the test set for its rescale
+        if proto.kept(len(proto.real_rows)) < 2:
+            raise PipelineError(
+                f"evaluate.protocol: {proto.name} scores whole batches of {proto.feature_batch} images, as its "
+                f"reference's feature code does: {len(test)} test images leave {proto.kept(len(proto.real_rows))}. "
+                "Use more test images (prepare.limit_test) or evaluate.protocol: clean"
+            )
         space_name = protocols.space_name(space.name, proto.name)
         total = len(proto.rec_rows) + proto.count * (len(proto.sets) - 1)
         threads = Threads(cpu_share()) if device.type == "cpu" else None

@@ -451,3 +451,27 @@ def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
     assert "| running_gamma k=1.0 " in table
     for png in ("compare.png", "curves.png"):
         assert Image.open(project / "reports/cmp" / png).format == "PNG"
+
+
+def test_reference_protocols_score_their_three_sets_and_refuse_too_few_test_images(repro):
+    project, *_ = repro
+    out = run(["dvc", "exp", "run", "-S", "evaluate.protocol=dai_wipf"], project)
+    log = out.stdout + out.stderr
+    assert "dai_wipf: 50 real test images against 10,000 of each set" in log  # 60 test images, batches of 50
+    metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
+    assert {k for k in metrics if k.startswith("fid_")} == {f"fid_domain-dai_wipf_{s}" for s in ("rec", "gen1", "gen2")}
+    assert metrics["kid_subset_size_domain-dai_wipf_gen2"] == 25  # half of the 50 real images scored
+    # asperti's fid.py scores whole batches of 64: the 60 test images leave none
+    bad = run(["dvc", "exp", "run", "-S", "evaluate.protocol=asperti"], project, check=False)
+    assert bad.returncode != 0
+    assert (
+        "asperti scores whole batches of 64 images, as its reference's feature code does: 60 test images leave 0"
+        in (bad.stdout + bad.stderr)
+    )
+    out = run(["dvc", "exp", "run", "-S", "evaluate.protocol=asperti", "-S", "prepare.limit_test=140"], project)
+    log = out.stdout + out.stderr
+    assert "asperti: 128 real test images against 9,984 of each set" in log
+    assert "asperti: stage-2 variance loss / mse2 = " in log and "latent rescale " in log
+    metrics = json.loads((project / "metrics/all/evaluate.json").read_text())
+    assert {k for k in metrics if k.startswith("fid_")} == {f"fid_domain-asperti_{s}" for s in ("rec", "gen1", "gen2")}
+    assert "asperti_var_loss_ratio" in metrics and metrics["asperti_adjust2"] > 0

@@ -73,6 +73,7 @@ def rescale_batches(z: torch.Tensor, adjust2: float) -> torch.Tensor:
 
 class Asperti(Protocol):
     name = "asperti"
+    feature_batch = FEATURE_BATCH  # FID:25, 51-53
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -104,9 +105,6 @@ class Asperti(Protocol):
             rec = sampling.decode(c.vae, z, c.batch_size, quantise=False)
             return to_uint8(adjust_reconstructions(rec, c.test[self.rec_rows]))  # CG:643-647
         return sampling.decode(c.vae, self.latents(name), c.batch_size)  # no min-max, no adjust (CG:446)
-
-    def kept(self, n):
-        return n // FEATURE_BATCH * FEATURE_BATCH  # FID:51-53
 
     def notes(self):
         applied = f"applied, adjust2 = {self.adjust2:.4g}" if self.adjust2 is not None else "not applied"

@@ -32,6 +32,7 @@ class Protocol:
     ``real_rows`` (the test images the real statistics come from) and implement ``images``."""
 
     name = ""
+    feature_batch = 1  # the reference's feature code scores whole batches of this many images
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -44,8 +45,8 @@ class Protocol:
         raise NotImplementedError
 
     def kept(self, n: int) -> int:
-        """How many of n images (the first n) the reference's feature code scores."""
-        return n
+        """How many of n images (the first n) the reference's feature code scores: whole batches."""
+        return n // self.feature_batch * self.feature_batch
 
     def notes(self) -> list[str]:
         """Lines for the stage's log: what this protocol decided on these models."""

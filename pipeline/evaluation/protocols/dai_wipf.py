@@ -41,6 +41,7 @@ def normalise_each(images: torch.Tensor) -> torch.Tensor:
 
 class DaiWipf(Protocol):
     name = "dai_wipf"
+    feature_batch = FEATURE_BATCH  # FS:60, 80-82
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -66,9 +67,6 @@ class DaiWipf(Protocol):
             z = self.latents(name)
         x = sampling.decode(c.vae, z, c.batch_size, quantise=False)
         return to_uint8(normalise_each(x))  # FS:184-186, for REC, GEN-1 and GEN-2 alike (DM:105-107)
-
-    def kept(self, n):
-        return n // FEATURE_BATCH * FEATURE_BATCH  # FS:80-82
 
     def notes(self):
         n_real, n = self.kept(len(self.real_rows)), self.kept(self.count)

@@ -224,3 +224,12 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
     assert "bvae compare --experiment sweep --out" in page and "](figs/compare.png)" in page
     assert "bvae compare --runs figs/runs.csv --out figs --report page.md --note 'Hardware: a test.'" in page
     assert "9 finished pipeline runs" in page
+
+
+def test_the_page_says_what_the_test_can_see_with_its_seeds():
+    from pipeline.reports.results_page import _power
+
+    # t_{0.975} at 2 and 4 degrees of freedom: 4.303 and 2.776; at 1: 12.706
+    assert "2 to 4 degrees of freedom: a difference must be 2.8 to 4.3 standard errors" in _power(3)
+    assert "1 to 2 degrees of freedom: a difference must be 4.3 to 12.7 standard errors" in _power(2)
+    assert "no comparison is judged" in _power(1)

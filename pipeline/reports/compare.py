@@ -40,13 +40,16 @@ VARIANCE = {  # per configuration: the decoder variance, implied and supported (
     "beta_mean_match": ("beta to match test, mean MSE", ".3g"),
 }
 CURVES = ("mse", "kl_common", "gamma", "beta_eff")
+# Stages a sweep's runs share (run once, restored from DVC's run-cache): a run's time is that
+# of its own stages, as its parent run may have opened with the shared ones long before.
+SHARED_STAGES = ("prepare", "reference")
 
 
 @dataclass
 class Row:
     """One pipeline run: its params, its metrics (the parent's and the stage runs' as
     ``<stage>/<name>``; :func:`configurations` adds the derived ones), stage 1's curves and
-    its times (ms)."""
+    the start and end (ms) of its own stages (those after the shared prepare and reference)."""
 
     run_id: str
     name: str
@@ -79,6 +82,7 @@ def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
         metrics = dict(p.data.metrics)
         for c in children:
             metrics |= c.data.metrics  # keyed <stage>/<name>
+        own = [c for c in children if c.data.tags.get(STAGE_TAG) not in SHARED_STAGES] or [p]
         params = dict(p.data.params)
         if "data_dim" in params:  # a param since the parent carries no constants as metrics (a metric before)
             metrics["data_dim"] = float(params.pop("data_dim"))
@@ -87,8 +91,8 @@ def fetch(client, experiment: str, filter_string: str = "") -> list[Row]:
             p.info.run_name,
             params,
             metrics,
-            start=p.info.start_time,
-            end=p.info.end_time or p.info.start_time,
+            start=min(c.info.start_time for c in own),
+            end=max(c.info.end_time or c.info.start_time for c in own),
             commit=p.data.tags.get("mlflow.source.git.commit", ""),
         )
         if "train_vae" in by_stage:

@@ -78,6 +78,21 @@ def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
     return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict}{scale})"
 
 
+def _power(n: int) -> str:
+    """What Welch's test can see with ``n`` seeds a side: n - 1 to 2 (n - 1) degrees of freedom
+    (the latter when the spreads are equal), so a difference must be t_{0.975, 2(n - 1)} to
+    t_{0.975, n - 1} standard errors to pass."""
+    if n < 2:
+        return "With one seed there is no spread, and no comparison is judged."
+    from scipy.stats import t
+
+    lo, hi = t.ppf(1 - ALPHA / 2, 2 * (n - 1)), t.ppf(1 - ALPHA / 2, n - 1)
+    return (
+        f"With {n} seeds a side the test has {n - 1} to {2 * (n - 1)} degrees of freedom: a difference must be "
+        f"{lo:.1f} to {hi:.1f} standard errors to pass, and one that does not pass is not shown to be absent."
+    )
+
+
 def _common(groups: list[Group]) -> dict:
     """The params every configuration shares (seeds aside)."""
     first = groups[0].params
@@ -393,9 +408,7 @@ def render(
         "Written by `bvae compare --report` from the runs (in MLflow, or their numbers in `runs.csv` beside the",
         "figures); do not edit by hand. Every number is the mean ± standard deviation over the seeds of a",
         'configuration. A comparison says "the seeds separate them" when Welch\'s t-test (two-sided, the two',
-        "spreads not assumed equal) gives p < 0.05, and prints p. With few seeds the test has few degrees of",
-        "freedom (2 to 4 with 3 seeds a side: a difference must be 2.8 to 4.3 standard errors to pass), and a",
-        "difference that does not pass is not shown to be absent.",
+        f"spreads not assumed equal) gives p < 0.05, and prints p. {_power(min(n))}",
         "",
     ]
     lines += _brief(groups, dim) + _setup(groups, rows, experiment, commands, note)

@@ -108,9 +108,7 @@ class Asperti(Protocol):
 
     def notes(self):
         applied = f"applied, adjust2 = {self.adjust2:.4g}" if self.adjust2 is not None else "not applied"
-        n_real, n = self.kept(len(self.real_rows)), self.kept(self.count)
-        return [
-            f"asperti: {n_real:,} real test images against {n:,} of each set",
+        return super().notes() + [
             f"asperti: stage-2 variance loss / mse2 = {self.ratio:.3g} (rescale above {RATIO}): latent rescale {applied}",
         ]
 

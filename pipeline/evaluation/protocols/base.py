@@ -39,6 +39,7 @@ class Protocol:
         self.sets: list[str] = []
         self.rec_rows = torch.arange(len(ctx.test))
         self.real_rows = torch.arange(len(ctx.test))
+        self.count = len(ctx.test)  # images per generated set
 
     def images(self, name: str) -> torch.Tensor:
         """The uint8 images of set ``name`` as this protocol scores them."""
@@ -49,8 +50,9 @@ class Protocol:
         return n // self.feature_batch * self.feature_batch
 
     def notes(self) -> list[str]:
-        """Lines for the stage's log: what this protocol decided on these models."""
-        return []
+        """Lines for the stage's log: how many images it scores, and what it decided on these models."""
+        n_real, n = self.kept(len(self.real_rows)), self.kept(self.count)
+        return [f"{self.name}: {n_real:,} real test images against {n:,} of each set"]
 
     def metrics(self) -> dict:
         """Numbers this protocol computed on the way (logged with the stage's metrics)."""

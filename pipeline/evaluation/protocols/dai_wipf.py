@@ -67,7 +67,3 @@ class DaiWipf(Protocol):
             z = self.latents(name)
         x = sampling.decode(c.vae, z, c.batch_size, quantise=False)
         return to_uint8(normalise_each(x))  # FS:184-186, for REC, GEN-1 and GEN-2 alike (DM:105-107)
-
-    def notes(self):
-        n_real, n = self.kept(len(self.real_rows)), self.kept(self.count)
-        return [f"{self.name}: {n_real:,} real test images against {n:,} of each set"]

@@ -6,6 +6,7 @@ the same default pipeline swept as 4 queued DVC experiments with 1 and with 2 wo
     .venv/bin/python bench/pipeline_time.py --baseline f81ec24   # an earlier commit first, then this tree: the ratio
     .venv/bin/python bench/pipeline_time.py --rev f81ec24        # that commit alone
     .venv/bin/python bench/pipeline_time.py --queue              # add the 4-experiment sweeps
+    .venv/bin/python bench/pipeline_time.py --results-setup /tmp/mnist_raw   # one run of docs/results.md's set-up
 
 It copies the project into a temporary folder (tracked and untracked-but-not-ignored
 files, committed there as a fresh git repository, or the commit ``--rev``), links this
@@ -169,25 +170,67 @@ def main():
     ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
     ap.add_argument("--baseline", help="run this commit first, then the working tree (or --rev), and print the ratio")
     ap.add_argument("--queue", action="store_true", help="also time 4 queued experiments with -j 1 and -j 2")
+    ap.add_argument(
+        "--results-setup",
+        metavar="DATA_ROOT",
+        help="run one run of docs/results.md's set-up instead of the default pipeline (MNIST under DATA_ROOT/MNIST/raw)",
+    )
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
-    results = [run_copy(rev, args.queue) for rev in ([args.baseline] if args.baseline else []) + [args.rev]]
+    overrides = RESULTS_SETUP | {"prepare.data_root": args.results_setup} if args.results_setup else None
+    revs = ([args.baseline] if args.baseline else []) + [args.rev]
+    results = [run_copy(rev, args.queue, overrides) for rev in revs]
     if args.baseline:
         base, new = results
         print(
-            f"\ndefault pipeline: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
+            f"\n{'results set-up' if overrides else 'default pipeline'}: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
             f"{new['pipeline_s']:.1f} s ({base['pipeline_s'] / new['pipeline_s']:.2f}x faster)"
         )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def run_copy(rev: str | None, queue: bool) -> dict:
-    """Measure the pipeline of commit ``rev`` (None: the working tree) in a fresh copy."""
+# One run of docs/results.md's set-up (its running_gamma k=1 configuration, seed 0): MNIST, 10k
+# training images, conv latent 16, 10 epochs of batch 100; stage 2 3 x 512, 100 epochs; FID on the
+# test set; likelihood with 16 importance samples. prepare.data_root: a folder holding MNIST/raw/.
+RESULTS_SETUP = {
+    "prepare.dataset": "mnist",
+    "prepare.limit_train": 10000,
+    "train.latent_dim": 16,
+    "train.epochs": 10,
+    "train.batch_size": 100,
+    "stage2.width": 512,
+    "stage2.epochs": 100,
+    "stage2.batch_size": 100,
+    "stage2.lr": 0.001,
+    "evaluate.num_samples": None,
+}
+
+
+def set_params(project: Path, overrides: dict) -> None:
+    """Change params.yaml of the copy (dotted keys)."""
+    import yaml
+
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in overrides.items():
+        *parents, last = key.split(".")
+        node = params
+        for name in parents:
+            node = node[name]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_copy(rev: str | None, queue: bool, overrides: dict | None = None) -> dict:
+    """Measure the pipeline of commit ``rev`` (None: the working tree) in a fresh copy, with
+    ``overrides`` (dotted params keys) set in its params.yaml."""
     with tempfile.TemporaryDirectory(prefix="bvae-bench-") as tmp:
         project, timing = Path(tmp) / "project", Path(tmp) / "timing.jsonl"
         project.mkdir()
         copy_project(project, rev)
+        if overrides:
+            set_params(project, overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
         env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing), "BVAE_WARM": "off"}
         return measure(project, env, timing, rev, queue)

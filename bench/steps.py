@@ -31,7 +31,7 @@ from pipeline.data.digits import load_digits  # noqa: E402
 from pipeline.hardware.device import Speed
 from pipeline.hardware.threads import step_flops, training_threads  # noqa: E402
 from pipeline.models import build_stage1, build_stage2  # noqa: E402
-from pipeline.training.loop import as_input, fit  # noqa: E402
+from pipeline.training.loop import Settings, as_input, fit  # noqa: E402
 
 
 def ours(model, balance, data, cfg, speed, epochs) -> float:
@@ -41,11 +41,7 @@ def ours(model, balance, data, cfg, speed, epochs) -> float:
         model,
         balance,
         lambda epoch: data,
-        epochs=epochs,
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"],
-        desc="fit",
-        speed=speed,
+        Settings(epochs=epochs, batch_size=cfg["batch_size"], lr=cfg["lr"], desc="fit", speed=speed),
         on_epoch=lambda row, timing, latent: seconds.append(timing["epoch_seconds"]),
     )
     steps = -(-len(data) // cfg["batch_size"])

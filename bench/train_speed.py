@@ -37,7 +37,7 @@ from pipeline.balance import build_balance
 from pipeline.hardware.device import Speed, pick_device
 from pipeline.hardware.threads import set_cpu_threads
 from pipeline.models import build_stage1
-from pipeline.training.loop import fit
+from pipeline.training.loop import Settings, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_TRAIN = 60000
@@ -108,11 +108,7 @@ def pipeline_loop(model, balance, data, epochs, batch_size, lr, speed: Speed, de
         model,
         balance,
         lambda e: data,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        desc="bench",
-        speed=speed,
+        Settings(epochs=epochs, batch_size=batch_size, lr=lr, desc="bench", speed=speed),
         on_epoch=record,
     )
     return times[-1]

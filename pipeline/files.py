@@ -8,8 +8,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 from pipeline import DiskFull
 from pipeline.hardware.timing import timed
 
@@ -62,6 +60,8 @@ def _disk_full(path: Path, written: int) -> DiskFull:
 
 @timed("io")
 def save_torch(obj, path, output: bool = True) -> None:
+    import torch
+
     with atomic_path(path, output) as tmp:
         torch.save(obj, tmp)
 

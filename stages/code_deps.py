@@ -6,8 +6,8 @@ module that module imports, at the top or inside a function (a lazy import runs 
 the stage needs it). :func:`stage_files` finds them by reading the imports in the
 source (no import is run); a package that loads its modules by name
 (``importlib.import_module``, the registry of balance strategies) contributes all of
-them. Exempt are the modules in :data:`NOT_DEPS`: they talk to MLflow, time the stage or
-decide when it starts, and no output file depends on them. ``tests/test_code_deps.py`` checks that
+them. Exempt are the modules in :data:`NOT_DEPS`: they talk to MLflow or time the stage,
+and no output file depends on them. ``tests/test_code_deps.py`` checks that
 dvc.yaml lists exactly these files for every stage (a folder covers its files), and
 that a real stage run loads no project module outside them.
 
@@ -28,13 +28,10 @@ STAGES = ("prepare", "reference", "train_vae", "train_stage2", "evaluate")
 NOT_DEPS = {  # project modules a stage runs but that change no output file, with the reason
     "pipeline/tracking/__init__.py": "MLflow: the package docstring",
     "pipeline/tracking/stage_run.py": "MLflow: the stage's run and what it logs",
-    "pipeline/tracking/mlflow_calls.py": "MLflow: the calls, made in the tracking process",
-    "pipeline/tracking/worker.py": "MLflow: the tracking process that makes the calls",
     "pipeline/tracking/runs.py": "MLflow: the parent and stage runs",
     "pipeline/tracking/store.py": "MLflow: which store, and whether it answers",
-    "pipeline/tracking/registry.py": "MLflow: the model registry",
+    "pipeline/tracking/registry.py": "MLflow: logged models and the model registry",
     "pipeline/hardware/timing.py": "where a stage's time goes (to MLflow and BVAE_TIMING only)",
-    "pipeline/hardware/cpu_slots.py": "when a queued stage starts, not what it computes",
 }
 
 

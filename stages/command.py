@@ -1,5 +1,5 @@
-"""What every stage command shares and what `--help` needs: the --params option and the
-error wrapper. Imports only click, so `--help` starts without torch or MLflow."""
+"""What every command shares and what `--help` needs: the --params option and the error
+wrappers. Imports only click, so `--help` starts without torch or MLflow."""
 
 import functools
 import signal
@@ -28,72 +28,73 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def _sections(stage_name: str) -> list[str] | None:
-    """The params sections a stage reads: its ``params:`` in dvc.yaml (None outside a DVC
-    project, or for a command that is not a stage)."""
-    import yaml
+def command(fn):
+    """Run a command: a user error (:class:`PipelineError`) prints one line and exits 2;
+    Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number), each with one line."""
 
-    try:
-        with open("dvc.yaml") as f:
-            return yaml.safe_load(f)["stages"][stage_name]["params"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return None
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt as e:
+            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+            click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
+            sys.exit(128 + signal.SIGTERM if isinstance(e, Terminated) else 130)
 
-
-def _read_sections(path, sections: list[str] | None) -> dict | None:
-    """The params in ``sections``, flattened, as the file holds them now (None when there are
-    no sections to read; {"error": ...} for a file that no longer loads)."""
-    if path is None or not sections:
-        return None
-    from pipeline.config.params import flatten, load_params
-
-    try:
-        params = flatten(load_params(path, validate=False))
-    except PipelineError as e:
-        return {"error": str(e)}
-    return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in sections)}
+    return wrapper
 
 
-def _changed_while_running(stage_name: str, before: dict, after: dict, path) -> str:
-    """The stage ran with the values it read at its start; DVC would record the new ones."""
-    from stages.layout import CHECKPOINTS
+class ParamsWatch:
+    """The params sections a stage reads (its ``params:`` in dvc.yaml), as the file held them
+    at the stage's start: :meth:`unchanged` fails when they changed on disk since, because
+    DVC would record the new values beside outputs made with the old ones."""
 
-    if "error" in after:
-        error = str(after["error"])
-        what = (
-            f"and {error[len(str(path)) + 1 :]}" if error.startswith(f"{path} ") else f"and no longer loads ({error})"
+    def __init__(self, stage: str, path, sections: tuple[str, ...]):
+        self.stage, self.path, self.sections = stage, path, sections
+        self.before = self._read()
+
+    def _read(self) -> dict:
+        """The params in the sections, flattened, as the file holds them now ({"error": ...}
+        for a file that no longer loads)."""
+        from pipeline.config.params import flatten, load_params
+
+        try:
+            params = flatten(load_params(self.path, validate=False))
+        except PipelineError as e:
+            return {"error": str(e)}
+        return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in self.sections)}
+
+    def unchanged(self) -> None:
+        """Called before the stage's MLflow run is marked FINISHED and before it removes its
+        checkpoint (:class:`pipeline.tracking.stage_run.StageRun`'s ``before_end``)."""
+        from stages.layout import CHECKPOINTS
+
+        after = self._read()
+        if after == self.before:
+            return
+        if "error" in after:
+            error = str(after["error"])
+            prefix = f"{self.path} "
+            what = f"and {error[len(prefix) :]}" if error.startswith(prefix) else f"and no longer loads ({error})"
+        else:
+            keys = sorted(set(self.before) | set(after))
+            diff = [f"{k}: {self.before.get(k)} -> {after.get(k)}" for k in keys if self.before.get(k) != after.get(k)]
+            what = f"({', '.join(diff[:3])}{f' and {len(diff) - 3} more' if len(diff) > 3 else ''})"
+        kept = CHECKPOINTS / f"{self.stage}.pt"
+        keep = f" ({kept} keeps its training: with the old values back it finishes without training again)"
+        raise PipelineError(
+            f"{self.path} changed while {self.stage} ran {what}: its outputs follow the values it read at its "
+            f"start, so it fails and DVC records nothing; `dvc repro` runs it again{keep if kept.is_file() else ''}"
         )
-    else:
-        keys = sorted(set(before) | set(after))
-        diff = [f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
-        what = f"({', '.join(diff[:3])}{f' and {len(diff) - 3} more' if len(diff) > 3 else ''})"
-    kept = CHECKPOINTS / f"{stage_name}.pt"
-    keep = f" ({kept} keeps its training: with the old values back it finishes without training again)"
-    return (
-        f"{path} changed while {stage_name} ran {what}: its outputs follow the values it read at its start, so it "
-        f"fails and DVC records nothing; `dvc repro` runs it again{keep if kept.is_file() else ''}"
-    )
-
-
-_WATCH: dict = {}  # the params file of the stage that runs, the sections it reads, and their values at its start
-
-
-def params_unchanged() -> None:
-    """Fail (PipelineError) when the params sections the running stage reads changed on disk
-    since it started: DVC would record the new values beside outputs made with the old
-    ones. A stage calls it before its MLflow run is marked FINISHED and before it removes
-    its checkpoint (:class:`pipeline.tracking.stage_run.StageRun`'s ``before_end``)."""
-    if not _WATCH:
-        return
-    after = _read_sections(_WATCH["path"], _WATCH["sections"])
-    if after != _WATCH["before"]:
-        raise PipelineError(_changed_while_running(_WATCH["stage"], _WATCH["before"], after, _WATCH["path"]))
 
 
 def launch(module: str) -> None:
     """Re-run this command under torchrun when ``BVAE_NPROC`` > 1 (and not already under it):
-    data-parallel training on N processes (:mod:`pipeline.training.distributed`). Called before the
-    stage imports torch or starts its tracking process, which the new processes do."""
+    data-parallel training on N processes (:mod:`pipeline.training.distributed`)."""
     import os
     import shutil
 
@@ -120,49 +121,27 @@ def _remove_written() -> None:
     files.WRITTEN.clear()
 
 
-LAST_STAGE = "evaluate"  # no stage follows it in dvc.yaml
+def stage(name: str, *sections: str):
+    """A DVC stage's command (``name``, reading the params ``sections`` that its ``params:`` in
+    dvc.yaml lists: a test checks they agree): as :func:`command`, and the body receives the
+    params, validated, and a :class:`ParamsWatch` of its sections; a stage that fails or is
+    stopped leaves none of its outputs."""
 
+    def wrap(fn):
+        @functools.wraps(fn)
+        @command
+        def wrapper(params_path):
+            from pipeline.config.params import load_params
 
-def stage(fn):
-    """Run a stage body: user errors print one line and exit 2; Ctrl-C exits 130, SIGTERM
-    143 (128 + the signal's number)."""
+            try:
+                params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
+                return fn(params, ParamsWatch(name, params_path, sections))
+            except BaseException as e:
+                if not (isinstance(e, SystemExit) and e.code in (0, None)):
+                    _remove_written()
+                raise
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        signal.signal(signal.SIGTERM, _terminate)
-        spec = getattr(sys.modules.get(fn.__module__), "__spec__", None)  # under `python -m` the module is __main__
-        stage_name = (spec.name if spec else fn.__module__).rpartition(".")[2]
-        sections = _sections(stage_name) if kwargs.get("params_path") else None
-        slot = None
-        if sections is not None:  # a DVC stage: in a queue, a CPU slot before anything else (imports included)
-            from pipeline.hardware import cpu_slots
-            from pipeline.hardware.cpu_load import available_cpus
+        wrapper.sections = sections
+        return wrapper
 
-            slot = cpu_slots.hold(stage_name, available_cpus())
-        _WATCH.clear()
-        before = _read_sections(kwargs.get("params_path"), sections)
-        if before is not None:
-            _WATCH.update(path=kwargs["params_path"], sections=sections, before=before, stage=stage_name)
-        try:
-            result = fn(*args, **kwargs)
-            if slot is not None and stage_name != LAST_STAGE:  # the experiment's next stage keeps the CPU
-                cpu_slots.keep_for_next(slot)
-            return result
-        except PipelineError as e:
-            _remove_written()
-            click.echo(f"error: {e}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt as e:
-            _remove_written()
-            what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-            click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
-            sys.exit(128 + signal.SIGTERM if isinstance(e, Terminated) else 130)
-        except SystemExit as e:
-            if e.code not in (0, None):
-                _remove_written()
-            raise
-        except Exception:
-            _remove_written()
-            raise
-
-    return wrapper
+    return wrap

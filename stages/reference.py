@@ -13,22 +13,18 @@ from stages.layout import CLASSIFIER, METRICS, PLOTS, PREPARED, REFERENCE
 
 @click.command(name="reference")
 @params_option
-@stage
-def main(params_path):
+@stage("reference", "reference", "threads")
+def main(params, watch):
     """Train the domain classifier (models/classifier.pt) and write the real test
     images' features (reference/real_stats.pt, with the floor) in the feature space
     `reference.features` (auto: domain for labelled data, inception for unlabelled);
     metrics/reference.json holds the classifier's test accuracy and the FID of real
     training images against the test images (the floor: what a perfect generator would
     score against these test images, in this feature space)."""
-    from pipeline.config.params import load_params, section
-
-    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
-
+    from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
-    from stages.command import params_unchanged
 
-    run = StageRun("reference", params, before_end=params_unchanged)  # MLflow starts while torch is imported
+    run = StageRun("reference", params, before_end=watch.unchanged)
 
     import torch
 
@@ -42,7 +38,6 @@ def main(params_path):
         statistics,
     )
     from pipeline.files import read_json, save_torch, write_csv, write_json
-    from pipeline.hardware.threads import Threads, set_cpu_threads, step_flops, training_threads
     from pipeline.hardware.timing import part
     from stages.runtime import load_prepared, setup, significant
 
@@ -79,10 +74,10 @@ def main(params_path):
         )
         if features == "inception":
             resolve_inception_weights(ref.get("inception_weights"), labelled)
-    device = setup(cfg["seed"])
+    device = setup(cfg["seed"], params["threads"])
     train, test = load_prepared("train"), load_prepared("test")
     with run:
-        run.log_params({"reference": ref})
+        run.log_params({"reference": ref, "threads": params["threads"]})
         metrics = {}
         if labelled:
             config = {
@@ -91,16 +86,11 @@ def main(params_path):
                 "feature_dim": cfg["feature_dim"],
             }
             model = clf.DomainClassifier(**config).to(device)
-            threads = None
-            if device.type == "cpu":  # a small model: no more threads than its steps can use
-                threads = Threads(training_threads(step_flops(model, train.images[: cfg["batch_size"]])))
-                click.echo(f"domain classifier: {threads.describe()}")
             with part("work"):
                 history = clf.train_classifier(
-                    model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], threads=threads
+                    model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"]
                 )
                 accuracy = clf.accuracy(model, test)
-            set_cpu_threads()
             for row in history:
                 run.log_epoch({f"classifier_{k}": v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
             write_csv(history, PLOTS / "reference" / "classifier_history.csv")

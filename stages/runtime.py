@@ -1,6 +1,5 @@
 """Running a stage: threads, seeds and device; reading its input checkpoints."""
 
-import os
 import textwrap
 from pathlib import Path
 
@@ -9,24 +8,23 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.hardware.device import pick_device
-from pipeline.hardware.threads import available_cpus, set_cpu_threads
+from pipeline.hardware.threads import set_threads
 from pipeline.hardware.timing import timed
 from pipeline.seeding import seed_everything
 
 
-def setup(seed: int) -> torch.device:
-    """Threads, seeds and device for a stage (this rank's, under torchrun); prints the device.
-    (A stage in a DVC queue took its CPU slot before, when it started: :func:`stages.command.stage`.)"""
+def setup(seed: int, threads: int) -> torch.device:
+    """Threads (``threads`` from params.yaml: :mod:`pipeline.hardware.threads`), seeds and device
+    for a stage (this rank's, under torchrun); prints the device and the thread count."""
     from pipeline.training import distributed
 
-    if "LOCAL_WORLD_SIZE" in os.environ and "BVAE_THREADS" not in os.environ:  # share the CPUs between ranks
-        os.environ["BVAE_THREADS"] = str(max(1, available_cpus() // int(os.environ["LOCAL_WORLD_SIZE"])))
-    set_cpu_threads()
+    set_threads(threads)
     device = distributed.init(pick_device())
     seed_everything(seed, device)
     rank, size = distributed.world()
     click.echo(
-        f"device: {device} ({torch.get_num_threads()} CPU threads)" + (f", rank {rank} of {size}" if size > 1 else "")
+        f"device: {device} ({threads} CPU thread{'s' if threads > 1 else ''})"
+        + (f", rank {rank} of {size}" if size > 1 else "")
     )
     return device
 

@@ -8,8 +8,8 @@ from stages.layout import GMM, PREPARED, STAGE2, VAE
 
 @click.command(name="train-stage2")
 @params_option
-@stage
-def main(params_path):
+@stage("train_stage2", "stage2", "threads")
+def main(params, watch):
     """Fit the stage-2 dense VAE on the latent codes of the training images.
 
     The codes are fresh draws z = mu(x) + sigma(x) * eps from the stage-1 posteriors,
@@ -19,19 +19,16 @@ def main(params_path):
     models/gmm.pt, plots/train_stage2/ (history, latent statistics) and
     metrics/train_stage2.json (every last-epoch value in metrics/all/); logs them to MLflow.
     """
-    from pipeline.config.params import load_params, section
-
-    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
-
-    from pipeline.tracking.stage_run import StageRun
-    from stages.command import launch, params_unchanged
+    from stages.command import launch
 
     launch("stages.train_stage2")  # BVAE_NPROC=N: data-parallel on N processes
-    import torch  # before the tracking process is forked: it has torch without importing it
 
-    run = StageRun(
-        "train_stage2", params, models=True, before_end=params_unchanged
-    )  # a forked copy: MLflow starts beside
+    from pipeline.config.params import section
+    from pipeline.tracking.stage_run import StageRun
+
+    run = StageRun("train_stage2", params, before_end=watch.unchanged)
+
+    import torch
 
     from pipeline import PipelineError
     from pipeline.balance import build_balance
@@ -48,7 +45,7 @@ def main(params_path):
     cfg = section(
         params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
     )
-    device = setup(cfg["seed"])
+    device = setup(cfg["seed"], params["threads"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
@@ -73,7 +70,7 @@ def main(params_path):
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
     with run.resuming(ckpt.run_id):
-        run.log_params({"stage2": cfg})
+        run.log_params({"stage2": cfg, "threads": params["threads"]})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
         history, speed = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
         if not distributed.is_main():

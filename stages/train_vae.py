@@ -8,8 +8,8 @@ from stages.layout import PLOTS, PREPARED, VAE
 
 @click.command(name="train-vae")
 @params_option
-@stage
-def main(params_path):
+@stage("train_vae", "train", "threads")
+def main(params, watch):
     """Train the stage-1 convolutional VAE on data/prepared/train.pt.
 
     Writes models/vae.pt; under plots/train_vae/ the per-epoch history (loss, rec, kl,
@@ -19,16 +19,14 @@ def main(params_path):
     share of the encoder gradient; test-set MSE), every last-epoch value in
     metrics/all/train_vae.json. Logs all of it to MLflow.
     """
-    from pipeline.config.params import load_params, section
-
-    params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
-
-    from pipeline.tracking.stage_run import StageRun
-    from stages.command import launch, params_unchanged
+    from stages.command import launch
 
     launch("stages.train_vae")  # BVAE_NPROC=N: data-parallel on N processes
 
-    run = StageRun("train_vae", params, models=True, before_end=params_unchanged)  # a forked copy: MLflow starts beside
+    from pipeline.config.params import section
+    from pipeline.tracking.stage_run import StageRun
+
+    run = StageRun("train_vae", params, before_end=watch.unchanged)
 
     from pipeline import PipelineError
     from pipeline.balance import build_balance
@@ -45,7 +43,7 @@ def main(params_path):
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
-    device = setup(cfg["seed"])
+    device = setup(cfg["seed"], params["threads"])
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
@@ -71,7 +69,7 @@ def main(params_path):
 
     ckpt = StageCheckpoint("train_vae", cfg, [PREPARED / "train.pt"])
     with run.resuming(ckpt.run_id):
-        run.log_params({"train": cfg})
+        run.log_params({"train": cfg, "threads": params["threads"]})
 
         def log_grid(row):  # after the first epoch (where the UI's step slider starts), every grid_every, the last
             if grid_every and (row["epoch"] % grid_every == 0 or row["epoch"] in (1, cfg["epochs"])):

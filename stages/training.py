@@ -44,24 +44,20 @@ class StageCheckpoint:
 
 def train_and_record(
     run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None
-) -> list[dict]:
+) -> tuple[list[dict], Speed]:
     """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
-    per-epoch metrics to MLflow (batched), checkpoints paced by ``cfg["checkpoint_every"]``
-    and diagnostics by ``cfg["diag_every"]`` (epochs, or seconds "Ns"), and under
-    plots/<name>/ the training values of every epoch (history.csv), the diagnostics of
-    the epochs that ran them (diagnostics.csv), their per-dimension latent statistics
-    (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
-    On a CPU the steps run on :func:`pipeline.hardware.threads.training_threads` threads, fewer while
-    other processes keep CPUs busy (:class:`pipeline.hardware.threads.Threads`: said in a line when
-    it changes, and logged as the per-epoch metric ``threads``).
+    per-epoch metrics to MLflow (sent before each checkpoint), checkpoints paced by
+    ``cfg["checkpoint_every"]`` and diagnostics by ``cfg["diag_every"]`` (epochs, or seconds
+    "Ns"), and under plots/<name>/ the training values of every epoch (history.csv), the
+    diagnostics of the epochs that ran them (diagnostics.csv), their per-dimension latent
+    statistics (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
     Returns the history and the :class:`Speed` settings it ran with; the caller writes
     metrics/<name>.json (:func:`final_metrics`, :func:`write_metrics`)."""
 
     from pipeline.files import write_csv
-    from pipeline.hardware.threads import Threads, step_flops, training_threads
     from pipeline.training import distributed
     from pipeline.training.diagnostics import latent_rows, stack_latents, unstack_latents
-    from pipeline.training.loop import STEP_KEYS, fit
+    from pipeline.training.loop import STEP_KEYS, Settings, fit
 
     latents = []  # (epoch, per-dimension statistics) of every epoch with diagnostics
     if ckpt.found:
@@ -75,7 +71,7 @@ def train_and_record(
             on_epoch(row)
 
     def save(state):
-        run.wait(run.flush())  # the store holds every epoch the checkpoint holds
+        run.flush()  # the store holds every epoch the checkpoint holds
         kept = [(e, s) for e, s in latents if e <= state["epoch"]]
         ckpt.save(
             state, run_id=run.run_id, latent_epochs=[e for e, _ in kept], latents=stack_latents([s for _, s in kept])
@@ -83,33 +79,22 @@ def train_and_record(
 
     device = next(model.parameters()).device
     speed = Speed.resolve(cfg.get("precision", "fp32"), cfg.get("compile", False), device, diag_x.dim() == 4)
-    threads = None
     if device.type == "cpu":
-        flops = step_flops(model, diag_x[: cfg["batch_size"]])
-        threads = Threads(training_threads(flops))
+        import torch
+
         speed = speed.with_kernels(model, diag_x[: cfg["batch_size"]])
-        run.set_tags({"bvae.threads": threads.count, "bvae.kernels": speed.kernels})
-        click.echo(f"{name}: {speed.describe()} on {device}, {threads.describe()} ({flops / 1e6:.0f} MFLOP a step)")
-    else:
-        click.echo(f"{name}: {speed.describe()} on {device}")
+        run.set_tags({"bvae.threads": torch.get_num_threads(), "bvae.kernels": speed.kernels})
+    click.echo(f"{name}: {speed.describe()} on {device}")
     try:
         history = fit(
             model,
             balance,
             epoch_data,
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            lr=cfg["lr"],
-            desc=name,
-            lr_halve_every=cfg.get("lr_halve_every"),
-            speed=speed,
+            Settings.from_section(cfg, name, speed),
             diag_x=diag_x,
             on_epoch=record,
             resume=ckpt.found and ckpt.found["training"],
             on_checkpoint=save,
-            checkpoint_every=cfg.get("checkpoint_every", 1),
-            diag_every=cfg.get("diag_every", 1),
-            threads=threads,
         )
     except Diverged as e:
         last = f"the last good checkpoint is {ckpt.path} (epoch {ckpt.epoch})" if ckpt.epoch else "no checkpoint yet"

@@ -28,7 +28,7 @@ FAST = [  # every run in seconds: the plan is what is tested, not the models
 
 def _answer(project, folder, out, *extra):
     args = ["--data", str(folder), "--size", "8", "--seeds", "1", "--out", str(out)]
-    return [sys.executable, "-m", "stages.cli", "answer", *args, *[a for kv in FAST for a in ("-S", kv)], *extra]
+    return [sys.executable, "-m", "bvae.cli", "answer", *args, *[a for kv in FAST for a in ("-S", kv)], *extra]
 
 
 def test_answer_plans_survives_an_interrupt_and_writes_the_page(tmp_path):

@@ -531,7 +531,7 @@ def test_every_entry_of_a_real_folder_is_used_or_skipped_and_named(tmp_path):
 
 
 def test_bvae_check_names_what_dvc_cannot_hash_in_data_root(tmp_path, monkeypatch):
-    from stages.cli import main
+    from bvae.cli import main
 
     awkward = write_awkward_folder(tmp_path / "art")
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,6 @@ import torch
 from pipeline.balance import kl_divergence
 from pipeline.models import DenseVAE
 from pipeline.reports.equivalence import beta_for_variance, variance_for_beta
-from pipeline.training.adam import Adam
 
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
@@ -90,7 +89,7 @@ def _steps(opt_factory, beta, scale, n=5):
 def test_under_adam_a_global_scale_of_the_loss_changes_nothing():
     """sse + 0.1 KL and 10 sse + KL (= the Gaussian decoder with gamma^2 = 0.05) train the same under
     Adam, up to its eps (set far below every gradient here; at 1e-8 a gradient near 1e-8 steps differently)."""
-    adam = lambda m: Adam(m.parameters(), lr=1e-2, eps=1e-20)  # noqa: E731
+    adam = lambda m: torch.optim.Adam(m.parameters(), lr=1e-2, eps=1e-20)  # noqa: E731
     a, b = _steps(adam, 0.1, 1.0), _steps(adam, 0.1, 10.0)  # 10 (sse + 0.1 KL) = 10 sse + KL
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-6)
@@ -110,7 +109,7 @@ def test_under_sgd_a_global_scale_is_a_learning_rate():
 def test_beta_changes_the_encoders_step_not_the_decoders():
     """One Adam step from the same weights and noise: the decoder moves the same for beta 1 and 0.1
     (its gradient is the reconstruction term's alone), the encoder does not."""
-    adam = lambda m: Adam(m.parameters(), lr=1e-2)  # noqa: E731
+    adam = lambda m: torch.optim.Adam(m.parameters(), lr=1e-2)  # noqa: E731
     a, b = _steps(adam, 1.0, 1.0, n=1), _steps(adam, 0.1, 1.0, n=1)
     (enc_a, dec_a), (enc_b, dec_b) = _parts(a), _parts(b)
     assert all(torch.equal(p, q) for p, q in zip(dec_a, dec_b))
@@ -123,7 +122,7 @@ def test_adams_step_is_about_lr_for_a_steady_gradient_and_at_most_3_2_lr():
 
     def last_step(grads):
         p = torch.nn.Parameter(torch.zeros(()))
-        opt = Adam([p], lr=1e-3)
+        opt = torch.optim.Adam([p], lr=1e-3)
         for g in grads:
             before = float(p)
             p.grad = torch.tensor(g)
@@ -139,7 +138,7 @@ def test_a_growing_loss_scale_makes_adams_steps_larger_than_a_fixed_scales():
     falls: the gradient's direction is the fixed-beta loss's, but Adam's RMS of past gradients lags the
     growth, so each step is larger than lr (a fixed factor, any size, steps lr)."""
     fixed, growing = torch.nn.Parameter(torch.zeros(())), torch.nn.Parameter(torch.zeros(()))
-    opts = Adam([fixed], lr=1e-3), Adam([growing], lr=1e-3)
+    opts = torch.optim.Adam([fixed], lr=1e-3), torch.optim.Adam([growing], lr=1e-3)
     steps = {"fixed": [], "growing": []}
     for t in range(2000):
         scale = 1.0 if t < 1000 else 1.0 * 1.003 ** (t - 1000)  # gamma^2 falling by 0.3 % a step

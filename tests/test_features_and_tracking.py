@@ -74,7 +74,7 @@ def test_repo_root_inside_dvc_experiment_copies(tmp_path):
 def test_every_command_explains_itself():
     from click.testing import CliRunner
 
-    from stages.cli import main
+    from bvae.cli import main
 
     runner = CliRunner()
     for name in ("prepare", "reference", "train-vae", "train-stage2", "evaluate", "compare"):
@@ -105,7 +105,7 @@ def test_every_command_explains_itself():
 def test_help_imports_neither_torch_nor_mlflow(args):
     """`--help` starts in a fraction of a second: torch and MLflow are imported by the work, not the command."""
     code = (
-        f"import sys\nfrom stages.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
+        f"import sys\nfrom bvae.cli import main\ntry:\n    main({args!r})\nexcept SystemExit as e:\n"
         "    assert e.code in (0, None)\nprint(sorted(m for m in ('torch', 'mlflow', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -115,7 +115,7 @@ def test_help_imports_neither_torch_nor_mlflow(args):
 def test_stage_errors_are_one_line_and_exit_2(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from stages.cli import main
+    from bvae.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(

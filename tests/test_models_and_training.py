@@ -4,11 +4,13 @@ import pytest
 import torch
 
 from pipeline import PipelineError
+from pipeline.balance import build_balance
 from pipeline.balance.running_gamma import RunningGamma
 from pipeline.evaluation.sampling import posterior_draws
 from pipeline.hardware.device import Speed
 from pipeline.models import ConvVAE, DenseVAE, ResNetVAE, build_stage1
-from pipeline.training.loop import fit
+from pipeline.training import loop
+from pipeline.training.loop import Settings, fit
 
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
@@ -70,12 +72,9 @@ def test_fit_bf16_channels_last_and_lr_schedule():
         model,
         RunningGamma(),
         lambda e: data,
-        epochs=3,
-        batch_size=16,
-        lr=1e-3,
-        desc="t",
-        lr_halve_every=1,
-        speed=Speed(bf16=True, channels_last=True),
+        Settings(
+            epochs=3, batch_size=16, lr=1e-3, desc="t", lr_halve_every=1, speed=Speed(bf16=True, channels_last=True)
+        ),
         on_epoch=lambda row, timing, lat: lrs.append(timing["lr"]),
     )
     assert lrs == pytest.approx([5e-4, 2.5e-4, 1.25e-4])
@@ -107,10 +106,7 @@ def test_fit_running_gamma_history():
         model,
         bal,
         lambda e: data,
-        epochs=3,
-        batch_size=16,
-        lr=1e-3,
-        desc="t",
+        Settings(epochs=3, batch_size=16, lr=1e-3, desc="t"),
         diag_x=data[:32],
         on_epoch=lambda row, timing, latent: seen.append((row, timing, latent)),
     )
@@ -146,10 +142,7 @@ def test_fit_stops_on_nan_with_epoch_and_step():
             ConvVAE(1, 8, 4, base_channels=4),
             RunningGamma(),
             lambda e: data,
-            epochs=2,
-            batch_size=16,
-            lr=1e-3,
-            desc="t",
+            Settings(epochs=2, batch_size=16, lr=1e-3, desc="t"),
         )
 
 
@@ -170,7 +163,7 @@ def test_balance_step_follows_each_optimiser_step_with_that_steps_batch_mse():
             super().step(terms)
 
     data = torch.randint(0, 256, (48, 1, 8, 8), dtype=torch.uint8)
-    fit(model, Spy(momentum=0.5), lambda e: data, epochs=2, batch_size=16, lr=1e-2, desc="t")
+    fit(model, Spy(momentum=0.5), lambda e: data, Settings(epochs=2, batch_size=16, lr=1e-2, desc="t"))
     assert len(log) == 6 and all(entry["stepped"] for entry in log)
     assert all(entry["terms_mse"] == pytest.approx(entry["mse"], rel=1e-6) for entry in log)
 
@@ -190,10 +183,7 @@ def test_stage2_codes_are_fresh_posterior_draws_every_epoch():
         DenseVAE(2, width=8, depth=1),
         RunningGamma(),
         lambda e: seen.append(e) or codes(e),
-        epochs=3,
-        batch_size=2,
-        lr=1e-3,
-        desc="t",
+        Settings(epochs=3, batch_size=2, lr=1e-3, desc="t"),
     )
     assert seen == [1, 2, 3]  # fit asks for the epoch's data once per epoch
 
@@ -206,12 +196,8 @@ def test_checkpoints_are_paced_by_epochs_or_seconds_and_the_last_epoch_is_always
         ConvVAE(1, 8, 4, base_channels=4),
         RunningGamma(),
         lambda e: data,
-        epochs=4,
-        batch_size=16,
-        lr=1e-3,
-        desc="t",
+        Settings(epochs=4, batch_size=16, lr=1e-3, desc="t", checkpoint_every=every),
         on_checkpoint=lambda state: got.append(state["epoch"]),
-        checkpoint_every=every,
     )
     assert got == saved
 
@@ -227,12 +213,8 @@ def test_diagnostics_are_paced_and_never_change_the_training(every, measured):
             ConvVAE(1, 8, 4, base_channels=4),
             RunningGamma(),
             lambda e: data,
-            epochs=5,
-            batch_size=16,
-            lr=1e-3,
-            desc="t",
+            Settings(epochs=5, batch_size=16, lr=1e-3, desc="t", diag_every=diag_every),
             diag_x=data,
-            diag_every=diag_every,
             on_epoch=lambda row, timing, latent: got.append(latent is not None),
         )
         return history, [e for e, ran in enumerate(got, 1) if ran]
@@ -245,57 +227,25 @@ def test_diagnostics_are_paced_and_never_change_the_training(every, measured):
         assert all(paced[k] == full[k] for k in paced)
 
 
-def test_adam_matches_torch_adam_bit_for_bit_with_lr_halving():
-    """pipeline.training.adam.Adam is torch.optim.Adam's single-tensor update (torch/optim/adam.py,
-    _single_tensor_adam), and halving ``lr`` each epoch is StepLR(step_size, gamma=0.5)."""
-    from pipeline.training.adam import Adam
-
-    torch.manual_seed(0)
-    ours, theirs = DenseVAE(6, width=16, depth=2), DenseVAE(6, width=16, depth=2)
-    theirs.load_state_dict(ours.state_dict())
-    opt_ours, opt_theirs = Adam(ours.parameters(), lr=3e-3), torch.optim.Adam(theirs.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.StepLR(opt_theirs, 2, gamma=0.5)
-    x = torch.randn(32, 6)
-    for epoch in range(1, 7):
-        for _ in range(5):
-            for model, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-                opt.zero_grad()
-                torch.manual_seed(epoch)  # the same reparameterisation noise for both
-                x_hat, mu, logvar = model(x)
-                ((x_hat - x) ** 2).sum().add(0.5 * (mu**2 + logvar.exp() - logvar).sum()).backward()
-                opt.step()
-        if epoch % 2 == 0:
-            opt_ours.lr *= 0.5
+def test_adam_is_torchs_with_lr_factor_groups_and_halving_is_steplr():
+    """The optimiser is torch.optim.Adam: the weights at lr, a strategy's own parameters (learned_gamma's
+    log gamma) in a second group at lr x lr_factor; ``lr_halve_every`` halves both as
+    StepLR(step_size, gamma=0.5) stepped once an epoch would."""
+    model = DenseVAE(4, width=8, depth=1)
+    balance = build_balance({"strategy": "learned_gamma", "lr_factor": 10.0})
+    opt = loop.adam(model, balance, 1e-3)
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, pytest.approx(1e-2)]
+    assert [len(g["params"]) for g in opt.param_groups] == [len(list(model.parameters())), 1]
+    assert len(loop.adam(model, build_balance({"strategy": "running_gamma"}), 1e-3).param_groups) == 1
+    lrs = []
+    settings = loop.Settings(epochs=5, batch_size=16, lr=1e-3, lr_halve_every=2)
+    loop.fit(model, balance, lambda e: torch.randn(32, 4), settings, on_epoch=lambda r, t, lat: lrs.append(t["lr"]))
+    reference = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    sched, expected = torch.optim.lr_scheduler.StepLR(reference, 2, gamma=0.5), []
+    for _ in range(5):
         sched.step()
-        assert opt_ours.lr == opt_theirs.param_groups[0]["lr"]
-        for a, b in zip(ours.parameters(), theirs.parameters()):
-            assert torch.equal(a, b), epoch
-    resumed = Adam(ours.parameters(), lr=1.0)
-    resumed.load_state_dict(opt_ours.state_dict())
-    assert resumed.lr == opt_ours.lr and resumed.state[0]["step"] == 30
-
-
-def test_adam_lr_factors_are_torch_parameter_groups():
-    """``lr_factors`` (learned_gamma's ``lr_factor``) = torch.optim.Adam parameter groups at lr x factor;
-    Adam's first step moves every parameter by its learning rate whatever its gradient's size."""
-    from pipeline.training.adam import Adam
-
-    ours, theirs = (
-        [torch.ones(3, requires_grad=True) for _ in range(2)],
-        [torch.ones(3, requires_grad=True) for _ in range(2)],
-    )
-    opt_ours = Adam(ours, lr=1e-3, lr_factors=[1.0, 10.0])
-    opt_theirs = torch.optim.Adam([{"params": [theirs[0]], "lr": 1e-3}, {"params": [theirs[1]], "lr": 1e-2}])
-    for step in range(4):
-        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
-            opt.zero_grad()
-            (params[0].sum() * 5 + params[1].pow(2).sum() * (step + 1)).backward()
-            opt.step()
-        if step == 0:
-            assert torch.allclose(1 - ours[0], torch.full((3,), 1e-3)) and torch.allclose(
-                1 - ours[1], torch.full((3,), 1e-2)
-            )
-        assert all(torch.equal(a, b) for a, b in zip(ours, theirs)), step
+        expected.append(reference.param_groups[0]["lr"])
+    assert lrs == expected
 
 
 def test_kernels_fingerprint_is_stable_sensitive_to_one_bit_and_leaves_the_model_and_rng_alone():

@@ -12,7 +12,7 @@ from pipeline.balance import build_balance
 from pipeline.config.params import apply_overlay
 from pipeline.hardware.device import Speed
 from pipeline.models import build_stage1, build_stage2
-from pipeline.training.loop import fit
+from pipeline.training.loop import Settings, fit
 
 PAPERS = ("mnist", "fashion_mnist", "cifar10", "celeba")
 
@@ -55,12 +55,14 @@ def test_preset_applies_and_trains_a_step(tmp_path, name):
         model,
         build_balance(train["balance"], "train.balance"),
         lambda e: data,
-        epochs=1,
-        batch_size=batch,
-        lr=train["lr"],
-        desc=name,
-        lr_halve_every=train["lr_halve_every"],
-        speed=Speed(channels_last=True),
+        Settings(
+            epochs=1,
+            batch_size=batch,
+            lr=train["lr"],
+            desc=name,
+            lr_halve_every=train["lr_halve_every"],
+            speed=Speed(channels_last=True),
+        ),
     )
     assert torch.isfinite(torch.tensor(history[0]["loss"]))
     codes = torch.randn(stage2["batch_size"], train["latent_dim"])
@@ -68,10 +70,7 @@ def test_preset_applies_and_trains_a_step(tmp_path, name):
         build_stage2(stage2, train["latent_dim"]),
         build_balance(stage2["balance"], "stage2.balance"),
         lambda e: codes,
-        epochs=1,
-        batch_size=stage2["batch_size"],
-        lr=stage2["lr"],
-        desc=name,
+        Settings(epochs=1, batch_size=stage2["batch_size"], lr=stage2["lr"], desc=name),
     )
     assert torch.isfinite(torch.tensor(history2[0]["loss"]))
 

@@ -17,7 +17,7 @@ from conftest import ROOT
 from pipeline.balance import STRATEGIES, build_balance
 from pipeline.hardware.device import Speed
 from pipeline.models import InfoGAN, ResNetRef, build_stage1
-from pipeline.training.loop import fit
+from pipeline.training.loop import Settings, fit
 
 
 def conv(c_in, c_out, k):  # tf.layers.conv2d / conv2d_transpose, util.py conv2d / deconv2d: kernel + bias
@@ -193,12 +193,8 @@ def test_reference_archs_train_with_every_strategy_in_bf16_and_resume_exactly(ar
             model,
             bal,
             lambda e: data,
-            epochs=epochs,
-            batch_size=16,
-            lr=1e-3,
-            desc="t",
+            Settings(epochs=epochs, batch_size=16, lr=1e-3, desc="t", speed=Speed(bf16=True, channels_last=True)),
             diag_x=data[:16],
-            speed=Speed(bf16=True, channels_last=True),
             resume=resume,
             on_checkpoint=saved.append,
         )

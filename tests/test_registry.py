@@ -5,6 +5,7 @@ pipeline run that made the model."""
 import pytest
 from mlflow import MlflowClient
 
+from bvae import models as registry_models
 from pipeline import PipelineError
 from pipeline.tracking import registry
 from pipeline.tracking.runs import BALANCE_TAG, ROLE_TAG, STAGE_TAG
@@ -71,9 +72,11 @@ def test_model_references_resolve_to_the_pipeline_run(client):
     parent = tags[registry.PARENT_TAG]
     evaluate = client.get_model_version(NAME, v1).run_id
     for ref in (f"models:/{NAME}@champion", f"models:/{NAME}/1", parent, evaluate):
-        found, what = registry.resolve(client, ref)
+        found, what = registry_models.resolve(client, ref)
         assert found == parent and f"pipeline run 'p' ({parent})" in what, ref
-    assert registry.resolve(client, f"models:/{NAME}@champion")[1].startswith(f"registered model {NAME} version 1")
+    assert registry_models.resolve(client, f"models:/{NAME}@champion")[1].startswith(
+        f"registered model {NAME} version 1"
+    )
     for ref in (f"models:/{NAME}@nobody", "0123456789abcdef", f"models:/{NAME}/9"):
         with pytest.raises(PipelineError, match="not found in sqlite"):
-            registry.resolve(client, ref)
+            registry_models.resolve(client, ref)

@@ -7,10 +7,10 @@ import pytest
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
+from bvae import cli
+from bvae.ui import find_experiment_id, ui_address
 from conftest import free_port
 from pipeline.tracking.runs import experiment_id
-from pipeline.tracking.store import find_experiment_id, ui_address
-from stages import cli
 
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 

@@ -85,6 +85,32 @@ def used(params: dict) -> dict:
     return out
 
 
+LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in labels
+    "fixed": ("beta",),
+    "annealed": ("beta", "cyclical"),
+    "running_gamma": ("k",),
+    "learned_gamma": ("lr_factor",),
+}
+
+
+def balance_label(balance: dict) -> str:
+    """A balance block in a few words: "running_gamma k=1.0", "fixed beta=0.1", "sigma"."""
+    strategy = balance.get("strategy", "?")
+    return " ".join([strategy] + [f"{k}={balance[k]}" for k in LABEL_PARAMS.get(strategy, ()) if k in balance])
+
+
+def description(params: dict, diff: list[str]) -> str:
+    """The parent run's description (MLflow shows it on the run page)."""
+    train, stage2 = params.get("train", {}), params.get("stage2", {})
+    lines = [
+        f"Dataset {params.get('prepare', {}).get('dataset', '?')}; stage 1 {balance_label(train.get('balance', {}))}, "
+        f"{train.get('epochs', '?')} epochs, latent_dim {train.get('latent_dim', '?')}; stage 2 "
+        f"{balance_label(stage2.get('balance', {}))}, {stage2.get('epochs', '?')} epochs.",
+        "Changed from the commit: " + (", ".join(diff) if diff else "nothing") + ".",
+    ]
+    return "\n\n".join(lines)
+
+
 def config_hash(params: dict) -> str:
     """A short stable id of a whole configuration: the key of its MLflow parent run."""
     blob = json.dumps(params, sort_keys=True, default=str).encode()

@@ -212,6 +212,7 @@ def _schema() -> dict:
                 "champion": Value(str, null=True),
             },
         },
+        "threads": COUNT,  # CPU threads of each computing stage (pipeline/hardware/threads.py)
     }
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "Split",
     "checksum",
     "content_hash",
+    "describe",
     "describe_skipped",
     "digits_file",
     "jpeg_roundtrip",
@@ -104,6 +105,26 @@ def load(cfg: dict) -> Dataset:
         if cfg.get("jpeg_quality"):
             split.images = jpeg_roundtrip(split.images, cfg["jpeg_quality"])
     return ds
+
+
+def describe(ds: Dataset, cfg: dict) -> dict:
+    """What data/prepared/meta.json says of the prepared dataset: its name and source, shapes,
+    classes, counts, sha256 of the tensors and of the raw files read, the skipped files."""
+    train, test = ds.train, ds.test
+    return {
+        "dataset": cfg["dataset"],
+        "source": source_name(cfg),
+        "channels": train.images.shape[1],
+        "image_size": train.images.shape[-1],
+        "classes": ds.classes,
+        "num_classes": len(ds.classes or []),
+        "labelled": ds.classes is not None,
+        "num_train": len(train),
+        "num_test": len(test),
+        "sha256": checksum(train.images, train.labels, test.images, test.labels),
+        "raw_sha256": content_hash(ds.files, raw_root(cfg)),
+        "skipped": [{"path": path, "reason": reason} for path, reason in ds.skipped],
+    }
 
 
 def raw_root(cfg: dict) -> Path:

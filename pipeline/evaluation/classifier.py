@@ -12,7 +12,6 @@ from torch import nn
 
 from pipeline.data import Split
 from pipeline.progress import progress
-from pipeline.training.adam import Adam
 
 
 class DomainClassifier(nn.Module):
@@ -42,15 +41,12 @@ class DomainClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def train_classifier(
-    model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float, threads=None
-) -> list[dict]:
+def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> list[dict]:
     """Cross-entropy training with Adam on the in-memory uint8 images; returns the
-    per-epoch mean training loss and accuracy. ``threads``: a :class:`pipeline.hardware.threads.Threads`
-    measured again between steps."""
+    per-epoch mean training loss and accuracy."""
     device = next(model.parameters()).device
     images, labels = train.images.to(device), train.labels.to(device)
-    opt = Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
     model.train()
     history = []
     bar = progress(total=epochs * len(images), desc="domain classifier", unit="img", unit_scale=True)
@@ -67,8 +63,6 @@ def train_classifier(
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == labels[idx]).sum()
             bar.update(len(idx))
-            if threads is not None and (note := threads.tick()):
-                bar.write(f"domain classifier: epoch {epoch}: {note}")
         history.append(
             {"epoch": epoch, "loss": loss_sum.item() / len(images), "accuracy": correct.item() / len(images)}
         )

@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass, field, replace
 
 from pipeline import PipelineError
+from pipeline.config.params import balance_label
 from pipeline.reports.equivalence import beta_for_variance, variance_for_beta
 from pipeline.reports.seed_stats import Group, group
-from pipeline.tracking.runs import ROLE_TAG, STAGE_TAG, balance_label
+from pipeline.tracking.runs import ROLE_TAG, STAGE_TAG
 
 LIKELIHOOD = {  # evaluate's likelihood metrics shown in the table (pipeline.evaluation.likelihood)
     "bpd_iwae_stage1_gamma_trained": "bits/dim stage 1 (IWAE, trained gamma)",

@@ -1,2 +1,1 @@
-"""MLflow: which store, the run tree, a stage's run and its calls (made in a helper
-process), and the model registry."""
+"""MLflow: which store, the run tree, a stage's run, and logged and registered models."""

@@ -1,5 +1,6 @@
-"""The MLflow model registry: every evaluate registers the two-stage generator as a new
-version of ``evaluate.register.name``; two aliases point at versions.
+"""MLflow models: a torch module logged as an MLflow model, and the model registry: every
+evaluate registers the two-stage generator as a new version of ``evaluate.register.name``;
+two aliases point at versions.
 
 - ``evaluate.register.alias`` (default ``candidate``) follows the latest version.
 - ``evaluate.register.champion`` (default ``champion``) moves to the new version only when
@@ -9,27 +10,76 @@ version of ``evaluate.register.name``; two aliases point at versions.
 
 Each version carries its headline metrics, its balance, dataset and parent run as tags,
 and the parent run's description. ``bvae sample --model models:/NAME@champion`` samples
-from it (:func:`resolve`).
+from it (:mod:`bvae.models`).
 """
 
-from pipeline import PipelineError
+import logging
+from pathlib import Path
 
 SCORE_TAG = "bvae.score"  # the metric an alias compares (fid_<space>_gen2)
 DATASET_TAG = "bvae.dataset"
 PARENT_TAG = "bvae.parent_run_id"
 
 
-def new_version(client, name: str, model_id: str, run_id: str) -> str:
-    """Register the logged model ``model_id`` as a new version of ``name`` (created if it is the
-    first), with ``run_id`` (the pipeline's parent run) as its source run; returns the version."""
+def log_model(client, model, name: str, example, parent_id: str | None, exp_id: str) -> str:
+    """Log the torch module ``model`` as an MLflow model of the active run and return its id:
+    pickled with this package's code bundled (``code_paths``), so ``mlflow.pytorch.load_model``
+    loads it wherever torch is installed (MLflow's warning about pickle is therefore
+    silenced); its signature from ``example``. With ``parent_id`` the parent run is the
+    model's source run (the UI's Models column lists a model by its source run) and lists
+    it among its outputs."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        out = model(example)
+    model_id = parent_id and mlflow.initialize_logged_model(name, source_run_id=parent_id, experiment_id=exp_id)
+    logger = logging.getLogger("mlflow.pytorch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        info = mlflow.pytorch.log_model(
+            model,
+            name=name,
+            signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
+            input_example=example.cpu().numpy(),
+            serialization_format="pickle",
+            code_paths=[str(Path(__file__).parents[1])],  # the pipeline package
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            model_id=model_id and model_id.model_id,
+        )
+    finally:
+        logger.setLevel(level)
+    if parent_id:
+        client.log_outputs(parent_id, [LoggedModelOutput(info.model_id, 0)])
+    return info.model_id
+
+
+def register(client, settings: dict, model_id: str, parent_id: str | None, metrics: dict, score: str) -> str:
+    """Register the logged model ``model_id`` as a new version of ``settings["name"]`` (with
+    ``parent_id``, the pipeline's parent run, as its source), tagged with ``metrics``; point
+    ``settings["alias"]`` at it and move ``settings["champion"]`` to it if its ``score`` is
+    the best. Returns what happened, in a line."""
     from mlflow.exceptions import MlflowException
 
+    name = settings["name"]
     try:
         client.create_registered_model(name)
     except MlflowException as e:
         if e.error_code != "RESOURCE_ALREADY_EXISTS":  # or registered meanwhile by a parallel evaluate
             raise
-    return str(client.create_model_version(name, f"models:/{model_id}", run_id=run_id, model_id=model_id).version)
+    version = str(client.create_model_version(name, f"models:/{model_id}", run_id=parent_id, model_id=model_id).version)
+    tags = describe_version(client, name, version, metrics, parent_id, score)
+    said = [f"registered model {name} version {version}"]
+    if settings.get("alias"):
+        client.set_registered_model_alias(name, settings["alias"], version)
+        said.append(f"@{settings['alias']} -> version {version}")
+    if settings.get("champion"):
+        said.append(promote(client, name, version, tags, settings["champion"]))
+    return "; ".join(said)
 
 
 def describe_version(client, name: str, version: str, metrics: dict, parent_id: str | None, score: str) -> dict:
@@ -80,56 +130,3 @@ def promote(client, name: str, version: str, tags: dict, champion: str) -> str:
         client.set_registered_model_alias(name, champion, version)
         return f"@{champion} -> version {version} ({score} {new:.6g} beats version {holder.version}'s {old})"
     return f"@{champion} stays at version {holder.version} ({score} {old}; this version's {new:.6g} is not lower)"
-
-
-def resolve(client, ref: str) -> tuple[str, str]:
-    """The parent (pipeline) run of ``ref`` and a sentence saying what ``ref`` is. ``ref``:
-    ``models:/NAME@ALIAS``, ``models:/NAME/VERSION``, or the id of a pipeline run or of
-    one of its stage runs."""
-    from mlflow.exceptions import MlflowException
-
-    from pipeline.tracking.runs import ROLE_TAG
-
-    try:
-        if ref.startswith("models:/"):
-            spec = ref[len("models:/") :]
-            if "@" in spec:
-                model, alias = spec.split("@", 1)
-                version = client.get_model_version_by_alias(model, alias)
-            else:
-                model, _, number = spec.rpartition("/")
-                version = client.get_model_version(model, number)
-            run = client.get_run(version.run_id)
-            what = f"registered model {version.name} version {version.version}"
-        else:
-            run = client.get_run(ref)
-            what = f"run {ref}"
-    except (MlflowException, ValueError) as e:
-        raise PipelineError(f"--model {ref}: not found in {client.tracking_uri} ({str(e).splitlines()[0]})") from None
-    parent_id = (
-        run.info.run_id if run.data.tags.get(ROLE_TAG) == "pipeline" else run.data.tags.get("mlflow.parentRunId")
-    )
-    if not parent_id:
-        raise PipelineError(f"--model {ref}: run {run.info.run_id} is not a run of this pipeline")
-    parent = client.get_run(parent_id)
-    return parent_id, f"{what}, pipeline run '{parent.info.run_name}' ({parent_id})"
-
-
-def download_models(client, parent_id: str, folder) -> dict:
-    """Download the stage-1, stage-2 and mixture checkpoints logged by the stage runs of
-    pipeline run ``parent_id`` into ``folder``; returns {file name: path}."""
-    from pipeline.tracking.runs import STAGE_TAG
-
-    children = client.search_runs(
-        [client.get_run(parent_id).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=100
-    )
-    latest = {}
-    for c in sorted(children, key=lambda c: c.info.start_time):  # a stage run again: its latest run
-        latest[c.data.tags.get(STAGE_TAG)] = c
-    paths = {}
-    for stage, files in (("train_vae", ("vae.pt",)), ("train_stage2", ("stage2.pt", "gmm.pt"))):
-        if stage not in latest:
-            raise PipelineError(f"pipeline run {parent_id} has no {stage} run: its models cannot be loaded")
-        for f in files:
-            paths[f] = client.download_artifacts(latest[stage].info.run_id, f"model/{f}", str(folder))
-    return paths

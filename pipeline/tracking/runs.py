@@ -1,27 +1,21 @@
-"""The MLflow run hierarchy: one parent run per pipeline configuration, one child run
-per stage.
+"""The MLflow run tree: one parent run per pipeline configuration, one child run per stage.
 
-DVC runs each stage in its own process, so MLflow's in-process nesting cannot link
-them: every stage finds (or creates) the parent run whose tag ``bvae.config_hash`` is
-the hash of the whole params.yaml, and starts its own run under it (tag
-``mlflow.parentRunId``), named ``<stage> · <parent name>``.
-
-The parent is named after the DVC experiment and its balance (``dvc exp run -n b01``:
-``b01 · fixed beta=0.1``), outside an experiment after its balance and configuration
-hash (``running_gamma k=1.0 · 43f6c2``). It carries the params the configuration
-uses (a running-gamma run logs no beta), a description of what differs from the commit,
-its source (the command, :func:`source_command`, and the git commit), the code each stage
-ran (:func:`note_code`), and from evaluate (:mod:`stages.evaluate`) the data it used (a
-dataset input, ``data_dim``), the headline metrics, the sample grids and the generator it
-produced (a logged model output and its registered version).
-Experiment name: ``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``; it is tagged as
-MLflow's "custom model development" kind, so the UI opens it on its training runs.
+DVC runs each stage in its own process, so MLflow's in-process nesting cannot link them:
+every stage finds (or creates) the parent run whose tag ``bvae.config_hash`` is the hash of
+the whole params.yaml and starts its own run under it, named ``<stage> · <parent name>``.
+The parent is named after the DVC experiment and its balance (``b01 · fixed beta=0.1``),
+outside one after its balance and configuration hash (``running_gamma k=1.0 · 43f6c2``).
+It carries the params the configuration uses, a description of what differs from the
+commit, its source (:func:`source_command`, the git commit), the code each stage ran
+(:func:`note_code`), and from evaluate the data, the headline metrics, the sample grids
+and the generator. The experiment (``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``) is
+tagged as MLflow's "custom model development" kind: the UI opens it on its training runs.
 """
 
 import os
 import subprocess
 
-from pipeline.config.params import config_hash, flatten, used
+from pipeline.config.params import balance_label, config_hash, description, flatten, used
 from pipeline.tracking.store import experiment_name
 
 CONFIG_TAG = "bvae.config_hash"
@@ -32,12 +26,6 @@ CHANGED_TAG = "bvae.changed"  # the params that differ from the commit's params.
 # MLflow 3's experiment kind (its UI reads this tag; values in mlflow/server/js, ExperimentKind):
 # "custom_model_development" opens the experiment on its training runs, not the GenAI views.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
-LABEL_PARAMS = {  # the params that tell runs of one strategy apart, shown in labels
-    "fixed": ("beta",),
-    "annealed": ("beta", "cyclical"),
-    "running_gamma": ("k",),
-    "learned_gamma": ("lr_factor",),
-}
 
 
 def git(*args: str) -> str | None:
@@ -73,23 +61,15 @@ DIRTY_TAG = "bvae.git.dirty"  # "true" on a run made from a tree with uncommitte
 DIFF_FILE = "code/uncommitted.diff"  # those changes, an artifact of the stage run
 
 
+WRITTEN = ("dvc.lock", "params.yaml", "metrics", "plots")  # what `dvc repro` and `dvc exp run -S` rewrite in git
+
+
 def code_state() -> tuple[str | None, str]:
     """The git commit of the working tree, and its uncommitted changes to tracked files as a
-    diff ("" when there are none), leaving out the files `dvc repro` itself rewrites:
-    dvc.lock and the stages' outputs that git keeps (metrics/, plots/), and params.yaml,
-    which `dvc exp run -S` rewrites and the runs record as params (and ``bvae.changed``)."""
-    import yaml
-
-    written = ["dvc.lock", "params.yaml"]
-    try:
-        with open("dvc.yaml") as f:
-            stages = yaml.safe_load(f)["stages"].values()
-        for spec in stages:
-            for entry in [*spec.get("outs", []), *spec.get("metrics", []), *spec.get("plots", [])]:
-                written.append(next(iter(entry)) if isinstance(entry, dict) else entry)
-    except (OSError, KeyError, TypeError, AttributeError, yaml.YAMLError):
-        pass
-    diff = git("diff", "HEAD", "--", ".", *[f":(exclude){path}" for path in written])
+    diff ("" when there are none), leaving out what `dvc repro` itself rewrites (dvc.lock and
+    the stages' outputs that git keeps: metrics/, plots/) and params.yaml, which `dvc exp run
+    -S` rewrites and the runs record as params (and ``bvae.changed``)."""
+    diff = git("diff", "HEAD", "--", ".", *[f":(exclude){path}" for path in WRITTEN])
     return git_commit(), diff or ""
 
 
@@ -122,12 +102,6 @@ def note_code(client, parent_id: str, stage: str, commit: str | None, diff: str)
         client.delete_tag(parent_id, DIRTY_TAG)
 
 
-def balance_label(balance: dict) -> str:
-    """A balance block in a few words: "running_gamma k=1.0", "fixed beta=0.1", "sigma"."""
-    strategy = balance.get("strategy", "?")
-    return " ".join([strategy] + [f"{k}={balance[k]}" for k in LABEL_PARAMS.get(strategy, ()) if k in balance])
-
-
 def changed(params: dict) -> list[str]:
     """``key=value`` for every param (that the configuration uses) differing from the
     params.yaml of the git commit (the baseline of a ``dvc exp run``); [] without git."""
@@ -141,18 +115,6 @@ def changed(params: dict) -> list[str]:
     if not isinstance(base, dict):
         return []
     return [f"{k}={v}" for k, v in flatten(used(params)).items() if base.get(k, object()) != v]
-
-
-def description(params: dict, diff: list[str]) -> str:
-    """The parent run's description (MLflow shows it on the run page)."""
-    train, stage2 = params.get("train", {}), params.get("stage2", {})
-    lines = [
-        f"Dataset {params.get('prepare', {}).get('dataset', '?')}; stage 1 {balance_label(train.get('balance', {}))}, "
-        f"{train.get('epochs', '?')} epochs, latent_dim {train.get('latent_dim', '?')}; stage 2 "
-        f"{balance_label(stage2.get('balance', {}))}, {stage2.get('epochs', '?')} epochs.",
-        "Changed from the commit: " + (", ".join(diff) if diff else "nothing") + ".",
-    ]
-    return "\n\n".join(lines)
 
 
 def source_command(stage: str) -> str:
@@ -186,7 +148,5 @@ def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]
         "mlflow.source.name": source_command(tags[STAGE_TAG]),
     }
     run = client.create_run(exp_id, run_name=name, tags=parent_tags)
-    items = [Param(k, str(v)) for k, v in flatten(used(params)).items()]
-    for i in range(0, len(items), 100):
-        client.log_batch(run.info.run_id, params=items[i : i + 100])
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flatten(used(params)).items()])
     return run.info.run_id, name

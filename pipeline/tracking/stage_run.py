@@ -1,92 +1,119 @@
-"""A stage's MLflow run: open it (:mod:`pipeline.tracking.store` says where, :mod:`pipeline.tracking.runs`
-under which parent), log to it without ever costing the user their training, close it.
+"""A stage's MLflow run, in the stage's own process, through MLflow's own client.
 
-Every MLflow call runs in a separate tracking process (:mod:`pipeline.tracking.mlflow_calls`,
-run by :class:`pipeline.tracking.worker.Worker`), in the order the stage made them. The process
-starts when the stage makes its :class:`StageRun`: right after reading its params in a
-stage that logs no model (a fresh interpreter, which imports MLflow while the stage
-imports torch), right after importing torch in one that does (a forked copy of the
-stage, which has torch without a second 2 s import: a tiny train_vae took 9.8 to 10.5 s
-instead of 12.0 to 12.7 s). It imports MLflow and opens the store while the stage
-starts. It runs at the stage's own CPU priority: at the lowest (nice 19) it took only
-CPU time nothing else wanted, which on a quiet machine saved about a second of a
-10-epoch train_vae (12.4 and 14.5 s against 14.1 and 14.7 s), but beside two busy
-processes it got almost none, and the stage, waiting for it at its end, took over
-200 s instead of 21 s. The stage waits for that process only where it must: before
-writing a checkpoint (the store then holds every epoch the checkpoint holds), for the
-run id, for a registered model version, and at the end. Per-epoch metrics are also
-batched (one store round trip every ``FLUSH_SECONDS``, not one per epoch). The process
-ends with the stage.
-
-All calls are no-ops when tracking is off (``BVAE_TRACKING=off``) and on DDP ranks
-other than 0. Waiting counts as ``tracking`` time (:mod:`pipeline.hardware.timing`); the
-tracking process's own time as ``tracking_background``.
+MLflow is imported, and an existing store opened, on a thread that starts with the
+:class:`StageRun` while the stage loads its data and builds its models; the first call
+that needs the store waits for it. A new store is created when the run opens, after the
+stage's own checks (a stage that stops at a check writes nothing). Per-epoch metrics are
+sent in one batch before each checkpoint and at the end: the store holds exactly the
+epochs a checkpoint holds, and a resumed run logs each epoch once. The first MLflow error
+(a server gone mid-run, a read-only store, a full disk) is one warning line and turns
+tracking off for the rest of the stage, whose outputs are written as usual. Every call is
+a no-op with ``BVAE_TRACKING=off`` and on DDP ranks other than 0; its time counts as
+``tracking`` (:mod:`pipeline.hardware.timing`).
 """
 
+import functools
+import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from pathlib import Path
 
+from pipeline.config.params import flatten, used
 from pipeline.hardware import timing
-from pipeline.tracking import mlflow_calls, store
-from pipeline.tracking.store import check_reachable, tracking_enabled, tracking_uri
-from pipeline.tracking.worker import Worker
+from pipeline.tracking import registry, runs, store
 
-FLUSH_SECONDS = 10.0  # how stale the MLflow UI's live curves may be while a stage trains
-INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for its last MLflow calls
+INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for MLflow's import before it gives up on its run
+GOES_ON = "continuing without tracking, the stage's outputs are still written"
+
+
+def reason(e: BaseException) -> str:
+    """The root cause of ``e`` in one short line (a database error, not the SQL around it)."""
+    while e.__cause__ is not None or (e.__context__ is not None and not e.__suppress_context__):
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(e).split("\n")[0].split())
+    return f"{type(e).__name__}: {text[:197] + '...' if len(text) > 200 else text}"
+
+
+def _tracked(method):
+    """A call to MLflow: nothing when tracking is off, counted as ``tracking`` time; its first
+    error is one warning and turns tracking off."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if not self.enabled:
+            return None
+        with timing.part("tracking"):
+            try:
+                self._wait_connected()
+                return method(self, *args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - tracking never costs the user their stage
+                self.enabled = False
+                print(f"warning: MLflow tracking failed ({reason(e)}); {GOES_ON}", file=sys.stderr, flush=True)
+                return None
+
+    return call
 
 
 class StageRun:
-    """One stage's MLflow run (a no-op when tracking is off). Making it starts the tracking
-    process (an unreachable server stops the stage here, before any work); ``with run:``
-    opens the run, ``with run.resuming(run_id):`` continues that run (a training stage
-    resuming from a checkpoint). ``models``: the stage logs models, so the tracking process
-    imports mlflow.pytorch ahead of the first, and is a copy of the stage made by fork
-    (:class:`pipeline.tracking.worker.Worker`), which the stage makes after importing torch and
-    before it computes anything: it then has torch without importing it again. ``before_end``: a check that runs
-    when the block ends without error, before the run is marked FINISHED (an error it
-    raises marks the run FAILED instead). Every logging method returns a Future of the
-    call's result (None when tracking is off)."""
+    """One stage's MLflow run. Making it checks that a tracking server answers (an unreachable
+    one stops the stage here, before any work) and starts MLflow's import; ``with run:``
+    opens the run, ``with run.resuming(run_id):`` continues that run (a resumed training).
+    ``before_end``: a check run before the run is marked FINISHED (its error: FAILED)."""
 
-    def __init__(self, stage: str, params: dict, models: bool = False, before_end: Callable[[], None] | None = None):
-        self.stage = stage
-        self.params = params
-        self.before_end = before_end
-        self.resume_run_id = None
-        self.enabled = tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
-        self._opened: Future | None = None
-        self._process: Worker | None = None
+    def __init__(self, stage: str, params: dict, before_end: Callable[[], None] | None = None):
+        self.stage, self.params, self.before_end = stage, params, before_end
+        self.enabled = store.tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
+        self.run_id = self.parent_id = self.resume_run_id = self.client = self.exp_id = None
         self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
-        self._flushed = time.perf_counter()
+        self._connecting = self._failure = self._join_timeout = None
         timing.record(stage)
         if not self.enabled:
             return
-        uri = tracking_uri()
-        check_reachable(uri)  # an unreachable server stops the stage now, before any work
-        artifacts = store.artifact_root(uri)
+        self.uri = store.tracking_uri()
+        store.check_reachable(self.uri)
+        self.artifacts = store.artifact_root(self.uri)
+        for name, value in (("MAX_RETRIES", "2"), ("TIMEOUT", "20")):  # a server: fail in seconds, not minutes
+            os.environ.setdefault(f"MLFLOW_HTTP_REQUEST_{name}", value)
+        self._connecting = threading.Thread(target=self._connect, name="mlflow-import", daemon=True)
+        self._connecting.start()
+
+    def _connect(self) -> None:
+        """On the import thread: import MLflow and open the store when it exists."""
         try:
-            self._process = Worker(first=mlflow_calls.start, fork=models and "torch" in sys.modules)
-        except (OSError, ImportError, NotImplementedError) as e:  # e.g. no working sem_open in a container
-            print(
-                f"warning: cannot start the MLflow tracking process ({e}); continuing without tracking, the "
-                "stage's outputs are still written",
-                file=sys.stderr,
-            )
-            self.enabled = False
+            import mlflow  # noqa: F401
+
+            logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)  # its errors: one warning, not a traceback
+            if not self.uri.startswith("sqlite:///") or Path(self.uri[len("sqlite:///") :]).is_file():
+                self._open_store()
+        except Exception as e:  # noqa: BLE001 - reported by the first call
+            self._failure = e
+
+    def _open_store(self) -> None:
+        from mlflow import MlflowClient
+
+        with store.opening(self.uri):  # a new sqlite store is created by one process at a time
+            self.client = MlflowClient(self.uri)
+            self.exp_id = runs.experiment_id(self.client, self.artifacts)
+
+    def _wait_connected(self) -> None:
+        if self._connecting is None:
             return
-        self._call("connect", uri, artifacts)
-        if models:
-            self._call("warm_up")
+        self._connecting.join(self._join_timeout)
+        if self._connecting.is_alive():
+            raise TimeoutError(f"MLflow did not load within {self._join_timeout:.0f} s; the run may show as running")
+        self._connecting = None
+        if self._failure is not None:
+            raise self._failure
 
     def resuming(self, run_id: str | None) -> "StageRun":
-        """Continue the run ``run_id`` (None: start a new one) when the block opens."""
-        self.resume_run_id = run_id
+        self.resume_run_id = run_id  # continued when the block opens (None: a new run)
         return self
 
     def __enter__(self):
-        self._opened = self._call("open", self.stage, self.params, self.resume_run_id)
+        self._open()
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -99,140 +126,161 @@ class StageRun:
         self._end(exc_type)
         return False
 
+    @_tracked
+    def _open(self) -> None:
+        """Start (or continue ``resume_run_id``) the stage's run under its parent; record its code."""
+        import mlflow
+
+        if self.exp_id is None:
+            self._open_store()
+        commit, diff = runs.code_state()
+        tags = runs.stage_tags(self.stage, self.params, commit, bool(diff))
+        if not (self.resume_run_id and self._resume(tags)):
+            self.parent_id, parent_name = runs.parent_run(self.client, self.exp_id, tags, self.params)
+            run = mlflow.start_run(
+                experiment_id=self.exp_id,
+                run_name=f"{self.stage} · {parent_name}",
+                parent_run_id=self.parent_id,
+                tags=tags,
+            )
+            self.run_id = run.info.run_id
+            print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
+        if diff:
+            self.client.log_text(self.run_id, diff, runs.DIFF_FILE)
+        if self.parent_id:
+            runs.note_code(self.client, self.parent_id, self.stage, commit, diff)
+            if self.client.get_run(self.parent_id).info.status != "RUNNING":  # it follows its running stage
+                self.client.update_run(self.parent_id, status="RUNNING")
+
+    def _resume(self, tags: dict) -> bool:
+        """Continue the run ``resume_run_id`` when the store still has it."""
+        import mlflow
+
+        try:
+            run = self.client.get_run(self.resume_run_id)
+        except Exception:  # noqa: BLE001 - deleted, or another store
+            print(f"MLflow: run {self.resume_run_id} of the checkpoint not found; starting a new run", flush=True)
+            return False
+        self.run_id = mlflow.start_run(run_id=self.resume_run_id, tags=tags).info.run_id
+        self.parent_id = run.data.tags.get("mlflow.parentRunId")
+        print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
+        return True
+
     def _end(self, exc_type) -> None:
-        """Send the last metrics, the stage's timing and its end status, and let the tracking
-        process exit (waiting for it, unless the stage was interrupted)."""
-        if self._process is None:
-            return
+        """The last metrics, the stage's timing and its end status, which the parent takes too
+        (FINISHED after its last stage that ran, FAILED or KILLED when one fails or stops)."""
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or SIGTERM
+        if interrupted:
+            self._join_timeout = INTERRUPT_WAIT  # a stopped stage waits for MLflow's import this long at most
         self.flush()
         spent = timing.CLOCK.summary()
+        wall, share = spent.pop("wall"), spent.pop("overhead_share")
         self.log_metrics(
-            {"stage_wall_time_s": spent.pop("wall"), "overhead_share": spent.pop("overhead_share")}
-            | {f"time_{k}_s": v for k, v in spent.items()}
+            {"stage_wall_time_s": wall, "overhead_share": share} | {f"time_{k}_s": v for k, v in spent.items()}
         )
-        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or SIGTERM
-        status = "FINISHED" if exc_type is None else "KILLED" if interrupted else "FAILED"
-        try:
-            self.wait(self._call("end", status), INTERRUPT_WAIT if interrupted else None)
-        except TimeoutError:
-            print(
-                f"warning: MLflow did not answer within {INTERRUPT_WAIT:.0f} s; the run may show as running",
-                file=sys.stderr,
+        self._finish("FINISHED" if exc_type is None else "KILLED" if interrupted else "FAILED")
+
+    @_tracked
+    def _finish(self, status: str) -> None:
+        import mlflow
+
+        if self.run_id:  # None: the stage ended before it opened its run
+            mlflow.end_run(status=status)
+            if self.parent_id:
+                self.client.set_terminated(self.parent_id, status)
+
+    # -- logging (all no-ops when tracking is off; ``parent``: on the parent run instead) --
+
+    @_tracked
+    def log_params(self, params: dict, parent: bool = False) -> None:
+        """The params the configuration uses (a running-gamma run logs no beta), flattened. The
+        parent's (``data_dim``) keep their first value: another one is said, not logged."""
+        from mlflow.entities import Param
+
+        params, have = flatten(used(params)), {}
+        if parent:
+            have = self.client.get_run(self.parent_id).data.params if self.parent_id else params
+            for key in [k for k in params if k in have and have[k] != str(params[k])]:
+                print(f"MLflow: the parent run keeps {key}={have[key]} (this run: {params[key]})", file=sys.stderr)
+        new = [Param(k, str(v)) for k, v in params.items() if k not in have]
+        if new:
+            self.client.log_batch(self.parent_id if parent else self.run_id, params=new)
+
+    @_tracked
+    def log_metrics(self, metrics: dict, step: int | None = None, parent: bool = False) -> None:
+        """Metrics under ``<stage>/`` (``train_vae/gamma``, ``train_stage2/gamma``): keys that mean
+        different things in different stages never share a chart in the MLflow UI; the parent's
+        (the pipeline's headline metrics) as given."""
+        from mlflow.entities import Metric
+
+        run_id, prefix = (self.parent_id, "") if parent else (self.run_id, f"{self.stage}/")
+        now = int(time.time() * 1000)
+        if run_id and metrics:
+            self.client.log_batch(
+                run_id, metrics=[Metric(prefix + k, float(v), now, step or 0) for k, v in metrics.items()]
             )
-        with timing.part("tracking"):  # the tracking process exits
-            self._process.shutdown(wait=not interrupted, cancel_futures=interrupted)
-        self._process = None
-
-    def _call(self, name: str, *args, **kwargs) -> Future | None:
-        """Hand ``mlflow_calls.RunCalls.<name>(*args)`` to the tracking process."""
-        if not self.enabled:
-            return None
-        future = self._process.submit(mlflow_calls.call, name, *args, **kwargs)
-        future.add_done_callback(self._done)
-        return future
-
-    def _done(self, future: Future) -> None:
-        """Note a failed call (tracking is then off) and the tracking process's time."""
-        if future.cancelled():
-            return
-        if future.exception() is not None:  # the tracking process itself died
-            if self.enabled:
-                print(
-                    f"warning: the MLflow tracking process failed ({future.exception()}); continuing without tracking",
-                    file=sys.stderr,
-                )
-            self.enabled = False
-            return
-        ok, _, seconds = future.result()
-        timing.CLOCK.background("tracking", seconds)
-        if not ok:
-            self.enabled = False
-
-    def wait(self, future: Future | None, timeout: float | None = None):
-        """The result of a tracking call (None when tracking is off or the call failed),
-        counted as ``tracking`` time."""
-        if future is None:
-            return None
-        with timing.part("tracking"):
-            try:
-                ok, result, _ = future.result(timeout)
-            except TimeoutError:  # the caller decides what a slow store means
-                raise
-            except Exception:  # the tracking process died: already reported
-                return None
-        return result if ok else None
-
-    @property
-    def run_id(self) -> str | None:
-        """This stage's run id (waits until the run is open); None when tracking is off."""
-        return self.wait(self._opened)
-
-    # -- logging (all no-ops when tracking is off) --
-
-    def log_params(self, params: dict) -> Future | None:
-        return self._call("log_params", params)
-
-    def log_metrics(self, metrics: dict, step: int | None = None) -> Future | None:
-        """Metrics under ``<stage>/`` (``train_vae/gamma``, ``train_stage2/gamma``): keys that
-        mean different things in different stages never share a chart in the MLflow UI."""
-        return self._call("log_metrics", {f"{self.stage}/{k}": float(v) for k, v in metrics.items()}, step)
 
     def log_epoch(self, metrics: dict, step: int) -> None:
-        """Per-epoch metrics (under ``<stage>/``, as :meth:`log_metrics`), buffered: sent in one
-        batch at most every FLUSH_SECONDS, before each checkpoint and when the stage ends (one
-        store round trip instead of one an epoch)."""
-        if not self.enabled:
+        """Per-epoch metrics (under ``<stage>/``, as :meth:`log_metrics`), kept until :meth:`flush`."""
+        if self.enabled:
+            now = int(time.time() * 1000)
+            self._pending += [(f"{self.stage}/{k}", float(v), now, step) for k, v in metrics.items()]
+
+    @_tracked
+    def flush(self) -> None:
+        """Send the kept per-epoch metrics in one batch (before a checkpoint: the store then holds
+        every epoch the checkpoint holds)."""
+        from mlflow.entities import Metric
+
+        pending, self._pending = self._pending, []
+        if pending:
+            self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in pending])
+
+    @_tracked
+    def log_artifact(self, path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    @_tracked
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    @_tracked
+    def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> None:
+        """``grids/<name>.png`` (the latest grid, under a name every run of the stage shares) and,
+        with ``step``, an entry of the ``name`` image timeline (the run page's step slider); on
+        the parent, ``<name>.png`` at its artifact root, where MLflow's Compare view looks (it
+        shows the files at the root that every compared run has, MLflow 3.17)."""
+        if parent:
+            if self.parent_id:
+                self.client.log_image(self.parent_id, image, artifact_file=f"{name}.png")
             return
-        now = int(time.time() * 1000)
-        self._pending += [(f"{self.stage}/{k}", float(v), now, step) for k, v in metrics.items()]
-        if time.perf_counter() - self._flushed >= FLUSH_SECONDS:
-            self.flush()
+        self.client.log_image(self.run_id, image, artifact_file=f"grids/{name}.png")
+        if step is not None:
+            self.client.log_image(self.run_id, image, key=name, step=step)
 
-    def flush(self) -> Future | None:
-        """Send the buffered per-epoch metrics."""
-        pending, self._pending, self._flushed = self._pending, [], time.perf_counter()
-        return self._call("log_batch", pending) if pending else None
+    @_tracked
+    def log_model(self, model, name: str, example, register=None, metrics=None, score=None, parent=False):
+        """Log a torch module as an MLflow model (:func:`pipeline.tracking.registry.log_model`), an
+        output of the parent too; with ``register`` (``evaluate.register``) a new registered
+        version, tagged with ``metrics``, its aliases moved by ``score``
+        (:func:`pipeline.tracking.registry.register`). Returns what happened, in a line."""
+        model_id = registry.log_model(self.client, model, name, example, parent and self.parent_id, self.exp_id)
+        if register and register.get("name"):
+            return registry.register(self.client, register, model_id, self.parent_id, metrics or {}, score)
+        return None
 
-    def log_artifact(self, path, artifact_path: str | None = None) -> Future | None:
-        return self._call("log_artifact", str(path), artifact_path)
+    @_tracked
+    def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> None:
+        """The raw data as a training dataset input: its ``name``, ``source`` (where it came
+        from) and ``digest`` (a content hash; MLflow keeps 36 characters)."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> Future | None:
-        """An image grid as ``grids/<name>.png`` on this stage's run (with ``step`` also in the
-        ``name`` image timeline), or as ``<name>.png`` at the parent run's artifact root, where
-        MLflow's Compare shows it (:meth:`RunCalls.log_grid`)."""
-        return self._call("log_grid", image, name, step, parent)
-
-    def log_model(
-        self,
-        model,
-        name: str,
-        example,
-        register_as: str | None = None,
-        alias: str | None = None,
-        champion: str | None = None,
-        score: str | None = None,
-        metrics: dict | None = None,
-        parent: bool = False,
-    ):
-        """Log a torch module as an MLflow model (signature from ``example``), with ``parent``
-        also an output of the parent run; optionally register it (the parent as its source run),
-        tagged with ``metrics``, point ``alias`` at the new version and ``champion`` if its
-        ``score`` is the best (:mod:`pipeline.tracking.registry`). The Future's result says what happened."""
-        return self._call("log_model", model, name, example, register_as, alias, champion, score, metrics, parent)
-
-    def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> Future | None:
-        """Record the raw data as this run's (or the parent run's) training dataset input: its
-        ``name``, ``source`` (where it came from) and ``digest`` (a content hash; MLflow keeps its
-        first 36 characters)."""
-        return self._call("log_input", name, source, digest, parent)
-
-    def set_tags(self, tags: dict) -> Future | None:
-        return self._call("set_tags", tags)
-
-    def log_parent_params(self, params: dict) -> Future | None:
-        """Params of the whole configuration (``data_dim``) on the parent run (keys as given)."""
-        return self._call("log_parent_params", params)
-
-    def log_parent_metrics(self, metrics: dict) -> Future | None:
-        """Put the pipeline's headline metrics on the parent run (keys as given)."""
-        return self._call("log_parent_metrics", {k: float(v) for k, v in metrics.items()})
+        dataset = MetaDataset(LocalArtifactDatasetSource(source), name=name, digest=digest[:36])
+        entry = DatasetInput(dataset._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+        if run_id := self.parent_id if parent else self.run_id:  # a resumed run may name no parent
+            self.client.log_inputs(run_id, datasets=[entry])

@@ -8,7 +8,7 @@ write to the same store. A new experiment keeps its artifacts beside its store: 
 ``MLFLOW_DEFAULT_ARTIFACT_ROOT`` (the variable ``mlflow server`` reads) when that is
 set; never in the working folder of the process that made the experiment.
 ``BVAE_TRACKING=off`` turns tracking off (offline runs); the stages' outputs do not
-depend on it. :func:`ui_address` is where a browser finds the experiment's runs.
+depend on it.
 """
 
 import os
@@ -111,10 +111,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise PipelineError(f"MLflow tracking server {uri} is unreachable ({e}). {fix}") from None
     name = urllib.parse.quote(experiment_name())
     for path, what in (
-        ("/health", "did not answer"),
+        ("/health", "its /health did not answer"),
         (
             f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}",
-            "answers /health but its API (the store behind it) did not answer",
+            "its API (the store behind it) did not answer, though /health did,",
         ),
     ):
         try:
@@ -126,52 +126,3 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             raise PipelineError(
                 f"MLflow tracking server {uri} accepts connections but {what} within {timeout:.0f} s ({reason}). {fix}"
             ) from None
-
-
-def ui_address(base: str, experiment_id: str | None) -> str:
-    """The address of the experiment's runs in MLflow's "Model training" view. MLflow 3's UI
-    reads ``workflowType`` from the address (its JS, the workflow-type context); without it
-    a fresh browser opens the experiment on the GenAI views (traces, judges, prompts)."""
-    where = f"experiments/{experiment_id}/runs" if experiment_id else "experiments"
-    return f"{base.rstrip('/')}/#/{where}?workflowType=machine_learning"
-
-
-def find_experiment_id(uri: str) -> str | None:
-    """The id of the experiment :func:`experiment_name` in the store ``uri`` (None when it is
-    not there yet), read without importing MLflow: a query of a sqlite store's ``experiments``
-    table, or one request to a tracking server's REST API."""
-    import json
-    import sqlite3
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    name = experiment_name()
-    if is_server(uri):
-        query = urllib.parse.urlencode({"experiment_name": name})
-        try:
-            with urllib.request.urlopen(
-                f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=10
-            ) as r:
-                return json.load(r)["experiment"]["experiment_id"]
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
-                return None
-            raise PipelineError(f"MLflow tracking server {uri} answered {e.code} for experiment {name!r}") from None
-        except (OSError, ValueError) as e:
-            raise PipelineError(f"MLflow tracking server {uri} is unreachable ({e})") from None
-    if not uri.startswith("sqlite:///"):
-        raise PipelineError(
-            f"MLFLOW_TRACKING_URI={uri}: only a sqlite file or a tracking server can be opened in the UI"
-        )
-    path = Path(uri[len("sqlite:///") :])
-    if not path.is_file():
-        return None
-    try:
-        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
-            row = db.execute(
-                "SELECT experiment_id FROM experiments WHERE name = ? AND lifecycle_stage = 'active'", (name,)
-            ).fetchone()
-    except sqlite3.Error as e:
-        raise PipelineError(f"{path} is not a readable MLflow store ({e})") from None
-    return str(row[0]) if row else None

@@ -1,1 +1,1 @@
-"""Training both stages: the loop, the optimiser, checkpoints, diagnostics, DDP."""
+"""Training both stages: the loop, checkpoints, diagnostics, DDP."""

@@ -61,7 +61,7 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-FORMAT = 4  # bumped when the saved layout changes: a checkpoint of another format is ignored
+FORMAT = 5  # bumped when the saved layout changes: a checkpoint of another format is ignored
 WHAT = {
     "format": "in an older format",
     "params": "with other params",

@@ -18,21 +18,53 @@ their pace never changes the training numbers.
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from pipeline import Diverged
 from pipeline.balance import Balance
 from pipeline.hardware.device import Speed
-from pipeline.hardware.threads import Threads
 from pipeline.hardware.timing import part
 from pipeline.progress import progress
 from pipeline.training import distributed
-from pipeline.training.adam import Adam
 from pipeline.training.checkpoint import copy_tensors, rng_state, set_rng_state
 from pipeline.training.diagnostics import gradient_norms, latent_statistics, latent_summary
 
 STEP_KEYS = ("loss", "rec", "kl", "mse", "gamma", "beta_eff", "kl_common", "loss_common")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How :func:`fit` trains: ``epochs`` of batches of ``batch_size``, Adam at ``lr`` (halved
+    every ``lr_halve_every`` epochs when set), the step as ``speed`` runs it, checkpoints and
+    diagnostics paced by ``checkpoint_every`` and ``diag_every`` (:class:`Pace`); ``desc``
+    names the progress bar and the messages."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    desc: str = "fit"
+    lr_halve_every: int | None = None
+    speed: Speed = field(default_factory=Speed)
+    checkpoint_every: int | str = 1
+    diag_every: int | str = 1
+
+    @classmethod
+    def from_section(cls, cfg: dict, desc: str, speed: Speed) -> "Settings":
+        """The settings of a training section of params.yaml (``train``, ``stage2``)."""
+        keys = ("epochs", "batch_size", "lr", "lr_halve_every", "checkpoint_every", "diag_every")
+        return cls(desc=desc, speed=speed, **{k: cfg[k] for k in keys if k in cfg})
+
+
+def adam(model: torch.nn.Module, balance: Balance, lr: float) -> torch.optim.Adam:
+    """torch's Adam (Kingma & Ba 2015) over the model's weights at ``lr`` and the strategy's own
+    parameters (learned_gamma's log gamma) at ``lr`` x its ``lr_factor``, a parameter group each;
+    its multi-tensor (foreach) update, the faster here (docs/speed.md)."""
+    groups = [{"params": list(model.parameters())}]
+    if own := list(balance.parameters()):
+        groups.append({"params": own, "lr": lr * balance.lr_factor})
+    return torch.optim.Adam(groups, lr=lr, foreach=True)
 
 
 class Pace:
@@ -80,7 +112,7 @@ def as_input(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
-def optimisation_step(forward, balance: Balance, opt: Adam, x: torch.Tensor, speed: Speed, step: int):
+def optimisation_step(forward, balance: Balance, opt: torch.optim.Adam, x: torch.Tensor, speed: Speed, step: int):
     """One step on the batch ``x``: forward (bf16 autocast as ``speed`` says), the
     strategy's loss in fp32, backward, the Adam update, then the strategy's own update
     from the global batch's MSE. Returns the :class:`LossTerms`."""
@@ -112,7 +144,7 @@ def step_values(terms, device: torch.device) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in row])
 
 
-def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar, threads, desc) -> torch.Tensor:
+def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar) -> torch.Tensor:
     """The optimisation steps of one epoch over a seeded permutation of ``data``, this
     rank's share of each global batch; returns each step's STEP_KEYS values times its
     batch size (steps, keys), summed over the ranks."""
@@ -136,8 +168,6 @@ def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, ba
             values[i] = step_values(terms, data.device)
             values[i] *= len(x)
             bar.update(len(idx))
-            if threads is not None and (note := threads.tick()):
-                bar.write(f"{desc}: epoch {epoch}: {note}")
     return distributed.total(values).cpu()  # sums over the global batches
 
 
@@ -162,48 +192,36 @@ def fit(
     model: torch.nn.Module,
     balance: Balance,
     epoch_data: Callable[[int], torch.Tensor],
+    settings: Settings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    desc: str,
-    lr_halve_every: int | None = None,
-    speed: Speed | None = None,
     diag_x: torch.Tensor | None = None,
     on_epoch: Callable[[dict, dict, dict | None], None] | None = None,
     resume: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
-    checkpoint_every: int | str = 1,
-    diag_every: int | str = 1,
-    threads: Threads | None = None,
 ) -> list[dict]:
-    """Train ``model`` with ``balance`` (:class:`pipeline.training.adam.Adam` at ``lr``, halved every ``lr_halve_every``
-    epochs when set) and return the per-epoch history rows.
+    """Train ``model`` with ``balance`` as ``settings`` say (:func:`adam`) and return the
+    per-epoch history rows.
 
     ``epoch_data(epoch)`` returns the epoch's training set (N, ...) on the model's
     device. ``on_epoch(row, timing, latent)`` is called after every epoch with the
     history row, the timing (seconds, images/s: kept apart, not reproducible) and the
-    per-dimension latent statistics (None on epochs without diagnostics). The per-step values stay
-    on the device and are read once per epoch, so a GPU never waits for the host; a
-    non-finite loss is reported then, naming its epoch and step.
+    per-dimension latent statistics of ``diag_x`` (None on epochs without diagnostics). The
+    per-step values stay on the device and are read once per epoch, so a GPU never waits for
+    the host; a non-finite loss is reported then, naming its epoch and step.
 
-    Checkpoints: paced by ``checkpoint_every`` (:class:`Pace`; always after the last epoch)
-    ``on_checkpoint(state)`` receives the full training state (see
+    Checkpoints: paced by ``settings.checkpoint_every`` (:class:`Pace`; always after the last
+    epoch) ``on_checkpoint(state)`` receives the full training state (see
     :mod:`pipeline.training.checkpoint`); ``resume=state`` continues from one exactly (same
     numbers as a run that never stopped, on CPU). On Ctrl-C the last finished epoch's
     state is handed to ``on_checkpoint`` before the interrupt propagates.
-
-    ``threads`` (on a CPU): the thread count, measured again between steps
-    (:meth:`Threads.tick`); the count of each epoch's end goes in its timing.
     """
-    speed = speed or Speed()
+    speed, epochs, batch_size, desc = settings.speed, settings.epochs, settings.batch_size, settings.desc
     if speed.channels_last:
         model.to(memory_format=torch.channels_last)
     rank, size = distributed.world()
     forward = distributed.wrap(model)
     forward = torch.compile(forward) if speed.compile else forward
-    weights, own = list(model.parameters()), list(balance.parameters())
-    opt = Adam(weights + own, lr=lr, lr_factors=[1.0] * len(weights) + [balance.lr_factor] * len(own))
+    opt = adam(model, balance, settings.lr)
     history, step, start = [], 0, 1
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -222,7 +240,7 @@ def fit(
         snapshot = copy_tensors(live, into=snapshot)
         return snapshot | {"rng": rng_state(), "epoch": epoch, "step": step, "history": list(history)}
 
-    checkpoints, diagnostics = Pace(checkpoint_every, epochs), Pace(diag_every, epochs)
+    checkpoints, diagnostics = Pace(settings.checkpoint_every, epochs), Pace(settings.diag_every, epochs)
     last, saved = None, True  # the last finished epoch's state, and whether on_checkpoint has it
     bar = progress(desc=desc, unit="img", unit_scale=True, disable=rank != 0, delay=1e-6)  # drawn once it has a total
     try:
@@ -234,21 +252,10 @@ def fit(
             if bar.total is None:
                 bar.reset(total=(epochs - start + 1) * len(data))
             t0 = time.perf_counter()
-            values = run_epoch(
-                forward,
-                balance,
-                opt,
-                data,
-                epoch,
-                step,
-                batch_size=batch_size,
-                speed=speed,
-                bar=bar,
-                threads=threads,
-                desc=desc,
-            )
-            if lr_halve_every and epoch % lr_halve_every == 0:
-                opt.lr *= 0.5  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) stepped once an epoch
+            values = run_epoch(forward, balance, opt, data, epoch, step, batch_size=batch_size, speed=speed, bar=bar)
+            if settings.lr_halve_every and epoch % settings.lr_halve_every == 0:
+                for group in opt.param_groups:  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) once an epoch
+                    group["lr"] *= 0.5
             images = images_used(len(data), batch_size)
             row = epoch_row(values, images, epoch, step, desc)
             step += len(values)
@@ -260,9 +267,7 @@ def fit(
                     latent = latent_statistics(diag_model, diag_x)
                     row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
                 diagnostics.done()
-            timing = {"epoch_seconds": seconds, "images_per_s": images / seconds, "lr": opt.lr}
-            if threads is not None:
-                timing["threads"] = threads.count
+            timing = {"epoch_seconds": seconds, "images_per_s": images / seconds, "lr": opt.param_groups[0]["lr"]}
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
             if on_epoch is not None and rank == 0:

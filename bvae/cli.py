@@ -1,17 +1,15 @@
-"""`bvae`: every stage as a subcommand (DVC calls the same commands via `python -m stages.<name>`).
+"""`bvae`: every stage as a subcommand (DVC calls the same commands via `python -m stages.<name>`),
+and sample, interpolate, check and preset; compare, answer and ui in their own modules."""
 
-Longer than 300 lines because it holds the `--help` text of every subcommand (sample,
-interpolate, compare, check, preset); each does its work in :mod:`pipeline` in a few lines.
-"""
-
-import os
 from pathlib import Path
 
 import click
 
+from bvae import answer, compare, ui
+from bvae.models import trained_models
 from pipeline import PipelineError
-from stages import answer, evaluate, prepare, reference, train_stage2, train_vae, ui
-from stages.command import stage
+from stages import evaluate, prepare, reference, train_stage2, train_vae
+from stages.command import command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,46 +22,8 @@ def main():
     """
 
 
-for module in (prepare, reference, train_vae, train_stage2, evaluate, ui, answer):
+for module in (prepare, reference, train_vae, train_stage2, evaluate, compare, answer, ui):
     main.add_command(module.main)
-
-
-def _trained_models(device, model_ref: str | None):
-    """(stage-1 VAE, stage-2 checkpoint, stage-2 VAE, mixture): from the workspace's models/
-    (what the last `dvc repro` wrote), or from the pipeline run that ``model_ref`` names
-    (:func:`pipeline.tracking.registry.resolve`). Says which."""
-    import tempfile
-
-    from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
-    from stages.layout import GMM, STAGE2, VAE
-    from stages.runtime import load_checkpoint
-
-    paths = {"vae.pt": VAE, "stage2.pt": STAGE2, "gmm.pt": GMM}
-    with tempfile.TemporaryDirectory() as folder:
-        if model_ref:
-            from mlflow import MlflowClient
-
-            from pipeline.tracking import registry
-            from pipeline.tracking.store import check_reachable, tracking_uri
-
-            check_reachable(tracking_uri())
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # three small files
-            client = MlflowClient(tracking_uri())
-            parent_id, what = registry.resolve(client, model_ref)
-            paths = {k: Path(v) for k, v in registry.download_models(client, parent_id, folder).items()}
-            click.echo(f"models: {what}")
-        else:
-            click.echo(
-                f"models: the workspace's {VAE.parent}/ (the last dvc repro; --model models:/NAME@ALIAS or a run "
-                "id for a registered or logged one)"
-            )
-        s2 = load_checkpoint(paths["stage2.pt"], "stage-2 model")
-        return (
-            stage1_from_checkpoint(load_checkpoint(paths["vae.pt"], "stage-1 model")).to(device),
-            s2,
-            stage2_from_checkpoint(s2).to(device),
-            load_checkpoint(paths["gmm.pt"], "Gaussian mixture"),
-        )
 
 
 MODEL_OPTION = click.option(
@@ -96,7 +56,7 @@ MODEL_OPTION = click.option(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=500, show_default=True)
 @MODEL_OPTION
-@stage
+@command
 def sample(sampler, num, out_dir, seed, batch_size, model_ref):
     """Write N generated images as PNG files, from the trained models in models/.
 
@@ -107,7 +67,7 @@ def sample(sampler, num, out_dir, seed, batch_size, model_ref):
     from pipeline.hardware.device import pick_device
     from pipeline.images import save_pngs
 
-    vae, s2, stage2, gmm = _trained_models(pick_device(), model_ref)
+    vae, s2, stage2, gmm = trained_models(pick_device(), model_ref)
     kw = {"latent_dim": vae.latent_dim, "stage2": stage2, "gamma_z": s2["gamma"], "gmm": gmm, "batch_size": batch_size}
     z = sampling.latents("gen2" if sampler == "gen2_rescaled" else sampler, num, seed, **kw)
     if sampler == "gen2_rescaled":
@@ -129,7 +89,7 @@ def sample(sampler, num, out_dir, seed, batch_size, model_ref):
 @click.option("--steps", type=click.IntRange(2), default=10, show_default=True, help="Interpolation points per row.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses the test images.")
 @MODEL_OPTION
-@stage
+@command
 def interpolate(out_path, pairs, steps, seed, model_ref):
     """Latent interpolation grid: each row goes from one test image to another
     through the decoded linear interpolation of their stage-1 codes mu(x)."""
@@ -140,7 +100,7 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
     from pipeline.images import save_grid
     from stages.runtime import load_prepared
 
-    vae = _trained_models(pick_device(), model_ref)[0]
+    vae = trained_models(pick_device(), model_ref)[0]
     test = load_prepared("test")
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
     if len(idx) < 2 * pairs:
@@ -152,106 +112,6 @@ def interpolate(out_path, pairs, steps, seed, model_ref):
 
 @main.command()
 @click.option(
-    "--experiment",
-    envvar="MLFLOW_EXPERIMENT_NAME",
-    default="balanced-vae",
-    show_default=True,
-    help="MLflow experiment to read.",
-)
-@click.option(
-    "--filter",
-    "filter_string",
-    default="",
-    help="Extra MLflow filter on the parent runs, e.g. \"params.`prepare.dataset` = 'mnist'\".",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports/compare"),
-    show_default=True,
-    help="Folder for table.md, variance.md, compare.png and curves.png.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the answer page (markdown) here, e.g. docs/results.md; it links the figures in --out.",
-)
-@click.option(
-    "--runs",
-    "runs_csv",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Read the runs from this runs.csv (and the curves.csv beside it), written by an earlier compare, "
-    "instead of MLflow: the same tables, figures and page without the store.",
-)
-@click.option("--note", default="", help="A line for the report's set-up: the hardware, what else ran.")
-@stage
-def compare(experiment, filter_string, out_dir, report_path, runs_csv, note):
-    """Compare finished pipeline runs side by side, seeds aggregated.
-
-    Runs that differ only in their seeds (any `*.seed` param) are one configuration:
-    every number is its mean ± std (and n). Per configuration: REC / GEN-1 / GEN-2 FID,
-    the test likelihood bound in bits/dim, stage 1's final gamma, beta_eff, active units
-    and KL gradient share, the training wall time (table.md); the decoder variance its
-    final KL weight implied against the one the test data support, and the fixed beta
-    that would match it next to a summed, a mean-reduced squared error and BCE
-    (variance.md); two figures with error bars (FIDs, bits/dim, beta_eff, KL share;
-    training curves with a ±1 std band). With --report, also a markdown page that
-    answers "is scaling the KL sound?" from these runs (what docs/results.md is); the
-    same runs give the same bytes. Reads MLFLOW_TRACKING_URI, or the project's mlflow.db,
-    and writes the runs' numbers to runs.csv and curves.csv in --out; --runs reads them
-    back instead of the store (docs/results/runs.csv is the committed page's).
-    """
-    import os
-    import shlex
-
-    from mlflow import MlflowClient
-
-    from pipeline.files import atomic_path
-    from pipeline.reports import compare, results_page, runs_file
-    from pipeline.tracking.store import check_reachable, tracking_uri
-
-    written = []
-    if runs_csv:
-        rows, experiment, filter_string = runs_file.read(runs_csv)
-    else:
-        check_reachable(tracking_uri())
-        rows = compare.fetch(MlflowClient(tracking_uri()), experiment, filter_string)
-        written += runs_file.write(rows, out_dir, experiment, filter_string)
-    groups = compare.configurations(rows)
-    table, variance = compare.markdown_table(groups), compare.variance_table(groups)
-    for name, text in (("table.md", table), ("variance.md", variance)):
-        with atomic_path(out_dir / name) as tmp:
-            tmp.write_text(text)
-    paths = compare.figures(groups, out_dir)
-    click.echo(table + "\n" + variance)
-    written += [out_dir / "table.md", out_dir / "variance.md", *paths]
-    if report_path:
-        tail = ["--out", str(out_dir), "--report", str(report_path)] + (["--note", note] if note else [])
-        store = ["--experiment", experiment] + (["--filter", filter_string] if filter_string else [])
-        commands = [
-            shlex.join(["bvae", "compare", *store, *tail]),
-            shlex.join(["bvae", "compare", "--runs", str(out_dir / "runs.csv"), *tail]),
-        ]
-        page = results_page.render(
-            groups,
-            rows,
-            fig_dir=os.path.relpath(out_dir, report_path.parent),
-            experiment=experiment,
-            commands=commands,
-            note=note,
-        )
-        with atomic_path(report_path) as tmp:
-            tmp.write_text(page)
-        written.append(report_path)
-    click.echo("wrote " + ", ".join(str(p) for p in written))
-
-
-@main.command()
-@click.option(
     "--params",
     "params_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -259,7 +119,7 @@ def compare(experiment, filter_string, out_dir, report_path, runs_csv, note):
     show_default=True,
     help="Params file to check.",
 )
-@stage
+@command
 def check(params_path):
     """Check params.yaml without running anything: every key (as each stage does at its
     start), that `prepare.data_root` exists, and that DVC can hash everything in it (DVC
@@ -308,7 +168,7 @@ def _preset_names() -> list[str]:
     help="Params file to change (its comments and layout are kept).",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the presets, each with its description.")
-@stage
+@command
 def preset(name, params_path, list_only):
     """Apply the preset NAME (presets/NAME.yaml) to params.yaml.
 

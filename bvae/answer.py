@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from stages.command import stage
+from stages.command import command
 
 EXPERIMENT = "answer"
 
@@ -51,7 +51,7 @@ EXPERIMENT = "answer"
     help="A params.yaml value for every run, as `dvc exp run -S` takes it (e.g. -S train.epochs=20); repeatable.",
 )
 @click.option("--plan", "plan_only", is_flag=True, help="Prepare, print the runs and the estimate, and stop.")
-@stage
+@command
 def main(data_root, size, seeds, out, overrides, plan_only):
     """Answer "is scaling the KL sound?" on your own images, in one command.
 
@@ -93,7 +93,7 @@ def main(data_root, size, seeds, out, overrides, plan_only):
 
     _write_params(project, base, {})
     # bvae check: the params, and each entry of the folder DVC could not hash, named with its fix
-    check = subprocess.run([sys.executable, "-m", "stages.cli", "check"], cwd=project, env=env)
+    check = subprocess.run([sys.executable, "-m", "bvae.cli", "check"], cwd=project, env=env)
     if check.returncode:
         sys.exit(check.returncode)
     _dvc(project, env, "repro", "reference")
@@ -139,7 +139,7 @@ def main(data_root, size, seeds, out, overrides, plan_only):
         click.echo(f"[{index}/{len(runs)}] {r.name} done in {plan.duration(ledger['done'][r.name])}")
     page = out / "results.md"
     subprocess.run(
-        [sys.executable, "-m", "stages.cli", "compare", "--experiment", EXPERIMENT, "--out", str(out / "figures")]
+        [sys.executable, "-m", "bvae.cli", "compare", "--experiment", EXPERIMENT, "--out", str(out / "figures")]
         + ["--report", str(page), "--note", f"Data: {data_root} at {size} px, made by `bvae answer`."],
         cwd=project,
         env=env,
@@ -264,28 +264,25 @@ def _rates(project: Path, params: dict, meta: dict, latent: int):
     from pipeline.config.choices import feature_space
     from pipeline.evaluation.features import build_feature_space
     from pipeline.hardware.device import Speed
-    from pipeline.hardware.threads import step_flops, training_threads
+    from pipeline.hardware.threads import set_threads
     from pipeline.models import build_stage1, build_stage2
     from pipeline.reports.plan import Rates
-    from pipeline.training.loop import as_input, fit
+    from pipeline.training.loop import Settings, as_input, fit
 
     images = torch.load(project / "data" / "prepared" / "train.pt", weights_only=True)["images"]
     test_images = torch.load(project / "data" / "prepared" / "test.pt", weights_only=True)["images"]
     cpu = torch.device("cpu")
+    set_threads(params["threads"])  # as the runs will
 
     def step_seconds(model, data, cfg, images_input: bool) -> float:
         data = data[: cfg["batch_size"] * 6]
-        torch.set_num_threads(training_threads(step_flops(model, data[: cfg["batch_size"]])))
         seconds = []
+        speed = Speed.resolve(cfg["precision"], False, cpu, images=images_input)
         fit(
             model,
             build_balance(cfg["balance"]),
             lambda epoch: data,
-            epochs=2,
-            batch_size=cfg["batch_size"],
-            lr=cfg["lr"],
-            desc="timing",
-            speed=Speed.resolve(cfg["precision"], False, cpu, images=images_input),
+            Settings(epochs=2, batch_size=cfg["batch_size"], lr=cfg["lr"], desc="timing", speed=speed),
             on_epoch=lambda row, timing, latent: seconds.append(timing["epoch_seconds"]),
         )
         return seconds[-1] / -(-len(data) // cfg["batch_size"])

@@ -175,15 +175,21 @@ def main():
         metavar="DATA_ROOT",
         help="run one run of docs/results.md's set-up instead of the default pipeline (MNIST under DATA_ROOT/MNIST/raw)",
     )
+    ap.add_argument(
+        "--set", "-S", action="append", default=[], metavar="KEY=VALUE", help="a params.yaml value (repeatable)"
+    )
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
-    overrides = RESULTS_SETUP | {"prepare.data_root": args.results_setup} if args.results_setup else None
+    import yaml
+
+    overrides = RESULTS_SETUP | {"prepare.data_root": args.results_setup} if args.results_setup else {}
+    overrides |= {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     revs = ([args.baseline] if args.baseline else []) + [args.rev]
     results = [run_copy(rev, args.queue, overrides) for rev in revs]
     if args.baseline:
         base, new = results
         print(
-            f"\n{'results set-up' if overrides else 'default pipeline'}: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
+            f"\n{'results set-up' if args.results_setup else 'pipeline'}: {base['rev']} {base['pipeline_s']:.1f} s (1.00x), {new['rev']} "
             f"{new['pipeline_s']:.1f} s ({base['pipeline_s'] / new['pipeline_s']:.2f}x faster)"
         )
     if args.out:

@@ -64,7 +64,7 @@ def main(params, watch):
         raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
     data = read_json(PREPARED / "meta.json")
     features = scoring.feature_space(ref, data)
-    device = setup(cfg["seed"], params["threads"])
+    device, adaptive = setup(cfg["seed"], params["threads"])
     reference = load_checkpoint(REFERENCE, "real-image statistics")
     if reference["space"] != features:
         raise PipelineError(
@@ -125,6 +125,8 @@ def main(params, watch):
         if floor is not None:
             click.echo(f"FID floor (real training against test images, {space.name} features): {floor:.4g}")
         for name in proto.sets:
+            if adaptive is not None and (note := adaptive.tick()):
+                click.echo(f"evaluate: {note}")
             t0 = time.perf_counter()
             with part("work"):
                 images, values = scoring.score_set(proto, name, space, real, seed)

@@ -30,7 +30,7 @@ def main(params, watch):
     from pipeline.images import save_grid
     from stages.runtime import setup
 
-    setup(cfg["seed"], threads=1)  # resizing computes each pixel alone: any count gives the same bytes
+    setup(cfg["seed"], threads=1)  # a few large ops: one thread, whatever the params say
     with run:
         run.log_params({"prepare": cfg})
         with part("work"):

@@ -74,7 +74,7 @@ def main(params, watch):
         )
         if features == "inception":
             resolve_inception_weights(ref.get("inception_weights"), labelled)
-    device = setup(cfg["seed"], params["threads"])
+    device, adaptive = setup(cfg["seed"], params["threads"])
     train, test = load_prepared("train"), load_prepared("test")
     with run:
         run.log_params({"reference": ref, "threads": params["threads"]})
@@ -88,7 +88,7 @@ def main(params, watch):
             model = clf.DomainClassifier(**config).to(device)
             with part("work"):
                 history = clf.train_classifier(
-                    model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"]
+                    model, train, epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], adaptive=adaptive
                 )
                 accuracy = clf.accuracy(model, test)
             for row in history:

@@ -8,25 +8,27 @@ import torch
 
 from pipeline import PipelineError
 from pipeline.hardware.device import pick_device
-from pipeline.hardware.threads import set_threads
+from pipeline.hardware.threads import Adaptive, set_threads
 from pipeline.hardware.timing import timed
 from pipeline.seeding import seed_everything
 
 
-def setup(seed: int, threads: int) -> torch.device:
+def setup(seed: int, threads: int | str) -> tuple[torch.device, Adaptive | None]:
     """Threads (``threads`` from params.yaml: :mod:`pipeline.hardware.threads`), seeds and device
-    for a stage (this rank's, under torchrun); prints the device and the thread count."""
+    for a stage (this rank's, under torchrun); prints them. Returns the device and, for
+    ``threads: adaptive``, what to tick between steps."""
     from pipeline.training import distributed
 
-    set_threads(threads)
+    adaptive = set_threads(threads)
     device = distributed.init(pick_device())
     seed_everything(seed, device)
     rank, size = distributed.world()
+    count = torch.get_num_threads()
     click.echo(
-        f"device: {device} ({threads} CPU thread{'s' if threads > 1 else ''})"
+        f"device: {device} ({count} CPU thread{'s' if count > 1 else ''}, threads: {threads})"
         + (f", rank {rank} of {size}" if size > 1 else "")
     )
-    return device
+    return device, adaptive
 
 
 @timed("io")

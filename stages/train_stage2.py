@@ -45,7 +45,7 @@ def main(params, watch):
     cfg = section(
         params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
     )
-    device = setup(cfg["seed"], params["threads"])
+    device, adaptive = setup(cfg["seed"], params["threads"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
@@ -72,7 +72,9 @@ def main(params, watch):
     with run.resuming(ckpt.run_id):
         run.log_params({"stage2": cfg, "threads": params["threads"]})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]
-        history, speed = train_and_record(run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x)
+        history, speed = train_and_record(
+            run, ckpt, "train_stage2", model, balance, fresh_codes, cfg, diag_x, adaptive=adaptive
+        )
         if not distributed.is_main():
             return
         config = {"width": cfg["width"], "depth": cfg["depth"], "latent_dim": mu.shape[1]}

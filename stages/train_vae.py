@@ -43,7 +43,7 @@ def main(params, watch):
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     cfg = section(params, "train", ("latent_dim", "epochs", "batch_size", "lr", "seed", "balance", "diag_size"))
-    device = setup(cfg["seed"], params["threads"])
+    device, adaptive = setup(cfg["seed"], params["threads"])
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
@@ -78,7 +78,16 @@ def main(params, watch):
                 run.log_grid(grid, "reconstructions", step=row["epoch"])
 
         history, speed = train_and_record(
-            run, ckpt, "train_vae", model, balance, lambda epoch: images, cfg, images[: cfg["diag_size"]], log_grid
+            run,
+            ckpt,
+            "train_vae",
+            model,
+            balance,
+            lambda epoch: images,
+            cfg,
+            images[: cfg["diag_size"]],
+            log_grid,
+            adaptive,
         )
         if not distributed.is_main():
             return

@@ -43,7 +43,7 @@ class StageCheckpoint:
 
 
 def train_and_record(
-    run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None
+    run, ckpt: StageCheckpoint, name: str, model, balance, epoch_data, cfg: dict, diag_x, on_epoch=None, adaptive=None
 ) -> tuple[list[dict], Speed]:
     """Train a VAE stage (resuming from ``ckpt`` when it holds a checkpoint) and record it:
     per-epoch metrics to MLflow (sent before each checkpoint), checkpoints paced by
@@ -51,7 +51,7 @@ def train_and_record(
     "Ns"), and under plots/<name>/ the training values of every epoch (history.csv), the
     diagnostics of the epochs that ran them (diagnostics.csv), their per-dimension latent
     statistics (latents.csv) and those of the last epoch (latents_final.csv, latents.png).
-    Returns the history and the :class:`Speed` settings it ran with; the caller writes
+    ``adaptive``: ``threads: adaptive``'s count, measured again between steps. Returns the history and the :class:`Speed` settings it ran with; the caller writes
     metrics/<name>.json (:func:`final_metrics`, :func:`write_metrics`)."""
 
     from pipeline.files import write_csv
@@ -90,7 +90,7 @@ def train_and_record(
             model,
             balance,
             epoch_data,
-            Settings.from_section(cfg, name, speed),
+            Settings.from_section(cfg, name, speed, adaptive),
             diag_x=diag_x,
             on_epoch=record,
             resume=ckpt.found and ckpt.found["training"],

@@ -14,6 +14,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeba", "folder")
 NATIVE_SIZE = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "celeba": 64}  # image side when null
 UNLABELLED = ("celeba",)  # datasets without class labels (no domain classifier)
 PRECISIONS = ("auto", "fp32", "bf16")
+THREADS = ("all", "adaptive")  # besides a number (pipeline/hardware/threads.py)
 MIN_IMAGES = 4  # of each set compared: KID draws subsets of half of them (>= 2), precision/recall k = 3 neighbours
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 FEATURES = ("auto", "domain", "inception")  # reference.features; auto: feature_space() below

@@ -30,6 +30,7 @@ from pipeline.config.choices import (
     SAMPLERS,
     SEED_MAX,
     STRATEGIES,
+    THREADS,
     UNLABELLED,
 )
 from pipeline.config.sizing import AUTO
@@ -129,18 +130,20 @@ COUNT, SEED = Value(int, lo=1), Value(int, lo=0, hi=SEED_MAX)
 
 
 @dataclass(frozen=True)
-class CountOrAuto(Value):
-    """A count, or ``auto``: chosen from the data when the stage runs (:mod:`pipeline.config.sizing`)."""
+class CountOr(Value):
+    """A count, or one of ``words``: ``auto`` (latent_dim: chosen from the data when the stage
+    runs, :mod:`pipeline.config.sizing`), ``all`` or ``adaptive`` (threads)."""
 
     type: type = int
     lo: float | None = 1
+    words: tuple = (AUTO,)
 
     def check(self, key: str, v) -> None:
-        if v != AUTO:
+        if v not in self.words:
             super().check(key, v)
 
     def _what(self) -> str:
-        return super()._what() + " or auto"
+        return super()._what() + " or " + " or ".join(self.words)
 
 
 LR = Value(float, gt=0)
@@ -173,7 +176,7 @@ def _schema() -> dict:
             "classifier": {"feature_dim": COUNT, "epochs": COUNT, "batch_size": COUNT, "lr": LR, "seed": SEED},
         },
         "train": {
-            "latent_dim": CountOrAuto(),
+            "latent_dim": CountOr(),
             "model": _model_schema(),
             "epochs": COUNT,
             "batch_size": COUNT,
@@ -212,7 +215,7 @@ def _schema() -> dict:
                 "champion": Value(str, null=True),
             },
         },
-        "threads": COUNT,  # CPU threads of each computing stage (pipeline/hardware/threads.py)
+        "threads": CountOr(words=THREADS),  # CPU threads of each computing stage (pipeline/hardware/threads.py)
     }
 
 

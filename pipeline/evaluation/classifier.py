@@ -41,12 +41,15 @@ class DomainClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float) -> list[dict]:
+def train_classifier(
+    model: DomainClassifier, train: Split, *, epochs: int, batch_size: int, lr: float, adaptive=None
+) -> list[dict]:
     """Cross-entropy training with Adam on the in-memory uint8 images; returns the
-    per-epoch mean training loss and accuracy."""
+    per-epoch mean training loss and accuracy. ``adaptive``: ``threads: adaptive``'s count
+    (:class:`pipeline.hardware.threads.Adaptive`), measured again between steps."""
     device = next(model.parameters()).device
     images, labels = train.images.to(device), train.labels.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)  # as the VAEs' (training/loop.py)
     model.train()
     history = []
     bar = progress(total=epochs * len(images), desc="domain classifier", unit="img", unit_scale=True)
@@ -63,6 +66,8 @@ def train_classifier(model: DomainClassifier, train: Split, *, epochs: int, batc
             loss_sum += loss.detach() * len(idx)
             correct += (logits.argmax(1) == labels[idx]).sum()
             bar.update(len(idx))
+            if adaptive is not None and (note := adaptive.tick()):
+                bar.write(f"domain classifier: epoch {epoch}: {note}")
         history.append(
             {"epoch": epoch, "loss": loss_sum.item() / len(images), "accuracy": correct.item() / len(images)}
         )

@@ -1,16 +1,24 @@
-"""CPU threads: ``threads`` in params.yaml (1 by default), the same for every run of the
-same params, whatever else the machine does and whether DVC's queue or ``dvc repro`` runs it.
+"""CPU threads: ``threads`` in params.yaml, the same for every run of the same params on the
+same machine, whatever else the machine does and whether DVC's queue or ``dvc repro`` runs it.
 
-Why a param, and why one thread by default (measured: docs/speed.md#threads): the thread
-count changes a convolution's float summation order, so a count chosen from the machine's
-load or from the DVC queue gives other bytes; and two threads, 1.2 to 1.8x faster per step
-on a quiet 2-core machine, are 3 to 12x slower than one beside a single busy process (torch's
-OpenMP threads meet after every op and wait for one that the other process has descheduled).
-One thread a stage never waits, and ``dvc queue start -j <CPUs>`` then uses every CPU.
+- ``all`` (default): every CPU this process may use (its affinity mask and cgroup quota),
+  fixed for a machine: a quiet machine's steps ran 1.2 to 1.8x faster with 2 threads than 1;
+- ``N``: N threads (``threads: 1`` for a machine shared with other work, and for a DVC
+  queue with ``-j <CPUs>``);
+- ``adaptive`` (opt-in): ``all`` less the CPUs other processes keep busy, measured every
+  few seconds of work (:class:`Adaptive`). Fast beside other work, but the thread count
+  changes a convolution's float summation order, so its results depend on the load.
+
+Why ``all`` is not fast beside other work: torch's OpenMP threads meet after every op and
+wait for one that another process has descheduled; 2 threads ran 3 to 12x slower than 1
+beside a single busy process (docs/speed.md#threads has the measurements and both costs).
 """
 
 import os
+import time
 from pathlib import Path
+
+import torch
 
 
 def available_cpus() -> int:
@@ -25,9 +33,61 @@ def available_cpus() -> int:
     return n
 
 
-def set_threads(threads: int) -> int:
-    """Run this process's torch computations on ``threads`` intra-op threads; returns it."""
-    import torch
+class Adaptive:
+    """``threads: adaptive``: every usable CPU that other processes leave free, rounded, at
+    least 1. :meth:`tick`, called between steps, measures again every ``WINDOW`` s of work:
+    the busy time of this process's CPUs in /proc/stat less its own CPU time, over the
+    window; the count changes when the free CPUs differ from it by more than ``MARGIN``
+    (so that a load near a half CPU does not make it flap). Where /proc/stat cannot be
+    read, the count stays."""
 
-    torch.set_num_threads(threads)
-    return threads
+    WINDOW, MARGIN = 2.0, 0.6
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, cpus: int):
+        self.cpus, self.count = cpus, cpus
+        self.which = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(cpus))
+        self.mark = self._now()
+
+    def _now(self) -> tuple[float, float, float] | None:
+        try:
+            busy = 0
+            for line in Path("/proc/stat").read_text().splitlines():
+                name, *ticks = line.split()
+                if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in self.which:
+                    values = [int(t) for t in ticks]
+                    busy += sum(values[:3]) + sum(values[5:7])  # user nice system (idle iowait) irq softirq
+            return time.monotonic(), busy / self.TICK, time.process_time()
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def tick(self) -> str | None:
+        """A line saying so when the count changes (None otherwise)."""
+        if self.mark is None or time.monotonic() - self.mark[0] < self.WINDOW:
+            return None
+        (t0, busy0, own0), now = self.mark, self._now()
+        if now is None:
+            return None
+        self.mark = now
+        others = min(self.cpus, max(0.0, (now[1] - busy0 - (now[2] - own0)) / (now[0] - t0)))
+        count = max(1, min(self.cpus, round(self.cpus - others)))
+        if abs(self.cpus - others - self.count) <= self.MARGIN or count == self.count:
+            return None
+        before, self.count = self.count, count
+        torch.set_num_threads(count)
+        return f"{count} thread{'s' if count > 1 else ''} (other processes keep {others:.1f} of {self.cpus} CPUs busy), was {before}"
+
+
+def set_threads(threads: int | str) -> Adaptive | None:
+    """Run this process's torch computations on the ``threads`` of params.yaml (``all``, N or
+    ``adaptive``: the :class:`Adaptive` to tick between steps), with denormal floats
+    flushed to zero.
+
+    Denormals (magnitudes below 1.2e-38, which Adam's second moments of near-dead units
+    reach) take the CPU tens of cycles an operation: flushed, the default run's stage-2
+    steps took 3.3 ms instead of 5.8 ms, with the same final loss to the last digit
+    (docs/speed.md#denormal-floats). Threads started later inherit the setting."""
+    torch.set_flush_denormal(True)
+    count = threads if isinstance(threads, int) else available_cpus()
+    torch.set_num_threads(count)
+    return Adaptive(count) if threads == "adaptive" else None

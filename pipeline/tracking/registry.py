@@ -36,7 +36,7 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
 
     with torch.no_grad():
         out = model(example)
-    model_id = parent_id and mlflow.initialize_logged_model(name, source_run_id=parent_id, experiment_id=exp_id)
+    logged = parent_id and mlflow.initialize_logged_model(name, source_run_id=parent_id, experiment_id=exp_id)
     logger = logging.getLogger("mlflow.pytorch")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -49,7 +49,7 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
             serialization_format="pickle",
             code_paths=[str(Path(__file__).parents[1])],  # the pipeline package
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            model_id=model_id and model_id.model_id,
+            model_id=logged.model_id if logged else None,
         )
     finally:
         logger.setLevel(level)

@@ -1,9 +1,9 @@
 """A stage's MLflow run, in the stage's own process, through MLflow's own client.
 
-MLflow is imported, and an existing store opened, on a thread that starts with the
-:class:`StageRun` while the stage loads its data and builds its models; the first call
-that needs the store waits for it. A new store is created when the run opens, after the
-stage's own checks (a stage that stops at a check writes nothing). Per-epoch metrics are
+MLflow is imported, the store opened and the run started on a thread while the stage
+works (``with run:``, after the stage's own checks: a stage that stops at a check writes
+nothing, not even a store); calls made meanwhile are kept and made once the run is open,
+and those that need it (a result, a checkpoint) wait for it. Per-epoch metrics are
 sent in one batch before each checkpoint and at the end: the store holds exactly the
 epochs a checkpoint holds, and a resumed run logs each epoch once. The first MLflow error
 (a server gone mid-run, a read-only store, a full disk) is one warning line and turns
@@ -19,13 +19,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from pipeline.config.params import flatten, used
 from pipeline.hardware import timing
 from pipeline.tracking import registry, runs, store
 
-INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for MLflow's import before it gives up on its run
+INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for its run to open before it gives up on it
 GOES_ON = "continuing without tracking, the stage's outputs are still written"
 
 
@@ -37,17 +36,22 @@ def reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:197] + '...' if len(text) > 200 else text}"
 
 
-def _tracked(method):
-    """A call to MLflow: nothing when tracking is off, counted as ``tracking`` time; its first
-    error is one warning and turns tracking off."""
+def _tracked(method=None, *, waits: bool = False):
+    """A call to MLflow: nothing when tracking is off; while the run opens, kept and made once
+    it is open, unless it ``waits`` for it; its first error is one warning and turns tracking off."""
+    if method is None:
+        return functools.partial(_tracked, waits=waits)
 
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         if not self.enabled:
             return None
+        if not waits and self._opening is not None and self._opening.is_alive():
+            self._later.append((method, args, kwargs))
+            return None
         with timing.part("tracking"):
             try:
-                self._wait_connected()
+                self._ready()
                 return method(self, *args, **kwargs)
             except Exception as e:  # noqa: BLE001 - tracking never costs the user their stage
                 self.enabled = False
@@ -59,16 +63,17 @@ def _tracked(method):
 
 class StageRun:
     """One stage's MLflow run. Making it checks that a tracking server answers (an unreachable
-    one stops the stage here, before any work) and starts MLflow's import; ``with run:``
-    opens the run, ``with run.resuming(run_id):`` continues that run (a resumed training).
-    ``before_end``: a check run before the run is marked FINISHED (its error: FAILED)."""
+    one stops the stage here, before any work); ``with run:`` opens the run (on a thread),
+    ``with run.resuming(run_id):`` continues that run (a resumed training). ``before_end``:
+    a check run before the run is marked FINISHED (its error: FAILED)."""
 
     def __init__(self, stage: str, params: dict, before_end: Callable[[], None] | None = None):
         self.stage, self.params, self.before_end = stage, params, before_end
         self.enabled = store.tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
         self.run_id = self.parent_id = self.resume_run_id = self.client = self.exp_id = None
         self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
-        self._connecting = self._failure = self._join_timeout = None
+        self._later: list[tuple] = []  # calls made while the run opens: (method, args, kwargs)
+        self._opening = self._failure = self._join_timeout = None
         timing.record(stage)
         if not self.enabled:
             return
@@ -77,43 +82,15 @@ class StageRun:
         self.artifacts = store.artifact_root(self.uri)
         for name, value in (("MAX_RETRIES", "2"), ("TIMEOUT", "20")):  # a server: fail in seconds, not minutes
             os.environ.setdefault(f"MLFLOW_HTTP_REQUEST_{name}", value)
-        self._connecting = threading.Thread(target=self._connect, name="mlflow-import", daemon=True)
-        self._connecting.start()
-
-    def _connect(self) -> None:
-        """On the import thread: import MLflow and open the store when it exists."""
-        try:
-            import mlflow  # noqa: F401
-
-            logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)  # its errors: one warning, not a traceback
-            if not self.uri.startswith("sqlite:///") or Path(self.uri[len("sqlite:///") :]).is_file():
-                self._open_store()
-        except Exception as e:  # noqa: BLE001 - reported by the first call
-            self._failure = e
-
-    def _open_store(self) -> None:
-        from mlflow import MlflowClient
-
-        with store.opening(self.uri):  # a new sqlite store is created by one process at a time
-            self.client = MlflowClient(self.uri)
-            self.exp_id = runs.experiment_id(self.client, self.artifacts)
-
-    def _wait_connected(self) -> None:
-        if self._connecting is None:
-            return
-        self._connecting.join(self._join_timeout)
-        if self._connecting.is_alive():
-            raise TimeoutError(f"MLflow did not load within {self._join_timeout:.0f} s; the run may show as running")
-        self._connecting = None
-        if self._failure is not None:
-            raise self._failure
 
     def resuming(self, run_id: str | None) -> "StageRun":
         self.resume_run_id = run_id  # continued when the block opens (None: a new run)
         return self
 
     def __enter__(self):
-        self._open()
+        if self.enabled:
+            self._opening = threading.Thread(target=self._open, name="mlflow-open", daemon=True)
+            self._opening.start()
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -126,43 +103,62 @@ class StageRun:
         self._end(exc_type)
         return False
 
-    @_tracked
-    def _open(self) -> None:
-        """Start (or continue ``resume_run_id``) the stage's run under its parent; record its code."""
-        import mlflow
+    def _ready(self) -> None:
+        """Wait until the run is open, then make the calls kept meanwhile."""
+        if self._opening is not None:
+            self._opening.join(self._join_timeout)
+            if self._opening.is_alive():
+                raise TimeoutError(
+                    f"MLflow did not answer within {self._join_timeout:.0f} s; the run may show as running"
+                )
+            self._opening = None
+        if self._failure is not None:
+            raise self._failure
+        later, self._later = self._later, []
+        for method, args, kwargs in later:
+            method(self, *args, **kwargs)
 
-        if self.exp_id is None:
-            self._open_store()
-        commit, diff = runs.code_state()
-        tags = runs.stage_tags(self.stage, self.params, commit, bool(diff))
-        if not (self.resume_run_id and self._resume(tags)):
-            self.parent_id, parent_name = runs.parent_run(self.client, self.exp_id, tags, self.params)
-            run = mlflow.start_run(
-                experiment_id=self.exp_id,
-                run_name=f"{self.stage} · {parent_name}",
-                parent_run_id=self.parent_id,
-                tags=tags,
-            )
-            self.run_id = run.info.run_id
-            print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
-        if diff:
-            self.client.log_text(self.run_id, diff, runs.DIFF_FILE)
-        if self.parent_id:
-            runs.note_code(self.client, self.parent_id, self.stage, commit, diff)
-            if self.client.get_run(self.parent_id).info.status != "RUNNING":  # it follows its running stage
-                self.client.update_run(self.parent_id, status="RUNNING")
+    def _open(self) -> None:
+        """On a thread, while the stage works: import MLflow, open the store (a new sqlite one
+        by one process at a time), start (or continue ``resume_run_id``) the stage's run under
+        its parent and record its code."""
+        try:
+            from mlflow import MlflowClient
+            from mlflow.tracking.context.registry import resolve_tags
+
+            logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)  # its errors: one warning, not a traceback
+            with store.opening(self.uri):
+                self.client = MlflowClient(self.uri)
+                self.exp_id = runs.experiment_id(self.client, self.artifacts)
+            commit, diff = runs.code_state()
+            tags = runs.stage_tags(self.stage, self.params, commit, bool(diff))
+            if not (self.resume_run_id and self._resume(tags)):
+                self.parent_id, parent_name = runs.parent_run(self.client, self.exp_id, tags, self.params)
+                tags = resolve_tags(tags | {"mlflow.parentRunId": self.parent_id})
+                run = self.client.create_run(self.exp_id, tags=tags, run_name=f"{self.stage} · {parent_name}")
+                self.run_id = run.info.run_id
+                print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
+            if diff:
+                self.client.log_text(self.run_id, diff, runs.DIFF_FILE)
+            if self.parent_id:
+                runs.note_code(self.client, self.parent_id, self.stage, commit, diff)
+                if self.client.get_run(self.parent_id).info.status != "RUNNING":  # it follows its running stage
+                    self.client.update_run(self.parent_id, status="RUNNING")
+        except Exception as e:  # noqa: BLE001 - reported by the next call
+            self._failure = e
 
     def _resume(self, tags: dict) -> bool:
         """Continue the run ``resume_run_id`` when the store still has it."""
-        import mlflow
+        from mlflow.entities import RunTag
 
         try:
             run = self.client.get_run(self.resume_run_id)
         except Exception:  # noqa: BLE001 - deleted, or another store
             print(f"MLflow: run {self.resume_run_id} of the checkpoint not found; starting a new run", flush=True)
             return False
-        self.run_id = mlflow.start_run(run_id=self.resume_run_id, tags=tags).info.run_id
-        self.parent_id = run.data.tags.get("mlflow.parentRunId")
+        self.run_id, self.parent_id = self.resume_run_id, run.data.tags.get("mlflow.parentRunId")
+        self.client.update_run(self.run_id, status="RUNNING")
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
         return True
 
@@ -171,7 +167,7 @@ class StageRun:
         (FINISHED after its last stage that ran, FAILED or KILLED when one fails or stops)."""
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or SIGTERM
         if interrupted:
-            self._join_timeout = INTERRUPT_WAIT  # a stopped stage waits for MLflow's import this long at most
+            self._join_timeout = INTERRUPT_WAIT  # a stopped stage waits for its run to open this long at most
         self.flush()
         spent = timing.CLOCK.summary()
         wall, share = spent.pop("wall"), spent.pop("overhead_share")
@@ -180,14 +176,16 @@ class StageRun:
         )
         self._finish("FINISHED" if exc_type is None else "KILLED" if interrupted else "FAILED")
 
-    @_tracked
+    @_tracked(waits=True)
     def _finish(self, status: str) -> None:
         import mlflow
 
-        if self.run_id:  # None: the stage ended before it opened its run
+        if mlflow.active_run():  # log_model's
             mlflow.end_run(status=status)
-            if self.parent_id:
-                self.client.set_terminated(self.parent_id, status)
+        elif self.run_id:  # None: the stage ended before it opened its run
+            self.client.set_terminated(self.run_id, status)
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
 
     # -- logging (all no-ops when tracking is off; ``parent``: on the parent run instead) --
 
@@ -226,7 +224,7 @@ class StageRun:
             now = int(time.time() * 1000)
             self._pending += [(f"{self.stage}/{k}", float(v), now, step) for k, v in metrics.items()]
 
-    @_tracked
+    @_tracked(waits=True)
     def flush(self) -> None:
         """Send the kept per-epoch metrics in one batch (before a checkpoint: the store then holds
         every epoch the checkpoint holds)."""
@@ -260,12 +258,16 @@ class StageRun:
         if step is not None:
             self.client.log_image(self.run_id, image, key=name, step=step)
 
-    @_tracked
+    @_tracked(waits=True)
     def log_model(self, model, name: str, example, register=None, metrics=None, score=None, parent=False):
         """Log a torch module as an MLflow model (:func:`pipeline.tracking.registry.log_model`), an
         output of the parent too; with ``register`` (``evaluate.register``) a new registered
         version, tagged with ``metrics``, its aliases moved by ``score``
         (:func:`pipeline.tracking.registry.register`). Returns what happened, in a line."""
+        import mlflow
+
+        if not mlflow.active_run():  # mlflow.pytorch.log_model logs to the active run
+            mlflow.start_run(run_id=self.run_id)
         model_id = registry.log_model(self.client, model, name, example, parent and self.parent_id, self.exp_id)
         if register and register.get("name"):
             return registry.register(self.client, register, model_id, self.parent_id, metrics or {}, score)

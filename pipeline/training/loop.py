@@ -25,6 +25,7 @@ import torch
 from pipeline import Diverged
 from pipeline.balance import Balance
 from pipeline.hardware.device import Speed
+from pipeline.hardware.threads import Adaptive
 from pipeline.hardware.timing import part
 from pipeline.progress import progress
 from pipeline.training import distributed
@@ -39,7 +40,8 @@ class Settings:
     """How :func:`fit` trains: ``epochs`` of batches of ``batch_size``, Adam at ``lr`` (halved
     every ``lr_halve_every`` epochs when set), the step as ``speed`` runs it, checkpoints and
     diagnostics paced by ``checkpoint_every`` and ``diag_every`` (:class:`Pace`); ``desc``
-    names the progress bar and the messages."""
+    names the progress bar and the messages; ``adaptive``: ``threads: adaptive``'s count
+    (:class:`pipeline.hardware.threads.Adaptive`), measured again between steps."""
 
     epochs: int
     batch_size: int
@@ -49,22 +51,23 @@ class Settings:
     speed: Speed = field(default_factory=Speed)
     checkpoint_every: int | str = 1
     diag_every: int | str = 1
+    adaptive: Adaptive | None = None
 
     @classmethod
-    def from_section(cls, cfg: dict, desc: str, speed: Speed) -> "Settings":
+    def from_section(cls, cfg: dict, desc: str, speed: Speed, adaptive: Adaptive | None = None) -> "Settings":
         """The settings of a training section of params.yaml (``train``, ``stage2``)."""
         keys = ("epochs", "batch_size", "lr", "lr_halve_every", "checkpoint_every", "diag_every")
-        return cls(desc=desc, speed=speed, **{k: cfg[k] for k in keys if k in cfg})
+        return cls(desc=desc, speed=speed, adaptive=adaptive, **{k: cfg[k] for k in keys if k in cfg})
 
 
 def adam(model: torch.nn.Module, balance: Balance, lr: float) -> torch.optim.Adam:
     """torch's Adam (Kingma & Ba 2015) over the model's weights at ``lr`` and the strategy's own
     parameters (learned_gamma's log gamma) at ``lr`` x its ``lr_factor``, a parameter group each;
-    its multi-tensor (foreach) update, the faster here (docs/speed.md)."""
+    its fused update, the fastest of torch's three here (docs/speed.md#the-optimiser)."""
     groups = [{"params": list(model.parameters())}]
     if own := list(balance.parameters()):
         groups.append({"params": own, "lr": lr * balance.lr_factor})
-    return torch.optim.Adam(groups, lr=lr, foreach=True)
+    return torch.optim.Adam(groups, lr=lr, fused=True)
 
 
 class Pace:
@@ -144,7 +147,7 @@ def step_values(terms, device: torch.device) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in row])
 
 
-def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar) -> torch.Tensor:
+def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar, adaptive=None) -> torch.Tensor:
     """The optimisation steps of one epoch over a seeded permutation of ``data``, this
     rank's share of each global batch; returns each step's STEP_KEYS values times its
     batch size (steps, keys), summed over the ranks."""
@@ -168,6 +171,8 @@ def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, ba
             values[i] = step_values(terms, data.device)
             values[i] *= len(x)
             bar.update(len(idx))
+            if adaptive is not None and (note := adaptive.tick()):
+                bar.write(f"epoch {epoch}: {note}")
     return distributed.total(values).cpu()  # sums over the global batches
 
 
@@ -252,7 +257,18 @@ def fit(
             if bar.total is None:
                 bar.reset(total=(epochs - start + 1) * len(data))
             t0 = time.perf_counter()
-            values = run_epoch(forward, balance, opt, data, epoch, step, batch_size=batch_size, speed=speed, bar=bar)
+            values = run_epoch(
+                forward,
+                balance,
+                opt,
+                data,
+                epoch,
+                step,
+                batch_size=batch_size,
+                speed=speed,
+                bar=bar,
+                adaptive=settings.adaptive,
+            )
             if settings.lr_halve_every and epoch % settings.lr_halve_every == 0:
                 for group in opt.param_groups:  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) once an epoch
                     group["lr"] *= 0.5
@@ -268,6 +284,7 @@ def fit(
                     row |= gradient_norms(diag_model, balance, as_input(diag_x[:batch_size])) | latent_summary(latent)
                 diagnostics.done()
             timing = {"epoch_seconds": seconds, "images_per_s": images / seconds, "lr": opt.param_groups[0]["lr"]}
+            timing["threads"] = torch.get_num_threads()  # the thread plan, epoch by epoch
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['loss']:.4g}", gamma=f"{row['gamma']:.3g}")
             if on_epoch is not None and rank == 0:

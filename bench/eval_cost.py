@@ -24,7 +24,7 @@ from pipeline.evaluation.classifier import DomainClassifier
 from pipeline.evaluation.features import DomainFeatures, fidelity_metrics, statistics
 from pipeline.evaluation.gmm import fit_gmm
 from pipeline.files import save_torch
-from pipeline.hardware.threads import set_cpu_threads
+from pipeline.hardware.threads import set_threads
 from pipeline.models import ConvVAE, DenseVAE
 
 
@@ -41,12 +41,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=10000, help="samples per sampler (and real images)")
     ap.add_argument("--mnist-root", default="data/raw")
+    ap.add_argument("--threads", default="all", help="as params.yaml's threads: all, a number or adaptive")
     args = ap.parse_args()
-    set_cpu_threads()
+    set_threads(int(args.threads) if args.threads.isdigit() else args.threads)
     torch.manual_seed(0)
     device = torch.device("cpu")
     real, source = real_images(args.mnist_root, args.num)
-    vae, stage2 = ConvVAE(1, 28, 16).eval(), DenseVAE(16, 512, 3).eval()
+    vae, stage2 = ConvVAE(1, 28, 16).eval(), DenseVAE(16, width=512, depth=3).eval()
     gmm = fit_gmm(torch.randn(2000, 16), 10, "full", 0)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "classifier.pt"

@@ -17,12 +17,12 @@ import torch
 from eval_cost import real_images  # bench/ is on sys.path when run as a script
 
 from pipeline.evaluation import likelihood, sampling
-from pipeline.hardware.threads import set_cpu_threads
+from pipeline.hardware.threads import set_threads
 from pipeline.models import ConvVAE, DenseVAE, InfoGAN
 
 PRESETS = {  # stage 1, stage 2
-    "quick": (lambda: ConvVAE(1, 28, 16), lambda: DenseVAE(16, 512, 3)),
-    "mnist": (lambda: InfoGAN(1, 28, 64), lambda: DenseVAE(64, 1024, 3)),
+    "quick": (lambda: ConvVAE(1, 28, 16), lambda: DenseVAE(16, width=512, depth=3)),
+    "mnist": (lambda: InfoGAN(1, 28, 64), lambda: DenseVAE(64, width=1024, depth=3)),
 }
 
 
@@ -33,8 +33,9 @@ def main():
     ap.add_argument("--prior-samples", type=int, default=8, help="inner samples per code (evaluate.nll_prior_samples)")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     ap.add_argument("--mnist-root", default="data/raw")
+    ap.add_argument("--threads", default="all", help="as params.yaml's threads: all, a number or adaptive")
     args = ap.parse_args()
-    set_cpu_threads()
+    set_threads(int(args.threads) if args.threads.isdigit() else args.threads)
     torch.manual_seed(0)
     images, source = real_images(args.mnist_root, args.images)
     vae, stage2 = (make().eval() for make in PRESETS[args.preset])

@@ -17,9 +17,9 @@ inside come from the stages' own clock (``BVAE_TIMING``, :mod:`pipeline.hardware
 columns stay empty for a commit that predates it). ``--queue`` then queues 4
 experiments (seeds 1-4; run one at a time, ``-j 1``) and 4 more (seeds 5-8, ``-j 2``),
 against a local tracking server (scripts/tracking_server.sh), and prints both sweep
-times and their ratio. Also prints the time of a stage's ``--help``. Every stage runs
-as the plain process DVC starts (``BVAE_WARM=off`` makes a commit from before the warm
-server's removal do the same).
+times and their ratio. Also prints the time of a stage's ``--help``. ``-S key=value``
+changes params.yaml in the copies (``-S threads=1``); ``--results-setup`` runs docs/results.md's
+set-up instead of the default one.
 """
 
 import argparse
@@ -238,7 +238,7 @@ def run_copy(rev: str | None, queue: bool, overrides: dict | None = None) -> dic
         if overrides:
             set_params(project, overrides)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
-        env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing), "BVAE_WARM": "off"}
+        env |= {"PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}", "BVAE_TIMING": str(timing)}
         return measure(project, env, timing, rev, queue)
 
 

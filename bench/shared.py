@@ -3,6 +3,7 @@
     .venv/bin/python bench/shared.py                  # this working tree
     .venv/bin/python bench/shared.py --rev f81ec24    # a commit
     .venv/bin/python bench/shared.py --only a,b,e     # some of the parts
+    .venv/bin/python bench/shared.py --only a,b -S threads=1   # with params.yaml values
 
 In fresh copies of the project (bench/pipeline_time.py's, with this .venv), each
 `dvc repro --force` on a new MLflow store:
@@ -15,7 +16,8 @@ In fresh copies of the project (bench/pipeline_time.py's, with this .venv), each
   (d) 4 queued experiments (`train.seed` 1-4, each re-runs train_vae, train_stage2 and
       evaluate) run with `dvc queue start -j 1`, `-j 2` and `-j 4`, against a local
       tracking server;
-  (e) training steps against a bare PyTorch loop (bench/steps.py, in the copy).
+  (e) training steps against a bare PyTorch loop (bench/steps.py, in the copy; the code of
+      this bench's own commit or later: steps.py calls this code's training loop).
 
 Each time is printed with its ratio to (a) (for (d): the first --jobs count's time over -j N's, the
 speed-up; a count given more than once is timed each time and its mean used), (e) as ours / bare. Run it on a machine with nothing else running.
@@ -36,9 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline_time import copy_project, free_port, repro, sh, sweep  # noqa: E402
+from pipeline_time import copy_project, free_port, repro, set_params, sh, sweep  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
+OVERRIDES: dict = {}  # -S key=value: params.yaml values of every copy
 
 
 def fresh(tmp: Path, name: str, rev: str | None) -> tuple[Path, dict]:
@@ -46,11 +49,12 @@ def fresh(tmp: Path, name: str, rev: str | None) -> tuple[Path, dict]:
     project = tmp / name
     project.mkdir()
     copy_project(project, rev)
+    if OVERRIDES:
+        set_params(project, OVERRIDES)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "BVAE_"))}
     env |= {
         "PATH": f"{project / '.venv' / 'bin'}:{env['PATH']}",
         "BVAE_TIMING": str(tmp / f"{name}.jsonl"),
-        "BVAE_WARM": "off",
     }
     return project, env
 
@@ -128,7 +132,7 @@ def queue(tmp: Path, rev: str | None, jobs: list[int]) -> list[list]:
 
 def steps(tmp: Path, rev: str | None) -> dict:
     project, env = fresh(tmp, "steps", rev)
-    shutil.copy(BENCH / "steps.py", tmp / "steps.py")  # a commit from before bench/steps.py runs it too
+    shutil.copy(BENCH / "steps.py", tmp / "steps.py")  # this bench's, in the copy's folder
     out = sh(["python", str(tmp / "steps.py"), "--out", str(tmp / "steps.json")], project, env).stdout
     print(out, end="")
     return json.loads((tmp / "steps.json").read_text())
@@ -139,11 +143,15 @@ def main():
     ap.add_argument("--rev", help="run this commit of the project instead of the working tree")
     ap.add_argument("--only", default="a,b,c,d,e", help="the parts to run, comma-separated (default: all)")
     ap.add_argument("--jobs", default="1,2,4", help="(d): the worker counts, comma-separated, run in this order")
+    ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="a params.yaml value")
     ap.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = ap.parse_args()
+    import yaml
+
+    OVERRIDES.update({k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)})
     parts, rev, jobs = args.only.split(","), args.rev, [int(j) for j in args.jobs.split(",")]
-    result = {"rev": rev or "working tree", "cpus": len(os.sched_getaffinity(0))}
-    print(f"{result['rev']}, {result['cpus']} CPUs")
+    result = {"rev": rev or "working tree", "cpus": len(os.sched_getaffinity(0)), "params": OVERRIDES}
+    print(f"{result['rev']}, {result['cpus']} CPUs" + "".join(f", {k}={v}" for k, v in OVERRIDES.items()))
     with tempfile.TemporaryDirectory(prefix="bvae-shared-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ import yaml  # noqa: E402
 from pipeline.balance import build_balance  # noqa: E402
 from pipeline.data.digits import load_digits  # noqa: E402
 from pipeline.hardware.device import Speed
-from pipeline.hardware.threads import step_flops, training_threads  # noqa: E402
+from pipeline.hardware.threads import set_threads  # noqa: E402
 from pipeline.models import build_stage1, build_stage2  # noqa: E402
 from pipeline.training.loop import Settings, as_input, fit  # noqa: E402
 
@@ -72,7 +72,6 @@ def bare(model, balance, data, cfg, speed, epochs) -> float:
 
 
 def compare(name: str, model, balance, data, cfg, speed, epochs: int, repeats: int) -> dict:
-    torch.set_num_threads(training_threads(step_flops(model, data[: cfg["batch_size"]])))
     best = {"ours": float("inf"), "bare": float("inf")}
     for _ in range(repeats):
         for kind, loop in (("bare", bare), ("ours", ours)):
@@ -93,6 +92,7 @@ def compare(name: str, model, balance, data, cfg, speed, epochs: int, repeats: i
 
 def main(epochs: int = 8, repeats: int = 3) -> dict:
     params = yaml.safe_load(Path("params.yaml").read_text())
+    set_threads(params.get("threads", "all"))  # as the stages run (a commit before the param: all)
     cpu = torch.device("cpu")
     torch.manual_seed(0)
     train, _ = load_digits(params["prepare"]["test_fraction"], params["prepare"]["seed"])

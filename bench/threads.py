@@ -8,7 +8,7 @@ Each model trains ``--steps`` steps (after 5 warm-up steps) under the running-ga
 balance as the stages run it (bf16 autocast where ``precision: auto`` gives it), once per
 thread count, alternating in the same process so that both see the same machine; for each
 count in ``--busy``, that many other processes spin meanwhile (a machine shared with other
-work). Prints the step's FLOPs (:func:`pipeline.hardware.threads.step_flops`), ms per step
+work). Prints the step's FLOPs (torch's FlopCounterMode, forward and backward), ms per step
 at each thread count and the ratio (1-thread time / N-thread time: above 1, the threads
 pay), and whether N threads give the same parameters as 1 after the same steps, bit for
 bit. docs/speed.md has the table and the thread plan it led to.
@@ -25,7 +25,7 @@ import torch
 from pipeline.balance import build_balance
 from pipeline.evaluation.classifier import DomainClassifier
 from pipeline.hardware.device import Speed
-from pipeline.hardware.threads import available_cpus, step_flops
+from pipeline.hardware.threads import available_cpus
 from pipeline.models import ConvVAE, DenseVAE
 from pipeline.training.loop import as_input
 
@@ -78,9 +78,20 @@ def step_fn(model, x, precision: str):
     return step
 
 
+def step_flops(model, x, precision: str) -> float:
+    """FLOPs of one training step (forward and backward), as torch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = step_fn(copy.deepcopy(model), x, precision)
+    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
 def ms_per_step(model, x, precision: str, threads: int, steps: int) -> tuple[float, torch.Tensor]:
     """ms per step of a copy of ``model``, and its parameters after the 5 + ``steps`` steps."""
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as the stages run (pipeline/hardware/threads.py)
     torch.manual_seed(0)
     copy_ = copy.deepcopy(model)
     step = step_fn(copy_, x, precision)
@@ -105,7 +116,7 @@ def table(steps: int, busy: int, which: str) -> None:
             one.append(t1)
             many.append(tn)
         same = "yes" if torch.equal(p1, pn) else f"no (max diff {float((p1 - pn).abs().max()):.2g})"
-        flops = step_flops(model, x) / 1e6
+        flops = step_flops(model, x, precision) / 1e6
         print(f"{name:46s} {flops:7.0f} {min(one):7.2f}ms {min(many):8.2f}ms {min(one) / min(many):5.2f}x  {same}")
 
 

@@ -35,7 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.balance import build_balance
 from pipeline.hardware.device import Speed, pick_device
-from pipeline.hardware.threads import set_cpu_threads
+from pipeline.hardware.threads import set_threads
 from pipeline.models import build_stage1
 from pipeline.training.loop import Settings, fit
 
@@ -132,8 +132,9 @@ def main():
     ap.add_argument("--data-root", default="data/raw", help="torchvision root holding MNIST/raw")
     ap.add_argument("--compile", action="store_true", help="also time the pipeline loop with torch.compile")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
+    ap.add_argument("--threads", default="all", help="as params.yaml's threads: all, a number or adaptive")
     args = ap.parse_args()
-    set_cpu_threads()
+    set_threads(int(args.threads) if args.threads.isdigit() else args.threads)
     device = pick_device()
     cfg = yaml.safe_load((ROOT / "presets" / f"{args.preset}.yaml").read_text())["train"]
     data, source = images(args.data_root, args.images)

@@ -9,6 +9,9 @@ run them one after another with `dvc repro`, and write the page (``OUT/results.m
 figures in ``OUT/figures/``) with `bvae compare --report`. ``OUT/answer.json`` records the
 settings and the runs finished: a rerun after an interrupt skips those and resumes the
 one it stopped in from its checkpoint.
+
+Longer than 300 lines because it is one command end to end: its options and help, the
+project copy, the ledger that makes it resumable and the timing behind its estimate.
 """
 
 import json

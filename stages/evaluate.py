@@ -109,7 +109,7 @@ def main(params, watch):
         )
         for note in proto.notes():
             click.echo(f"evaluate: {note}")
-        with part("work"):  # FID statistics (torch-fidelity's import, about 1 s, comes with the first)
+        with part("work"):  # FID statistics (torch-fidelity's import comes with the first)
             real = scoring.real_side(proto, reference["features"])
         k, seed = cfg["grid_rows"], cfg["seed"]
         shown_at = grid_indices(test.labels[proto.rec_rows], k * k, seed)  # positions in REC's images

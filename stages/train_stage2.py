@@ -68,7 +68,7 @@ def main(params, watch):
     )
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
-    ckpt = StageCheckpoint("train_stage2", cfg, [VAE, PREPARED / "train.pt"])
+    ckpt = StageCheckpoint("train_stage2", cfg, params["threads"], [VAE, PREPARED / "train.pt"])
     with run.resuming(ckpt.run_id):
         run.log_params({"stage2": cfg, "threads": params["threads"]})
         diag_x = fresh_codes(0)[: cfg["diag_size"]]

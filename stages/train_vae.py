@@ -67,7 +67,7 @@ def main(params, watch):
     grid_images = test.images[grid_indices(test.labels, 64, cfg["seed"])]  # a seeded sample across the classes
     grid_path = PLOTS / "train_vae" / "reconstructions.png"
 
-    ckpt = StageCheckpoint("train_vae", cfg, [PREPARED / "train.pt"])
+    ckpt = StageCheckpoint("train_vae", cfg, params["threads"], [PREPARED / "train.pt"])
     with run.resuming(ckpt.run_id):
         run.log_params({"train": cfg, "threads": params["threads"]})
 

@@ -12,15 +12,19 @@ from stages.layout import CHECKPOINTS, PLOTS
 class StageCheckpoint:
     """The resumable state of a training stage in checkpoints/<name>.pt (not a DVC output:
     DVC would delete it before re-running the stage). Found again only for the same params
-    section, input files and code (the stage's code deps, :mod:`stages.code_deps`);
-    removed once the stage's outputs are written and its run has finished."""
+    section, thread plan (``threads`` and the count it gave), input files and code (the
+    stage's code deps, :mod:`stages.code_deps`); removed once the stage's outputs are written
+    and its run has finished."""
 
-    def __init__(self, name: str, cfg: dict, inputs: list[Path]):
+    def __init__(self, name: str, cfg: dict, threads, inputs: list[Path]):
+        import torch
+
         from pipeline.training import checkpoint
         from stages.code_deps import code_hash
 
         self.path = CHECKPOINTS / f"{name}.pt"
-        self.ident = checkpoint.identity(cfg, inputs, code_hash(name))
+        plan = {"threads": [threads, torch.get_num_threads()]}  # the count changes the arithmetic
+        self.ident = checkpoint.identity(cfg | plan, inputs, code_hash(name))
         self.found = checkpoint.load(self.path, self.ident)
         self.epoch = self.found["training"]["epoch"] if self.found else 0
         self.run_id = self.found.get("run_id") if self.found else None

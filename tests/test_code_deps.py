@@ -3,7 +3,6 @@ so an edit re-runs the stages it touches and no other. tests/test_pipeline.py ch
 other direction on a real `dvc repro`: no stage loads a project module outside its deps."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -82,13 +81,57 @@ def test_dvc_lock_records_the_code_as_it_is():
     assert not stale, f"dvc.lock predates these code deps; run `bash scripts/repro.sh` and commit dvc.lock: {stale}"
 
 
-def test_the_library_docstring_names_every_module_and_no_utils():
-    """pipeline/__init__.py is the map of the library: a module it does not name is hidden."""
-    import pkgutil
+def module_map() -> list[str]:
+    """The module map of docs/architecture.md (its first code block under "Layout and design")."""
+    text = (ROOT / "docs" / "architecture.md").read_text().split("## Layout and design", 1)[1]
+    return text.split("```", 2)[1].splitlines()
 
-    import pipeline
 
-    modules = [m.name.rsplit(".", 1)[1] for m in pkgutil.walk_packages(pipeline.__path__, "pipeline.")]
-    named = set(re.findall(r"\w+", pipeline.__doc__))
-    assert [m for m in modules if m not in named] == []
-    assert not {"utils", "common", "misc", "helpers"} & set(modules)  # names say the job
+def mapped_modules(lines: list[str]) -> set[str]:
+    """The modules the map names: each line's names (before two spaces) under its folders; a
+    folder names its package's ``__init__``."""
+    found, folders = set(), {}
+    for line in lines[2:]:  # after the top-level files
+        depth = (len(line) - len(line.lstrip())) // 2
+        names = line.strip().split("  ")[0]
+        if not names or line.startswith(" " * 18):  # a description's second line
+            continue
+        folders = {d: f for d, f in folders.items() if d < depth}
+        base = "/".join(folders[d] for d in range(depth))
+        if names.endswith("/"):
+            folders[depth] = names.rstrip("/")
+            found.add(f"{base}/{names}__init__".lstrip("/"))
+        else:
+            found |= {f"{base}/{name.strip()}" for name in names.split(",")}
+    return found
+
+
+def test_the_module_map_names_every_module_and_nothing_else():
+    """docs/architecture.md's map is the one list of the code's modules: a module it does not
+    name is hidden, a name it keeps after the module went is stale."""
+    have = {
+        str(p.relative_to(ROOT).with_suffix(""))
+        for package in ("pipeline", "stages", "bvae")
+        for p in (ROOT / package).rglob("*.py")
+    }
+    named = {m for m in mapped_modules(module_map()) if m.split("/")[0] in ("pipeline", "stages", "bvae")}
+    assert sorted(have - named) == [] and sorted(named - have) == []
+    assert not {"utils", "common", "misc", "helpers"} & {Path(m).name for m in have}  # names say the job
+
+
+def test_a_stale_or_missing_module_in_the_map_is_found():
+    lines = module_map()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("likelihood "))
+    stale = [*lines[: at + 1], "    preprocessing     the references' preprocessing (gone)", *lines[at + 1 :]]
+    assert "pipeline/evaluation/preprocessing" in mapped_modules(stale)
+    assert "pipeline/evaluation/scoring" not in mapped_modules([line for line in lines if "scoring" not in line])
+
+
+def test_each_stage_watches_the_params_sections_dvc_yaml_gives_it():
+    """A stage names the params sections it reads (stages.command.stage): they are the ``params:``
+    of its dvc.yaml entry, which the stage does not read at run time."""
+    import importlib
+
+    for stage in code_deps.STAGES:
+        command = importlib.import_module(f"stages.{stage}").main
+        assert list(command.callback.sections) == dvc_yaml()["stages"][stage]["params"], stage

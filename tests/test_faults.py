@@ -244,7 +244,7 @@ def test_a_tracking_server_that_never_answers_is_one_line_after_one_try(tmp_path
                 connections += 1
     assert out.returncode == 2 and connections == 2, (connections, out.stderr)
     (line,) = out.stderr.strip().splitlines()
-    assert "accepts connections but did not answer within 5 s" in line and "BVAE_TRACKING=off" in line
+    assert "accepts connections but its /health did not answer within 5 s" in line and "BVAE_TRACKING=off" in line
     assert not (project / "data/prepared").exists()
 
 
@@ -282,7 +282,9 @@ def test_a_tracking_server_whose_api_hangs_after_a_healthy_health_is_one_line_af
         server.shutdown()
     assert out.returncode == 2 and len(requests) == 2 and requests[0] == "/health", (requests, out.stderr)
     (line,) = out.stderr.strip().splitlines()
-    assert "answers /health but its API (the store behind it) did not answer within 5 s" in line
+    assert (
+        "accepts connections but its API (the store behind it) did not answer, though /health did, within 5 s" in line
+    )
     assert "BVAE_TRACKING=off" in line and not (project / "data/prepared").exists()
 
 
@@ -470,18 +472,18 @@ def test_atomic_writes_leave_the_old_file_or_none(tmp_path):
 
 
 FIRST_USE = """
-import sys, time
+import os, sys, time
 from pathlib import Path
-from pipeline.tracking import mlflow_calls
+from pipeline.tracking.stage_run import StageRun
 import mlflow  # imported before the start line, so that all open the store at once
 folder, i = Path(sys.argv[1]), sys.argv[2]
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
 (folder / f"ready{i}").touch()
 while not (folder / "go").exists():
     time.sleep(0.005)
-connected = mlflow_calls.call("connect", f"sqlite:///{folder}/mlflow.db", None)
-opened = mlflow_calls.call("open", "prepare", {"prepare": {"seed": int(i)}}, None)
-ended = mlflow_calls.call("end", "FINISHED")
-print(connected[0] and opened[0] and ended[0], flush=True)
+with StageRun("prepare", {"prepare": {"seed": int(i)}}) as run:
+    run.log_metrics({"x": 1.0})
+print(run.enabled, flush=True)
 """
 
 

@@ -279,3 +279,74 @@ def test_check_names_a_missing_data_root_by_its_key(tmp_path):
     ]
     (tmp_path / "data/nothere").mkdir(parents=True)
     assert run(["bvae", "check"], tmp_path).stdout == "params.yaml: ok\n"
+
+
+def offered_values(path) -> list[tuple[str, str]]:
+    """(dotted key, value) for every value a comment of params.yaml offers: the first clause of
+    ``key: value  # a | b (why) | c: ...`` lists them, each the first word of its part (an upper-case
+    word such as N is a placeholder, not a value)."""
+    import re
+
+    found, stack = [], []
+    for line in path.read_text().splitlines():
+        m = re.match(r"^( *)([\w.]+):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
+        if not m:
+            continue
+        indent = len(m.group(1)) // 2
+        stack = stack[:indent] + [m.group(2)]
+        comment = (m.group(4) or "").split(";")[0]
+        if " | " in comment:
+            for part in comment.split(" | "):
+                word = re.match(r"[^\s:(,]+", part.strip()).group(0)
+                if not word.isupper():
+                    found.append((".".join(stack), word))
+    return found
+
+
+def check_offered(path) -> list[tuple[str, str]]:
+    """Set each offered value in params.yaml's own params and check that key (the schema's check of
+    every key; combinations apart). Returns the values checked."""
+    offered = offered_values(path)
+    for key, word in offered:
+        params = yaml.safe_load(path.read_text())
+        *parents, leaf = key.split(".")
+        node = params
+        for name in parents:
+            node = node[name]
+        node[leaf] = yaml.safe_load(word)
+        schema._walk(params, schema._schema(), "")
+    return offered
+
+
+def test_params_comments_offer_only_values_the_schema_accepts():
+    offered = check_offered(ROOT / "params.yaml")
+    assert ("evaluate.protocol", "dai_wipf") in offered and ("threads", "adaptive") in offered  # the parser reads them
+    assert ("train.model.arch", "infogan") in offered and len(offered) >= 30
+
+
+def test_offered_values_the_schema_rejects_are_found(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text((ROOT / "params.yaml").read_text().replace("| asperti", "| asperti | paper"))
+    with pytest.raises(PipelineError, match="evaluate.protocol: 'paper' is not one of"):
+        check_offered(bad)
+
+
+def test_the_config_layer_and_params_checks_run_without_torch(tmp_path):
+    """pipeline/config (params, schema, choices, sizing) and what it imports stay torch-free: with
+    torch made unimportable, params.yaml loads and validates and a preset applies."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    code = (
+        "import sys; sys.modules['torch'] = None  # import torch now raises ImportError\n"
+        "import yaml\n"
+        "from pipeline.config import choices, params, schema, sizing\n"
+        "p = params.load_params('params.yaml')\n"
+        f"print(params.apply_overlay('params.yaml', yaml.safe_load(open({str(ROOT / 'presets' / 'quick.yaml')!r}))) != [])\n"
+        "print(sizing.latent_dim('auto', 1, 8)[0], 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "8", "False"]

@@ -1,15 +1,20 @@
 """Where a stage's time goes (pipeline.hardware.timing), the CPU threads it takes (``threads`` in
 params.yaml), and the stage's one process, MLflow included (pipeline.tracking.stage_run)."""
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run
 from pipeline.hardware import timing
 from pipeline.hardware.threads import available_cpus, set_threads
 
@@ -106,3 +111,104 @@ def test_a_failed_mlflow_import_or_store_is_one_warning_and_the_stage_goes_on(mo
     assert not run.enabled
     err = capsys.readouterr().err
     assert err.count("warning: MLflow tracking failed (OSError: disk I/O error)") == 1
+
+
+def two_cpus() -> str:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    return f"{cpus[0]},{cpus[1]}"
+
+
+@contextlib.contextmanager
+def spinning(n: int, cpus: str, seconds: float = 900):
+    """``n`` busy single-threaded processes on ``cpus`` that are not this process's children
+    (a shell starts them and exits), as another user's work would be."""
+    spin = (
+        f"taskset -c {cpus} {sys.executable} -c 'import time; t = time.time() + {seconds}\nwhile time.time() < t: pass'"
+    )
+    out = subprocess.run(
+        ["bash", "-c", f"for i in $(seq {n}); do {spin} >/dev/null 2>&1 & echo $!; done"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pids = [int(p) for p in out.stdout.split()]
+    try:
+        yield pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def train_vae_outputs(project: Path) -> dict[str, bytes]:
+    files = [
+        project / "models/vae.pt",
+        project / "metrics/all/train_vae.json",
+        *(project / "plots/train_vae").glob("*"),
+    ]
+    return {str(f.relative_to(project)): f.read_bytes() for f in files}
+
+
+@pytest.mark.heavy
+def test_the_same_params_give_the_same_bytes_beside_busy_processes(tiny_project):
+    """threads: all (the default) is the usable CPUs, whatever else runs: train_vae beside one busy
+    process per CPU writes the same bytes as on a quiet machine."""
+    cpus = two_cpus()
+    run(["dvc", "repro", "prepare"], tiny_project)
+    stage = ["taskset", "-c", cpus, "python", "-m", "stages.train_vae"]
+    run(stage, tiny_project, BVAE_TRACKING="off")
+    quiet = train_vae_outputs(tiny_project)
+    with spinning(2, cpus):
+        out = run(stage, tiny_project, BVAE_TRACKING="off").stdout
+    assert "device: cpu (2 CPU threads, threads: all)" in out
+    assert train_vae_outputs(tiny_project) == quiet
+
+
+@pytest.mark.heavy
+def test_adaptive_threads_take_the_cpus_busy_processes_leave_and_say_so(tiny_project):
+    """threads: adaptive (opt-in): beside two busy processes on the stage's 2 CPUs, train_vae goes
+    down to 1 thread, says why, and its MLflow run records the count of every epoch."""
+    cpus = two_cpus()
+    params = tiny_project / "params.yaml"
+    params.write_text(params.read_text().replace("threads: all", "threads: adaptive"))
+    run(["dvc", "repro", "prepare"], tiny_project)
+    with spinning(2, cpus):
+        out = run(["taskset", "-c", cpus, "python", "-m", "stages.train_vae"], tiny_project).stdout
+    assert re.search(r"1 thread \(other processes keep [\d.]+ of 2 CPUs busy\), was 2", out), out
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tiny_project}/mlflow.db")
+    (stage,) = client.search_runs(
+        [client.get_experiment_by_name("balanced-vae").experiment_id], "tags.`bvae.stage` = 'train_vae'"
+    )
+    assert stage.data.params["threads"] == "adaptive"
+    assert {m.value for m in client.get_metric_history(stage.info.run_id, "train_vae/threads")} == {1.0}
+
+
+@pytest.mark.heavy
+def test_a_stage_is_one_process_mlflow_included(tiny_project):
+    """While train_vae trains under `dvc repro` (held mid-epoch by the test hooks: the event is a
+    file), the project's processes are DVC's and the stage's one python process, which has no
+    children: MLflow runs in it."""
+    import psutil
+
+    from conftest import HOOKS_PATH, tool_env
+
+    run(["dvc", "repro", "reference"], tiny_project)
+    held = tiny_project / "held"
+    env = tool_env(PYTHONPATH=HOOKS_PATH, BVAE_TEST_HOLD_AFTER_EPOCH="1", BVAE_TEST_HOLD_FILE=str(held))
+    proc = subprocess.Popen(["dvc", "repro", "train_vae"], cwd=tiny_project, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        while not held.exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        stage = psutil.Process(int(held.read_text()))
+        assert "stages.train_vae" in " ".join(stage.cmdline()) and stage.children(recursive=True) == []
+        ours = [p for p in psutil.Process(proc.pid).children(recursive=True) if "python" in p.name()]
+        assert [p.pid for p in ours] == [stage.pid], [p.cmdline() for p in ours]  # besides DVC's own process
+        held.unlink()  # go on
+        assert proc.wait(timeout=600) == 0
+    finally:
+        proc.kill()

@@ -2,7 +2,7 @@
 same machine, whatever else the machine does and whether DVC's queue or ``dvc repro`` runs it.
 
 - ``all`` (default): every CPU this process may use (its affinity mask and cgroup quota),
-  fixed for a machine: a quiet machine's steps ran 1.2 to 1.8x faster with 2 threads than 1;
+  fixed for a machine: the fastest on a quiet machine;
 - ``N``: N threads (``threads: 1`` for a machine shared with other work, and for a DVC
   queue with ``-j <CPUs>``);
 - ``adaptive`` (opt-in): ``all`` less the CPUs other processes keep busy, measured every
@@ -10,8 +10,8 @@ same machine, whatever else the machine does and whether DVC's queue or ``dvc re
   changes a convolution's float summation order, so its results depend on the load.
 
 Why ``all`` is not fast beside other work: torch's OpenMP threads meet after every op and
-wait for one that another process has descheduled; 2 threads ran 3 to 12x slower than 1
-beside a single busy process (docs/speed.md#threads has the measurements and both costs).
+wait for one that another process has descheduled, so several threads beside a busy process
+are slower than one (docs/speed.md#threads has the measurements and both costs).
 """
 
 import os
@@ -35,17 +35,18 @@ def available_cpus() -> int:
 
 class Adaptive:
     """``threads: adaptive``: every usable CPU that other processes leave free, rounded, at
-    least 1. :meth:`tick`, called between steps, measures again every ``WINDOW`` s of work:
+    least 1. :meth:`tick`, called between steps, measures after ``FIRST`` s of work, then every
+    ``WINDOW`` s:
     the busy time of this process's CPUs in /proc/stat less its own CPU time, over the
     window; the count changes when the free CPUs differ from it by more than ``MARGIN``
     (so that a load near a half CPU does not make it flap). Where /proc/stat cannot be
     read, the count stays."""
 
-    WINDOW, MARGIN = 2.0, 0.6
+    FIRST, WINDOW, MARGIN = 0.2, 2.0, 0.6
     TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def __init__(self, cpus: int):
-        self.cpus, self.count = cpus, cpus
+        self.cpus, self.count, self.window = cpus, cpus, self.FIRST
         self.which = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(cpus))
         self.mark = self._now()
 
@@ -63,12 +64,12 @@ class Adaptive:
 
     def tick(self) -> str | None:
         """A line saying so when the count changes (None otherwise)."""
-        if self.mark is None or time.monotonic() - self.mark[0] < self.WINDOW:
+        if self.mark is None or time.monotonic() - self.mark[0] < self.window:
             return None
         (t0, busy0, own0), now = self.mark, self._now()
         if now is None:
             return None
-        self.mark = now
+        self.mark, self.window = now, self.WINDOW
         others = min(self.cpus, max(0.0, (now[1] - busy0 - (now[2] - own0)) / (now[0] - t0)))
         count = max(1, min(self.cpus, round(self.cpus - others)))
         if abs(self.cpus - others - self.count) <= self.MARGIN or count == self.count:
@@ -84,9 +85,9 @@ def set_threads(threads: int | str) -> Adaptive | None:
     flushed to zero.
 
     Denormals (magnitudes below 1.2e-38, which Adam's second moments of near-dead units
-    reach) take the CPU tens of cycles an operation: flushed, the default run's stage-2
-    steps took 3.3 ms instead of 5.8 ms, with the same final loss to the last digit
-    (docs/speed.md#denormal-floats). Threads started later inherit the setting."""
+    reach) cost the CPU tens of cycles an operation; flushed, the default run's stage-2 steps
+    are much faster and its loss the same (docs/speed.md#denormal-floats). Threads started
+    later inherit the setting."""
     torch.set_flush_denormal(True)
     count = threads if isinstance(threads, int) else available_cpus()
     torch.set_num_threads(count)

@@ -1,10 +1,9 @@
 """Compare pipeline runs from the MLflow store: one row per configuration, seeds aggregated.
 
-Reads the finished parent runs (one per pipeline run that reached evaluate) of an experiment, optionally narrowed
-by an MLflow filter (e.g. the runs of one `dvc exp` sweep), with their stage runs' metrics
-and stage 1's training curves. Runs that differ only in their seeds are one configuration
-(:mod:`pipeline.reports.seed_stats`): every number is its mean ± std over the seeds. Per configuration:
-REC / GEN-1 / GEN-2 FID, the likelihood bound in bits/dim, the first stage's final gamma,
+Reads an experiment's finished parent runs (optionally narrowed by an MLflow filter), their
+stage runs' metrics and stage 1's training curves. Runs that differ only in their seeds are
+one configuration (:mod:`pipeline.reports.seed_stats`): every number is its mean ± std. Per
+configuration: REC / GEN-1 / GEN-2 FID, the likelihood in bits/dim, stage 1's final gamma,
 beta_eff, active units and KL gradient share, the training wall time, and the decoder
 variance its balance implied against the one the test data supports
 (:mod:`pipeline.reports.equivalence`).
@@ -41,9 +40,7 @@ VARIANCE = {  # per configuration: the decoder variance, implied and supported (
     "beta_mean_match": ("beta to match test, mean MSE", ".3g"),
 }
 CURVES = ("mse", "kl_common", "gamma", "beta_eff")
-# Stages a sweep's runs share (run once, restored from DVC's run-cache): a run's time is that
-# of its own stages, as its parent run may have opened with the shared ones long before.
-SHARED_STAGES = ("prepare", "reference")
+SHARED_STAGES = ("prepare", "reference")  # a sweep's runs share them: a run's time is its own stages'
 
 
 @dataclass

@@ -46,8 +46,7 @@ def artifact_root(uri: str) -> str | None:
     server decides). MLflow's own default for a database store is ``./mlruns`` of the
     process that creates the experiment: with a shared database, one clone's ignored folder
     would hold every clone's artifacts."""
-    configured = os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT")
-    if configured:
+    if configured := os.environ.get("MLFLOW_DEFAULT_ARTIFACT_ROOT"):
         return configured
     if is_server(uri):
         return None

@@ -1,18 +1,13 @@
 """The training loop shared by both stages.
 
-Data live in memory as one tensor (uint8 images for stage 1, float latent codes for
-stage 2) on the training device; each epoch is a seeded permutation sliced into
-batches (no DataLoader, no per-item work). After every optimiser step the balancing strategy updates its running
-state (``Balance.step``), e.g. the running-gamma estimate.
-
-Per epoch it records the batch-size-weighted means of: ``loss`` (what is minimised),
-``rec`` and ``kl`` (the strategy's terms), ``mse``, ``gamma``, ``beta_eff``, and the
-loss on the common scale ``loss_common = mse + kl_common`` with
-``kl_common = beta_eff * KL``, comparable across strategies. With ``diag_x`` it adds
-the diagnostics of :mod:`pipeline.training.diagnostics` (gradient norms, active units,
-variance law) measured at the end of the first epoch, every ``diag_every`` epochs
-(or seconds, "Ns") and the last; they run in eval mode under a forked RNG, so
-their pace never changes the training numbers.
+Data live in memory as one tensor (uint8 images, or float latent codes) on the training
+device; each epoch is a seeded permutation sliced into batches. After every optimiser step
+the balancing strategy updates its running state (``Balance.step``). Per epoch it records
+the batch-size-weighted means of ``loss``, ``rec``, ``kl``, ``mse``, ``gamma``,
+``beta_eff`` and the loss on the common scale ``loss_common = mse + beta_eff * KL``; with
+``diag_x``, the diagnostics of :mod:`pipeline.training.diagnostics` after the first epoch,
+every ``diag_every`` epochs (or seconds, "Ns") and the last, in eval mode under a forked
+RNG, so that their pace never changes the training numbers.
 """
 
 import copy
@@ -61,9 +56,8 @@ class Settings:
 
 
 def adam(model: torch.nn.Module, balance: Balance, lr: float) -> torch.optim.Adam:
-    """torch's Adam (Kingma & Ba 2015) over the model's weights at ``lr`` and the strategy's own
-    parameters (learned_gamma's log gamma) at ``lr`` x its ``lr_factor``, a parameter group each;
-    its fused update, the fastest of torch's three here (docs/speed.md#the-optimiser)."""
+    """torch's Adam over the model's weights at ``lr`` and the strategy's own parameters (log
+    gamma) at ``lr`` x ``lr_factor``; its fused update, the fastest here (docs/speed.md#the-optimiser)."""
     groups = [{"params": list(model.parameters())}]
     if own := list(balance.parameters()):
         groups.append({"params": own, "lr": lr * balance.lr_factor})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config.choices import SAMPLERS
 from pipeline.evaluation import sampling
 from pipeline.evaluation.classifier import DomainClassifier
 from pipeline.evaluation.features import DomainFeatures, fidelity_metrics, statistics
@@ -76,7 +77,7 @@ def main():
         )
         print(f"{'sampler':14s} {'sample+decode s':>15s} {'features s':>11s} {'metrics s':>10s} {'total s':>8s}")
         kw = {"latent_dim": 16, "stage2": stage2, "gamma_z": 0.5, "gmm": gmm}
-        for name in ("rec", *sampling.SAMPLERS):
+        for name in ("rec", *SAMPLERS):
             t0 = time.perf_counter()
             images = (
                 sampling.reconstruct(vae, real)

@@ -336,12 +336,16 @@ def test_experiment_on_an_evaluate_param_reruns_only_evaluate(repro):
     assert "Running stage 'evaluate'" in log
     for stage in STAGES[:-1]:
         assert f"Running stage '{stage}'" not in log
-    # --temp runs in a copy under .dvc/tmp/exps; its runs must land in the project's store
-    run(["dvc", "exp", "run", "--temp", "-S", "evaluate.seed=7"], project)
+    # --temp runs in a copy under .dvc/tmp/exps; its runs, models included, must land in the project's store
+    registered = lambda: len(client(project).search_model_versions("name = 'balanced-vae-generator'"))  # noqa: E731
+    before = registered()
+    out = run(["dvc", "exp", "run", "--temp", "-S", "evaluate.seed=7"], project)
+    assert "warning" not in out.stdout + out.stderr
     parents = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"]
     seeds = sorted(p.data.params["evaluate.seed"] for p in parents)
     assert seeds == ["0", "0", "7"]
     assert all(set(FIDS) <= set(p.data.metrics) for p in parents)
+    assert registered() == before + 1  # the --temp copy's generator is registered too
 
 
 def test_same_params_give_identical_metrics(repro, tmp_path):

@@ -108,9 +108,7 @@ class StageRun:
         if self._opening is not None:
             self._opening.join(self._join_timeout)
             if self._opening.is_alive():
-                raise TimeoutError(
-                    f"MLflow did not answer within {self._join_timeout:.0f} s; the run may show as running"
-                )
+                raise TimeoutError(f"MLflow did not answer in {self._join_timeout:.0f} s; the run may show as running")
             self._opening = None
         if self._failure is not None:
             raise self._failure
@@ -123,12 +121,13 @@ class StageRun:
         by one process at a time), start (or continue ``resume_run_id``) the stage's run under
         its parent and record its code."""
         try:
-            from mlflow import MlflowClient
+            import mlflow
             from mlflow.tracking.context.registry import resolve_tags
 
             logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)  # its errors: one warning, not a traceback
+            mlflow.set_tracking_uri(self.uri)  # for log_model's fluent calls, in any working folder
             with store.opening(self.uri):
-                self.client = MlflowClient(self.uri)
+                self.client = mlflow.MlflowClient(self.uri)
                 self.exp_id = runs.experiment_id(self.client, self.artifacts)
             commit, diff = runs.code_state()
             tags = runs.stage_tags(self.stage, self.params, commit, bool(diff))

@@ -75,7 +75,10 @@ def test_a_stage_appends_its_summary_to_bvae_timing(tmp_path):
 def test_threads_are_the_params_and_usable_cpus_the_affinity(monkeypatch):
     before = torch.get_num_threads()
     try:
-        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+        assert set_threads(1) is None and torch.get_num_threads() == 1
+        assert set_threads("all") is None and torch.get_num_threads() == available_cpus()
+        adaptive = set_threads("adaptive")
+        assert adaptive.count == available_cpus() == torch.get_num_threads() and adaptive.tick() is None  # not yet
     finally:
         torch.set_num_threads(before)
     assert 1 <= available_cpus() <= len(os.sched_getaffinity(0))
@@ -99,11 +102,10 @@ def test_threads_are_the_params_and_usable_cpus_the_affinity(monkeypatch):
 def test_a_failed_mlflow_import_or_store_is_one_warning_and_the_stage_goes_on(monkeypatch, tmp_path, capsys):
     from pipeline.tracking import stage_run
 
-    def broken(self):
+    def broken(client, artifacts):
         raise OSError("disk I/O error")
 
-    monkeypatch.setattr(stage_run.StageRun, "_open_store", broken)
-    (tmp_path / "mlflow.db").write_text("")  # a store that exists: opened on the import thread
+    monkeypatch.setattr(stage_run.runs, "experiment_id", broken)  # the store fails as the run opens, on its thread
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("BVAE_TRACKING", raising=False)
     with stage_run.StageRun("demo", {"a": 1}) as run:

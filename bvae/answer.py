@@ -23,7 +23,7 @@ from pathlib import Path
 
 import click
 
-from stages.command import command
+from stages.command import STOP_SAID, command
 
 EXPERIMENT = "answer"
 
@@ -96,9 +96,8 @@ def main(data_root, size, seeds, out, overrides, plan_only):
 
     _write_params(project, base, {})
     # bvae check: the params, and each entry of the folder DVC could not hash, named with its fix
-    check = subprocess.run([sys.executable, "-m", "bvae.cli", "check"], cwd=project, env=env)
-    if check.returncode:
-        sys.exit(check.returncode)
+    if code := _child([sys.executable, "-m", "bvae.cli", "check"], project, env):
+        sys.exit(code)
     _dvc(project, env, "repro", "reference")
     meta = read_json(project / "data" / "prepared" / "meta.json")
     channels, side, labelled = meta["channels"], meta["image_size"], meta.get("num_classes", 0) >= 2
@@ -141,13 +140,13 @@ def main(data_root, size, seeds, out, overrides, plan_only):
         _save(ledger, ledger_path)
         click.echo(f"[{index}/{len(runs)}] {r.name} done in {plan.duration(ledger['done'][r.name])}")
     page = out / "results.md"
-    subprocess.run(
-        [sys.executable, "-m", "bvae.cli", "compare", "--experiment", EXPERIMENT, "--out", str(out / "figures")]
-        + ["--report", str(page), "--note", f"Data: {data_root} at {size} px, made by `bvae answer`."],
-        cwd=project,
-        env=env,
-        check=True,
-    )
+    compare = [sys.executable, "-m", "bvae.cli", "compare", "--experiment", EXPERIMENT, "--out", str(out / "figures")]
+    if _child(
+        compare + ["--report", str(page), "--note", f"Data: {data_root} at {size} px, made by `bvae answer`."],
+        project,
+        env,
+    ):
+        raise PipelineError("`bvae compare` failed (above); the runs are done: the same command writes the page")
     click.echo(f"the answer for {data_root}: {page} (the runs: cd {project} && bvae ui)")
 
 
@@ -233,26 +232,36 @@ def _write_params(project: Path, base: dict, overrides: dict) -> None:
         tmp.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _dvc(project: Path, env: dict, *args: str) -> None:
-    """``dvc ARGS`` in the copy, its output shown as it comes. On Ctrl-C (which reaches DVC and
-    the stage too) or SIGTERM (passed on), wait for them to save their checkpoint and stop."""
+def _child(args: list[str], project: Path, env: dict) -> int:
+    """Run ``args`` in the copy, its output shown as it comes, and return its exit code. The
+    child runs in its own session, so Ctrl-C reaches this command only (a child that is still
+    importing would print a traceback): on Ctrl-C or SIGTERM the child's group gets SIGTERM
+    (a stage saves its checkpoint and marks its run KILLED, silently: this command says the one
+    line) and this command waits for the whole group to end before it raises."""
     import signal
 
-    from pipeline import PipelineError
-    from stages.command import Terminated
+    proc = subprocess.Popen(args, cwd=project, env=env | {STOP_SAID: "1"}, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGTERM)
+        while True:  # DVC ends at once; the stage it started (same group) after its checkpoint
+            try:
+                os.killpg(proc.pid, 0)
+                proc.poll()  # reap DVC, so that only living processes keep the group
+                time.sleep(0.05)
+            except ProcessLookupError:
+                break
+            except KeyboardInterrupt:
+                continue  # a second Ctrl-C: still waiting for the checkpoint
+        raise
 
-    proc = subprocess.Popen(["dvc", *args], cwd=project, env=env)
-    stopped = None
-    while True:
-        try:
-            code = proc.wait()
-            break
-        except KeyboardInterrupt as e:
-            stopped = e
-            if isinstance(e, Terminated):
-                proc.send_signal(signal.SIGTERM)
-    if stopped is not None or code in (130, 143, -signal.SIGINT, -signal.SIGTERM):
-        raise stopped or KeyboardInterrupt()
+
+def _dvc(project: Path, env: dict, *args: str) -> None:
+    """``dvc ARGS`` in the copy (:func:`_child`); a failure names the command to run again."""
+    from pipeline import PipelineError
+
+    code = _child(["dvc", *args], project, env)
     if code:
         raise PipelineError(
             f"`dvc {' '.join(args)}` in {project} failed (above); fix it and run the same command again"

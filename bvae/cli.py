@@ -125,9 +125,13 @@ def check(params_path):
     start), that `prepare.data_root` exists, and that DVC can hash everything in it (DVC
     hashes it before the prepare stage starts, and stops at a name that is not UTF-8, a
     symbolic link that loops or leads nowhere, or an unreadable file, with a message that
-    names no file): each such entry is named with its fix. `scripts/repro.sh` runs it
-    before `dvc repro`."""
+    names no file): each such entry is named with its fix; and every setting that scales
+    memory (batch sizes against the training set, model sizes, samples per sampler,
+    importance samples) against this machine's memory, for the data as prepare will make it
+    (pipeline/hardware/sizes.py): a value that would not fit is named with the largest that
+    does. `scripts/repro.sh` runs it before `dvc repro`."""
     from pipeline.config.params import load_params
+    from pipeline.data.folder import image_extensions
     from pipeline.data.listing import dvc_cannot_hash, list_images
 
     params = load_params(params_path)
@@ -147,7 +151,26 @@ def check(params_path):
             f"{len(unusable)} entr{'y' if len(unusable) == 1 else 'ies'}: {listed}{more}. Fix them or move them "
             f"out of {root} (`python -m stages.prepare` run directly skips and names them)"
         )
+    folder = params["prepare"]["dataset"] == "folder"
+    _check_sizes(params, len(list_images(root, set(image_extensions()))[0]) if folder else 0)
     click.echo(f"{params_path}: ok")
+
+
+def _check_sizes(params: dict, folder_images: int) -> None:
+    """The sizes of every stage (:func:`pipeline.hardware.sizes.check_params`) for the data as
+    prepare will make it: labelled as the dataset is (a folder: with class subfolders)."""
+    from pipeline.data import expected_shape
+    from pipeline.hardware.device import pick_device
+    from stages.sizes import check_params
+
+    cfg = params["prepare"]
+    shape = expected_shape(cfg, folder_images)
+    labelled = cfg["dataset"] != "celeba" and (cfg["dataset"] != "folder" or _has_classes(Path(cfg["data_root"])))
+    check_params(params, shape, pick_device(), ("reference", "train", "stage2", "evaluate"), labelled)
+
+
+def _has_classes(root: Path) -> bool:
+    return sum(p.is_dir() for p in root.iterdir()) >= 2
 
 
 PRESETS = Path(__file__).resolve().parents[1] / "presets"

@@ -2,6 +2,7 @@
 wrappers. Imports only click, so `--help` starts without torch or MLflow."""
 
 import functools
+import os
 import signal
 import sys
 
@@ -17,6 +18,9 @@ params_option = click.option(
     show_default=True,
     help="Params file to read (DVC tracks params.yaml).",
 )
+
+
+STOP_SAID = "BVAE_STOP_SAID_BY_PARENT"  # set by a parent that prints the one line itself (bvae answer)
 
 
 class Terminated(KeyboardInterrupt):
@@ -42,7 +46,8 @@ def command(fn):
             sys.exit(2)
         except KeyboardInterrupt as e:
             what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-            click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
+            if not os.environ.get(STOP_SAID):
+                click.echo(f"{what}{': ' + str(e) if str(e) else ''}", err=True)
             sys.exit(128 + signal.SIGTERM if isinstance(e, Terminated) else 130)
 
     return wrapper
@@ -121,6 +126,26 @@ def _remove_written() -> None:
     files.WRITTEN.clear()
 
 
+def _restore_hint(name: str) -> str:
+    """The command that brings back the committed outputs of stage ``name`` (its metrics and
+    plots, kept in git) that are now gone: DVC removes a stage's outputs before running it, so
+    a stage that fails leaves them deleted. "" when none is gone (or git cannot say)."""
+    import shlex
+    import subprocess
+
+    from stages.layout import METRICS, PLOTS
+
+    paths = [str(METRICS / f"{name}.json"), str(METRICS / "all" / f"{name}.json"), str(PLOTS / name)]
+    try:
+        listed = subprocess.run(["git", "ls-files", "--deleted", "--", *paths], capture_output=True, text=True)
+    except OSError:
+        return ""
+    gone = [p for p in paths if any(d == p or d.startswith(p + "/") for d in listed.stdout.splitlines())]
+    if listed.returncode or not gone:
+        return ""
+    return f"its committed outputs are gone (DVC removes them before a stage runs): `git checkout -- {shlex.join(gone)}` brings them back"
+
+
 def stage(name: str, *sections: str):
     """A DVC stage's command (``name``, reading the params ``sections`` that its ``params:`` in
     dvc.yaml lists: a test checks they agree): as :func:`command`, and the body receives the
@@ -137,8 +162,17 @@ def stage(name: str, *sections: str):
                 params = load_params(params_path)  # checked before torch is imported: a bad key fails at once
                 return fn(params, ParamsWatch(name, params_path, sections))
             except BaseException as e:
-                if not (isinstance(e, SystemExit) and e.code in (0, None)):
-                    _remove_written()
+                if isinstance(e, SystemExit) and e.code in (0, None):
+                    raise
+                _remove_written()
+                if not (hint := _restore_hint(name)):
+                    raise
+                if isinstance(e, PipelineError):
+                    raise PipelineError(f"{e}; {hint}") from None
+                if isinstance(e, KeyboardInterrupt):
+                    e.args = (f"{e}; {hint}" if str(e) else hint,)
+                else:
+                    click.echo(f"{name}: {hint}", err=True)
                 raise
 
         wrapper.sections = sections

@@ -55,6 +55,7 @@ def main(params, watch):
     from pipeline.hardware.timing import part
     from pipeline.images import save_grid
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
+    from stages import sizes
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
 
     keys = ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed", "protocol", "nll_samples")
@@ -79,6 +80,9 @@ def main(params, watch):
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     stage2 = stage2_from_checkpoint(s2).to(device)
     test = load_prepared("test")
+    shape = sizes.Shape(data["num_train"], len(test.images), test.images.shape[1], test.images.shape[-1])
+    labelled = data.get("num_classes", 0) >= 2
+    sizes.check_params(params, shape, device, ("evaluate",), labelled, latent=vae.latent_dim)  # before any work
     ctx = protocols.Context(
         vae=vae,
         stage2=stage2,

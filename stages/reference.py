@@ -38,6 +38,7 @@ def main(params, watch):
         statistics,
     )
     from pipeline.files import read_json, save_torch, write_csv, write_json
+    from pipeline.hardware.sizes import batch_within
     from pipeline.hardware.timing import part
     from stages.runtime import load_prepared, setup, significant
 
@@ -62,6 +63,8 @@ def main(params, watch):
             "data is unlabelled (for the folder dataset, put each class in its own subfolder); or use "
             "reference.features: inception or auto (needs the Inception-v3 weights)"
         )
+    if features == "domain":
+        batch_within("reference.classifier.batch_size", cfg["batch_size"], meta["num_train"], "training images")
     if features != ref["features"]:  # auto
         click.echo(
             f"reference.features: auto: {features} features ("

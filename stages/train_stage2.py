@@ -35,10 +35,10 @@ def main(params, watch):
     from pipeline.evaluation.gmm import fit_gmm
     from pipeline.evaluation.sampling import encode, posterior_draws
     from pipeline.files import save_torch
-    from pipeline.hardware import memory
     from pipeline.hardware.timing import part
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
     from pipeline.training import distributed
+    from stages import sizes
     from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
@@ -48,6 +48,8 @@ def main(params, watch):
     device, adaptive = setup(cfg["seed"], params["threads"])
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
+    shape = sizes.Shape(len(images), 0, images.shape[1], images.shape[-1])
+    sizes.check_params(params, shape, device, ("stage2",), labelled=False, latent=vae.latent_dim)  # before the encoding
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
         raise PipelineError(
             f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "
@@ -58,14 +60,6 @@ def main(params, watch):
     sigma = torch.exp(0.5 * logvar)
     fresh_codes = posterior_draws(mu, sigma)
 
-    memory.check_training(
-        lambda: build_stage2(cfg, mu.shape[1]),
-        cfg["batch_size"],
-        mu.shape[1],
-        device,
-        "the stage-2 model",
-        "lower stage2.width, stage2.depth or stage2.batch_size",
-    )
     model = build_stage2(cfg, mu.shape[1]).to(device)
     balance = build_balance(cfg["balance"], "stage2.balance").to(device)
     ckpt = StageCheckpoint("train_stage2", cfg, params["threads"], [VAE, PREPARED / "train.pt"])

@@ -34,11 +34,11 @@ def main(params, watch):
     from pipeline.data.splits import grid_indices
     from pipeline.evaluation.sampling import reconstruct
     from pipeline.files import save_torch
-    from pipeline.hardware import memory
     from pipeline.hardware.timing import part
     from pipeline.images import grid_image, save_grid
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.training import distributed
+    from stages import sizes
     from stages.runtime import load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
@@ -49,15 +49,9 @@ def main(params, watch):
     latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
     cfg = cfg | {"latent_dim": latent}
     click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}")
+    shape = sizes.Shape(len(train.images), len(test.images), channels, size)
     try:
-        memory.check_training(
-            lambda: build_stage1(cfg, channels, size),
-            cfg["batch_size"],
-            train.images[0].numel(),
-            device,
-            f"train.latent_dim: {cfg['latent_dim']}: the stage-1 model",
-            "lower train.latent_dim, the train.model sizes or train.batch_size",
-        )
+        sizes.check_params(params, shape, device, ("train",), labelled=False)  # before any work
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None

@@ -579,12 +579,15 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
         {"stage2": {"gmm": {"components": 5000}}},
         "stage2.gmm.components: 5000 is more than the 300 latent codes the mixture is fitted on",
     )
-    stops("train_vae", {"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100000000: the stage-1 model (")
-    stops("train_stage2", {"stage2": {"width": 10_000_000}}, "the stage-2 model (")
+    stops("train_vae", {"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100,000,000 needs about ")
+    stops("train_vae", {"train": {"batch_size": 10_000_000}}, "train.batch_size: 10,000,000 is larger than the 300")
+    stops("train_stage2", {"stage2": {"width": 10_000_000}}, "stage2.width: 10,000,000 needs about ")
+    stops("evaluate", {"evaluate": {"num_samples": 100_000_000}}, "evaluate.num_samples: 100,000,000 needs about ")
+    stops("evaluate", {"evaluate": {"nll_samples": 100_000_000}}, "evaluate.nll_samples: 100,000,000 needs about ")
     stops(
         "prepare",
         {"prepare": {"image_size": 100_000}},
-        "prepare.image_size: 100000: one 100000 x 100000 RGB image in float32 needs about 120 GB",
+        "prepare.image_size: 100,000 needs about 120 GB for one RGB image in float32",
     )
     few = {"prepare": {"limit_train": None, "limit_test": None, "test_fraction": 0.001}}  # 2 of the 1,797 digits
     params = tmp_path / "few.yaml"

@@ -350,3 +350,43 @@ def test_the_config_layer_and_params_checks_run_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "8", "False"]
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (
+            {"train": {"batch_size": 10_000_000}},
+            "train.batch_size: 10,000,000 is larger than the 1,437 training images",
+        ),
+        ({"stage2": {"batch_size": 5_000}}, "stage2.batch_size: 5,000 is larger than the 1,437 latent codes"),
+        ({"evaluate": {"num_samples": 100_000_000}}, "evaluate.num_samples: 100,000,000 needs about "),
+        ({"evaluate": {"nll_samples": 100_000_000}}, "evaluate.nll_samples: 100,000,000 needs about "),
+        ({"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100,000,000 needs about "),
+    ],
+)
+def test_check_stops_sizes_the_data_or_the_machine_cannot_hold_naming_what_fits(tmp_path, change, said):
+    """`bvae check` before `dvc repro`: the batch against the digits' 1,437 training images
+    (1,797 less the test share, rounded up: 360); a memory size names the largest value that
+    fits, and an evaluate size of half that passes (half: the memory free moves while other
+    work runs; a larger latent_dim also grows stage 2, checked after it)."""
+    (tmp_path / "data/raw").mkdir(parents=True)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(DEFAULT, change)))
+    out = run(["bvae", "check"], tmp_path, check=False)
+    (line,) = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and line.startswith(f"error: {said}"), line
+    section, key = next(iter(change.items()))
+    if "needs about" in line and section == "evaluate":
+        fits = int(line.rsplit("the largest value that fits is ", 1)[1].replace(",", ""))
+        params.write_text(yaml.safe_dump(merge(DEFAULT, {section: {next(iter(key)): fits // 2}})))
+        assert run(["bvae", "check"], tmp_path).stdout == "params.yaml: ok\n"
+
+
+def test_largest_value_that_fits_is_the_boundary():
+    from pipeline.hardware.sizes import largest
+
+    assert largest(lambda v: v * v, 100, 50) == 10
+    assert largest(lambda v: v * v, 99, 50) == 9
+    assert largest(lambda v: 10 + v, 5, 50) == 0
+    assert largest(lambda v: v, 1e9, 7) == 7

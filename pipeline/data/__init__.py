@@ -31,6 +31,7 @@ repeats the channel, RGB -> grey is Pillow's "L" (0.299 R + 0.587 G + 0.114 B).
 quality, as both reference codes prepare CIFAR-10 (their published FIDs carry it).
 """
 
+import math
 from pathlib import Path
 
 import torch
@@ -43,9 +44,11 @@ from pipeline.data.digits import digits_file
 from pipeline.data.hashing import checksum, content_hash
 from pipeline.data.splits import Dataset, Split, sample_indices
 from pipeline.data.transforms import jpeg_roundtrip, resize, to_channels
-from pipeline.hardware import memory
+from pipeline.hardware import sizes
+from pipeline.hardware.sizes import Size
 from pipeline.hardware.timing import timed
 
+CPU = torch.device("cpu")
 SOURCES = {  # prepare.dataset -> the module that loads it (its ``load(cfg, size, limits)``)
     "digits": digits,
     "mnist": mnist,
@@ -84,27 +87,49 @@ def load(cfg: dict) -> Dataset:
     seed = cfg["seed"]
     limits = (cfg.get("limit_train"), cfg.get("limit_test"))
     if size is not None:  # celeba and folder decode every image at this size: one must fit
-        memory.check(
-            4 * 3 * size * size,
-            torch.device("cpu"),
-            f"prepare.image_size: {size}: one {size} x {size} RGB image in float32",
-            "lower prepare.image_size",
-        )
+        sizes.check([Size("prepare.image_size", size, lambda s: 4 * 3 * s * s, "one RGB image in float32")], CPU)
     ds = SOURCES[name].load(cfg, size, limits)
     ds.train, ds.test = ds.train.subset(limits[0], seed), ds.test.subset(limits[1], seed + 1)
     if size is not None:
         n, c = len(ds.train) + len(ds.test), channels or ds.train.images.shape[1]
-        memory.check(
-            5 * n * c * size * size,
-            torch.device("cpu"),
-            f"prepare.image_size: {size}: {n:,} images of {c} x {size} x {size} (uint8, and float32 while resizing)",
-            "lower prepare.image_size, or prepare.limit_train / limit_test",
-        )
+        what = f"{n:,} images of {c} channels (uint8, and float32 while resizing)"
+        sizes.check([Size("prepare.image_size", size, lambda s: 5 * n * c * s * s, what)], CPU)
     for split in (ds.train, ds.test):
         split.images = to_channels(resize(split.images, size), channels)
         if cfg.get("jpeg_quality"):
             split.images = jpeg_roundtrip(split.images, cfg["jpeg_quality"])
     return ds
+
+
+PUBLISHED = {  # prepare.dataset -> (training images, test images, channels, side) before limits and resizing
+    "mnist": (60_000, 10_000, 1, 28),
+    "fashion_mnist": (60_000, 10_000, 1, 28),
+    "cifar10": (50_000, 10_000, 3, 32),
+    "celeba": (162_770, 19_962, 3, celeba.CELEBA_SIZE),  # partitions 0 and 2
+}
+DIGITS = 1797  # scikit-learn's 8x8 digits
+
+
+def expected_shape(cfg: dict, folder_images: int) -> "Shape":
+    """The shape prepare will give the data of ``cfg`` (``params["prepare"]``) without loading
+    it, for `bvae check`: the published split sizes (digits and a folder of ``folder_images``
+    split by ``test_fraction``, the test share rounded up), limits, image size and channels."""
+    from pipeline.hardware.sizes import Shape
+
+    name = cfg["dataset"]
+    if name in PUBLISHED:
+        n_train, n_test, channels, side = PUBLISHED[name]
+    else:
+        total = DIGITS if name == "digits" else folder_images
+        n_test = math.ceil(cfg["test_fraction"] * total)
+        n_train, channels, side = total - n_test, 1 if name == "digits" else 3, 8
+    limit_train, limit_test = cfg.get("limit_train"), cfg.get("limit_test")
+    return Shape(
+        min(n_train, limit_train or n_train),
+        min(n_test, limit_test or n_test),
+        cfg.get("channels") or channels,
+        cfg.get("image_size") or side,
+    )
 
 
 def describe(ds: Dataset, cfg: dict) -> dict:

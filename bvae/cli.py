@@ -157,7 +157,7 @@ def check(params_path):
 
 
 def _check_sizes(params: dict, folder_images: int) -> None:
-    """The sizes of every stage (:func:`pipeline.hardware.sizes.check_params`) for the data as
+    """The sizes of every stage (:func:`stages.sizes.check_params`) for the data as
     prepare will make it: labelled as the dataset is (a folder: with class subfolders)."""
     from pipeline.data import expected_shape
     from pipeline.hardware.device import pick_device
@@ -166,7 +166,8 @@ def _check_sizes(params: dict, folder_images: int) -> None:
     cfg = params["prepare"]
     shape = expected_shape(cfg, folder_images)
     labelled = cfg["dataset"] != "celeba" and (cfg["dataset"] != "folder" or _has_classes(Path(cfg["data_root"])))
-    check_params(params, shape, pick_device(), ("reference", "train", "stage2", "evaluate"), labelled)
+    for line in check_params(params, shape, pick_device(), ("reference", "train", "stage2", "evaluate"), labelled):
+        click.echo(f"note: {line}")
 
 
 def _has_classes(root: Path) -> bool:

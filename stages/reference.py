@@ -64,7 +64,10 @@ def main(params, watch):
             "reference.features: inception or auto (needs the Inception-v3 weights)"
         )
     if features == "domain":
-        batch_within("reference.classifier.batch_size", cfg["batch_size"], meta["num_train"], "training images")
+        if line := batch_within(
+            "reference.classifier.batch_size", cfg["batch_size"], meta["num_train"], "training images"
+        ):
+            click.echo(f"reference: {line}")
     if features != ref["features"]:  # auto
         click.echo(
             f"reference.features: auto: {features} features ("

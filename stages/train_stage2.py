@@ -49,7 +49,8 @@ def main(params, watch):
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     shape = sizes.Shape(len(images), 0, images.shape[1], images.shape[-1])
-    sizes.check_params(params, shape, device, ("stage2",), labelled=False, latent=vae.latent_dim)  # before the encoding
+    for line in sizes.check_params(params, shape, device, ("stage2",), False, latent=vae.latent_dim):  # before encoding
+        click.echo(f"train_stage2: {line}")
     if cfg["gmm"]["components"] > len(images):  # scikit-learn would fail after the whole training
         raise PipelineError(
             f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "

@@ -51,7 +51,8 @@ def main(params, watch):
     click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}")
     shape = sizes.Shape(len(train.images), len(test.images), channels, size)
     try:
-        sizes.check_params(params, shape, device, ("train",), labelled=False)  # before any work
+        for line in sizes.check_params(params, shape, device, ("train",), labelled=False):  # before any work
+            click.echo(f"train_vae: {line}")
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None

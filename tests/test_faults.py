@@ -580,7 +580,6 @@ def test_values_the_data_or_the_machine_cannot_hold_stop_before_the_work(tmp_pat
         "stage2.gmm.components: 5000 is more than the 300 latent codes the mixture is fitted on",
     )
     stops("train_vae", {"train": {"latent_dim": 100_000_000}}, "train.latent_dim: 100,000,000 needs about ")
-    stops("train_vae", {"train": {"batch_size": 10_000_000}}, "train.batch_size: 10,000,000 is larger than the 300")
     stops("train_stage2", {"stage2": {"width": 10_000_000}}, "stage2.width: 10,000,000 needs about ")
     stops("evaluate", {"evaluate": {"num_samples": 100_000_000}}, "evaluate.num_samples: 100,000,000 needs about ")
     stops("evaluate", {"evaluate": {"nll_samples": 100_000_000}}, "evaluate.nll_samples: 100,000,000 needs about ")

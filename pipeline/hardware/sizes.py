@@ -4,7 +4,7 @@ Each :class:`Size` names a setting, its value and the bytes the work holds at on
 value v (``need(v)``, growing with v). :func:`check` stops at the first that does not fit
 in MARGIN of the memory this process may use (:func:`pipeline.hardware.memory.available`),
 in one line naming the setting and the largest value that fits; a batch larger than the set
-it is drawn from is one line too. The stages check their own sections at their start, with
+it is drawn from is said in one line (each step is then one full batch). The stages check their own sections at their start, with
 the data they loaded (:mod:`stages.sizes` gathers them from the params); `bvae check` checks
 them all before `dvc repro`, with the data's shape as prepare will make it
 (:func:`pipeline.data.expected_shape`).
@@ -71,13 +71,15 @@ def largest(need: Callable[[int], float], budget: float, hi: int) -> int:
     return lo
 
 
-def batch_within(setting: str, value: int, count: int, what: str) -> None:
-    """One line when a batch of ``value`` is larger than the ``count`` items it is drawn from."""
-    if value > count:
-        raise PipelineError(
-            f"{setting}: {value:,} is larger than the {count:,} {what} each epoch is drawn from: every step would "
-            f"be one full batch; set it to at most {count:,}"
-        )
+def batch_within(setting: str, value: int, count: int, what: str) -> str | None:
+    """The line saying that a batch of ``value`` is larger than the ``count`` items it is drawn
+    from, so that every step is one full batch (what the training does then), else None."""
+    if value <= count:
+        return None
+    return (
+        f"{setting}: {value:,} is more than the {count:,} {what} each epoch is drawn from: every step is one "
+        f"full batch of {count:,}, one step an epoch (set it to at most {count:,}, or lower, for more steps)"
+    )
 
 
 def check(sizes: list[Size], device: torch.device) -> None:

@@ -9,6 +9,7 @@ import sys
 import click
 
 from pipeline import PipelineError
+from pipeline.interrupts import Terminated, install
 
 params_option = click.option(
     "--params",
@@ -23,22 +24,13 @@ params_option = click.option(
 STOP_SAID = "BVAE_STOP_SAID_BY_PARENT"  # set by a parent that prints the one line itself (bvae answer)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what `timeout`, SLURM and Kubernetes send before they kill: a stage stops
-    as on Ctrl-C (the last finished epoch saved, the MLflow run KILLED) and exits 143."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def command(fn):
     """Run a command: a user error (:class:`PipelineError`) prints one line and exits 2;
     Ctrl-C exits 130, SIGTERM 143 (128 + the signal's number), each with one line."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        signal.signal(signal.SIGTERM, _terminate)
+        install()
         try:
             return fn(*args, **kwargs)
         except PipelineError as e:
@@ -73,9 +65,21 @@ class ParamsWatch:
             return {"error": str(e)}
         return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in self.sections)}
 
+    def finishing(self) -> None:
+        """The stage's commit point, called once its outputs are written, before its MLflow run
+        (and its parent) is marked FINISHED (:class:`pipeline.tracking.stage_run.StageRun`'s
+        ``before_end``): the params must be :meth:`unchanged`; from here on Ctrl-C and SIGTERM
+        are ignored, so the stage completes and exits 0. Stopped between FINISHED and its exit,
+        it would remove the outputs that run records. A signal meant for the whole `dvc repro`
+        still stops DVC, which then records nothing: the rerun finds the finished training's
+        checkpoint (kept until a later stage starts, :func:`stages.runtime.drop_checkpoint`) and
+        writes the same outputs again without training."""
+        self.unchanged()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     def unchanged(self) -> None:
-        """Called before the stage's MLflow run is marked FINISHED and before it removes its
-        checkpoint (:class:`pipeline.tracking.stage_run.StageRun`'s ``before_end``)."""
+        """Fails when the params sections changed on disk since the stage started."""
         from stages.layout import CHECKPOINTS
 
         after = self._read()
@@ -126,6 +130,16 @@ def _remove_written() -> None:
     files.WRITTEN.clear()
 
 
+def _stopped(name: str) -> str:
+    """What a stage stopped before or after its training says: what `dvc repro` does next."""
+    from stages.layout import CHECKPOINTS
+
+    kept = CHECKPOINTS / f"{name}.pt"
+    if kept.is_file():
+        return f"{name} stopped; {kept} holds its training: dvc repro resumes"
+    return f"{name} stopped before writing its outputs: dvc repro runs it again"
+
+
 def _restore_hint(name: str) -> str:
     """The command that brings back the committed outputs of stage ``name`` (its metrics and
     plots, kept in git) that are now gone: DVC removes a stage's outputs before running it, so
@@ -165,6 +179,8 @@ def stage(name: str, *sections: str):
                 if isinstance(e, SystemExit) and e.code in (0, None):
                     raise
                 _remove_written()
+                if isinstance(e, KeyboardInterrupt) and not str(e):  # stopped outside the training loop
+                    e.args = (_stopped(name),)
                 if not (hint := _restore_hint(name)):
                     raise
                 if isinstance(e, PipelineError):

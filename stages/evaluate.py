@@ -43,7 +43,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("evaluate", params, before_end=watch.unchanged)
+    run = StageRun("evaluate", params, before_end=watch.finishing)
 
     import torch
 
@@ -56,7 +56,7 @@ def main(params, watch):
     from pipeline.images import save_grid
     from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
     from stages import sizes
-    from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
+    from stages.runtime import drop_checkpoint, load_checkpoint, load_prepared, setup, write_metrics
 
     keys = ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed", "protocol", "nll_samples")
     cfg = section(params, "evaluate", (*keys, "nll_prior_samples"))
@@ -66,6 +66,7 @@ def main(params, watch):
     data = read_json(PREPARED / "meta.json")
     features = scoring.feature_space(ref, data)
     device, adaptive = setup(cfg["seed"], params["threads"])
+    drop_checkpoint("train_stage2")
     reference = load_checkpoint(REFERENCE, "real-image statistics")
     if reference["space"] != features:
         raise PipelineError(

@@ -84,3 +84,13 @@ def load_prepared(split: str):
 
     d = load_checkpoint(PREPARED / f"{split}.pt", f"prepared {split} images")
     return Split(d["images"], d["labels"])
+
+
+def drop_checkpoint(stage: str) -> None:
+    """Remove the finished training of ``stage``, an earlier stage, kept for a rerun of it
+    (:class:`stages.training.StageCheckpoint`): a later stage starting means DVC has recorded it."""
+    from pipeline.training import distributed
+    from stages.layout import CHECKPOINTS
+
+    if distributed.is_main():
+        (CHECKPOINTS / f"{stage}.pt").unlink(missing_ok=True)

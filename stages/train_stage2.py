@@ -26,7 +26,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("train_stage2", params, before_end=watch.unchanged)
+    run = StageRun("train_stage2", params, before_end=watch.finishing)
 
     import torch
 
@@ -39,13 +39,14 @@ def main(params, watch):
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
     from pipeline.training import distributed
     from stages import sizes
-    from stages.runtime import load_checkpoint, load_prepared, setup, write_metrics
+    from stages.runtime import drop_checkpoint, load_checkpoint, load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
 
     cfg = section(
         params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
     )
     device, adaptive = setup(cfg["seed"], params["threads"])
+    drop_checkpoint("train_vae")
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     shape = sizes.Shape(len(images), 0, images.shape[1], images.shape[-1])
@@ -93,7 +94,6 @@ def main(params, watch):
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")
         click.echo(f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}")
-    ckpt.done()
 
 
 if __name__ == "__main__":

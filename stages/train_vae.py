@@ -26,7 +26,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("train_vae", params, before_end=watch.unchanged)
+    run = StageRun("train_vae", params, before_end=watch.finishing)
 
     from pipeline import PipelineError
     from pipeline.balance import build_balance
@@ -118,7 +118,6 @@ def main(params, watch):
         )
         if warning := sizing.too_small(latent, channels, size):
             click.echo(f"train_vae: {warning}")
-    ckpt.done()
 
 
 def _pairs(model, images, ncol: int = 8):

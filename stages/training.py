@@ -13,8 +13,10 @@ class StageCheckpoint:
     """The resumable state of a training stage in checkpoints/<name>.pt (not a DVC output:
     DVC would delete it before re-running the stage). Found again only for the same params
     section, thread plan (``threads`` and the count it gave), input files and code (the
-    stage's code deps, :mod:`stages.code_deps`); removed once the stage's outputs are written
-    and its run has finished."""
+    stage's code deps, :mod:`stages.code_deps`). Kept after the last epoch, until the next
+    stage starts (:func:`stages.runtime.drop_checkpoint`; DVC has recorded this one by then):
+    a rerun before that, after an interrupt at any moment of the stage's end, writes the same
+    outputs again from it without training."""
 
     def __init__(self, name: str, cfg: dict, threads, inputs: list[Path]):
         import torch
@@ -38,12 +40,6 @@ class StageCheckpoint:
             return
         checkpoint.save(self.path, self.ident, {"training": training, **extra})
         self.epoch = training["epoch"]
-
-    def done(self) -> None:
-        from pipeline.training import distributed
-
-        if distributed.is_main():
-            self.path.unlink(missing_ok=True)
 
 
 def train_and_record(
@@ -105,7 +101,7 @@ def train_and_record(
         raise Diverged(
             f"{e}; {last}. Nothing was written: lower the learning rate or change the balance params, then dvc repro"
         ) from None
-    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (stages.command.Terminated): the same class again
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (pipeline.interrupts.Terminated): the same class again
         raise type(e)(f"{name} stopped; {ckpt.path} holds epoch {ckpt.epoch}: dvc repro resumes") from None
     if not distributed.is_main():
         return history, speed

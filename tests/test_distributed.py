@@ -52,7 +52,6 @@ def test_two_gloo_processes_match_one_and_resume_after_a_kill(tmp_path):
     out = run(["python", "-m", "stages.train_vae"], project, BVAE_NPROC="2", BVAE_TRACKING="off")
     assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
     assert json.loads((project / "metrics/all/train_vae.json").read_text()) == two  # gloo on CPU is deterministic
-    assert not (project / "checkpoints/train_vae.pt").exists()
 
 
 @pytest.mark.parametrize("arch", [pytest.param("resnet_ref", marks=pytest.mark.slow), "infogan"])

@@ -44,6 +44,7 @@ def start_and_stop(project: Path, cmd: list[str], sig: int, after_epoch: int, **
     mid-epoch, however loaded the machine."""
     held = project / "held"
     held.unlink(missing_ok=True)
+    (project / CKPT).unlink(missing_ok=True)  # a finished training stays until a later stage: train afresh
     env |= {"PYTHONPATH": HOOKS_PATH, "BVAE_TEST_HOLD_AFTER_EPOCH": str(after_epoch), "BVAE_TEST_HOLD_FILE": str(held)}
     proc = subprocess.Popen(
         cmd,
@@ -90,7 +91,7 @@ def project(tmp_path_factory) -> tuple[Path, dict]:
     project = make_project(tmp_path_factory.mktemp("faults"), PARAMS)
     run(["dvc", "repro", "train_vae"], project)
     results = outputs(project)
-    assert len(results) == 9 and not (project / CKPT).exists()  # removed once the stage finished
+    assert len(results) == 9 and checkpoint_epoch(project) == PARAMS["train"]["epochs"]  # kept: no later stage ran
     return project, results
 
 
@@ -109,7 +110,6 @@ def test_sigkill_mid_epoch_then_dvc_repro_resumes_to_the_same_result(project):
     out = run(["dvc", "repro", "train_vae"], project)
     assert "train_vae: resuming from checkpoints/train_vae.pt after epoch" in out.stdout
     assert outputs(project) == expected  # the same model, metrics, history and plots as without the kill
-    assert not (project / CKPT).exists()
     client, after = stage_runs(project, "train_vae")
     new = [r for r in after if r.info.run_id not in {b.info.run_id for b in before}]
     assert len(new) == 1 and new[0].info.status == "FINISHED"  # the killed run was continued, not duplicated
@@ -156,6 +156,68 @@ def test_a_stop_after_the_last_epoch_resumes_to_every_output_of_a_fresh_run(proj
     out = run(["python", "-m", "stages.train_vae"], project, BVAE_TRACKING="off")
     assert f"resuming from checkpoints/train_vae.pt after epoch {PARAMS['train']['epochs']}" in out.stdout
     assert outputs(project) == expected
+
+
+def stage_status(project: Path) -> tuple[str, str]:
+    """The MLflow status of the latest train_vae stage run and of its parent."""
+    client, runs = stage_runs(project, "train_vae")
+    latest = max(runs, key=lambda r: r.info.start_time)
+    return latest.info.status, client.get_run(latest.data.tags["mlflow.parentRunId"]).info.status
+
+
+def test_sigterm_at_any_moment_of_the_last_second_is_recorded_truly_and_keeps_the_training(project):
+    """SIGTERM to the whole `dvc repro` (as `timeout` or SLURM sends it) at 11 moments from
+    when models/vae.pt appears (the event, polled) to a second after. Each time: the stage's
+    MLflow run and its parent are FINISHED only beside complete outputs, else KILLED; a stopped
+    stage says the documented line; the finished training is never thrown away, so the rerun
+    writes the same outputs without training again."""
+    project, expected = project
+    rows = []
+    for offset in [i / 10 for i in range(11)]:
+        (project / CKPT).unlink(missing_ok=True)  # train the 4 epochs afresh
+        for f in expected:
+            (project / f).unlink()  # as DVC does first: the event below is then the stage's own write
+        proc = subprocess.Popen(
+            ["dvc", "repro", "-f", "--no-run-cache", "train_vae"],  # run it: DVC's run cache has these outputs
+            cwd=project,
+            env=tool_env(),
+            start_new_session=True,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 300
+        while not (project / "models/vae.pt").exists():  # the event: the stage's first output written
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.01)
+        time.sleep(offset)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)  # the pipes close when the stage, too, has ended
+        complete = outputs(project) == expected
+        status = stage_status(project)
+        kept = checkpoint_epoch(project)
+        stopped = [line for line in err.splitlines() if line.startswith("terminated (SIGTERM)")]
+        again = run(["dvc", "repro", "--no-run-cache", "train_vae"], project)
+        trained = "train_vae: resuming" not in again.stdout and "Running stage 'train_vae'" in again.stdout
+        rows.append((offset, proc.returncode, *status, complete, kept, bool(stopped), trained))
+        assert "Traceback" not in err, err
+        assert status in ({("FINISHED", "FINISHED")} if complete else {("KILLED", "KILLED")}), (
+            rows[-1],
+            err[-3000:].replace("\r", "\n").splitlines()[-8:],
+        )
+        if stopped:  # one line; its end names the git command that restores the committed outputs DVC removed
+            (line,) = stopped
+            assert line.startswith(
+                "terminated (SIGTERM): train_vae stopped; checkpoints/train_vae.pt holds its training: dvc repro "
+                "resumes; its committed outputs are gone (DVC removes them before a stage runs): `git checkout -- "
+            ), err
+        assert kept == PARAMS["train"]["epochs"], rows[-1]  # the finished training was kept
+        assert not trained, again.stdout  # restored from it, never trained from epoch 1
+        assert outputs(project) == expected and stage_status(project) == ("FINISHED", "FINISHED")
+    table = ["offset s | dvc exit | stage run | parent | outputs complete | checkpoint epoch | said | trained again"]
+    table += [" | ".join(str(v) for v in row) for row in rows]
+    print("\n".join(table))
 
 
 def test_a_checkpoint_of_other_params_is_not_resumed(project, tmp_path):
@@ -647,7 +709,7 @@ def test_params_edited_while_a_stage_runs_fail_it_keep_its_training_and_dvc_reco
     params.write_text(original)  # the old values back: the stage finishes without training again
     again = run(["dvc", "repro", "train_vae"], project).stdout
     assert f"resuming from checkpoints/train_vae.pt after epoch {TINY['train']['epochs']}" in again
-    assert (project / "models/vae.pt").is_file() and not (project / CKPT).exists()
+    assert (project / "models/vae.pt").is_file()
 
 
 @pytest.fixture

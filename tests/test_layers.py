@@ -11,7 +11,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
 LAYERS = [  # bottom first; the same rows as the drawing in docs/architecture.md
-    {"__init__", "config", "hardware", "files", "images", "progress", "seeding"},
+    {"__init__", "config", "hardware", "files", "images", "interrupts", "progress", "seeding"},
     {"data", "models", "balance"},
     {"training", "tracking"},
     {"evaluation", "reports"},

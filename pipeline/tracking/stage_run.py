@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from pipeline import interrupts
 from pipeline.config.params import flatten, used
 from pipeline.hardware import timing
 from pipeline.tracking import registry, runs, store
@@ -51,8 +52,9 @@ def _tracked(method=None, *, waits: bool = False):
             return None
         with timing.part("tracking"):
             try:
-                self._ready()
-                return method(self, *args, **kwargs)
+                with interrupts.deferred():  # never cut in half: the calls after it (KILLED) must work
+                    self._ready()
+                    return method(self, *args, **kwargs)
             except Exception as e:  # noqa: BLE001 - tracking never costs the user their stage
                 self.enabled = False
                 print(f"warning: MLflow tracking failed ({reason(e)}); {GOES_ON}", file=sys.stderr, flush=True)

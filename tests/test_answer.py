@@ -73,7 +73,11 @@ def test_answer_plans_survives_an_interrupt_and_writes_the_page(tmp_path):
     assert "latent_dim 16 (auto" in text and "ms per stage-1 step" in text
     assert "7 runs (0 done before), about " in text and "estimate for the 7 to run: " in text
     assert text.index("estimate for the 7 to run") < text.index("[1/7] fixed-beta1-s0")
-    assert "interrupted: 1 of 7 runs done; the same command continues from fixed-beta0.1-s0" in err
+    # bvae answer owns Ctrl-C: its children run in their own session and stop silently on its SIGTERM,
+    # so the one line is its own, whatever the moment (here: as the second run's DVC starts)
+    assert "Traceback" not in err
+    stops = [line for line in err.splitlines() if line.startswith(("interrupted", "terminated"))]
+    assert stops == ["interrupted: 1 of 7 runs done; the same command continues from fixed-beta0.1-s0"], err[-3000:]
     assert list(json.loads((out / "answer.json").read_text())["done"]) == ["fixed-beta1-s0"]
 
     again = subprocess.run(_answer(project, folder, out), cwd=project, env=tool_env(), capture_output=True, text=True)

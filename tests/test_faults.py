@@ -742,3 +742,22 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_fails(small_disk, t
     )
     assert stage.info.status == "FAILED"
     assert client.get_run(stage.data.tags["mlflow.parentRunId"]).info.status == "FAILED"
+
+
+def test_a_failed_first_stage_names_the_command_that_restores_its_committed_outputs(tmp_path):
+    """DVC removes prepare's committed metrics and plots before running it; a bad param then
+    fails it: its line ends with the git command that brings them back, and that command does."""
+    project = make_project(tmp_path, PARAMS)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["prepare"]["seed"] = "one"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro", "prepare"], project, check=False, BVAE_TRACKING="off")
+    assert out.returncode != 0
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: prepare.seed: ") and line.endswith(" brings them back"), line
+    command = line.split("`")[-2]
+    assert command == "git checkout -- metrics/prepare.json plots/prepare", line
+    deleted = run(["git", "ls-files", "--deleted"], project).stdout.split()
+    assert "metrics/prepare.json" in deleted
+    run(command.split(), project)
+    assert run(["git", "status", "--porcelain", "--", "metrics", "plots"], project).stdout == ""

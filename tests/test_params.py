@@ -400,3 +400,33 @@ def test_check_says_a_batch_larger_than_the_training_set_is_the_whole_set(tmp_pa
         "for more steps)",
         "params.yaml: ok",
     ]
+
+
+def _python_without_torch() -> str:
+    """The interpreter this environment was made from, when it has no torch (else skip)."""
+    import subprocess
+    import sys
+
+    base = getattr(sys, "_base_executable", None)
+    if not base or subprocess.run([base, "-c", "import torch"], capture_output=True).returncode == 0:
+        pytest.skip("needs a Python without torch (the one the environment was made from)")
+    return base
+
+
+def test_a_stage_started_outside_the_environment_finds_it_or_says_to_activate_it(tmp_path):
+    """`.venv/bin/dvc repro` without activating runs `python -m stages.X` with PATH's python."""
+    import shutil
+    import subprocess
+
+    python = _python_without_torch()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    found = subprocess.run(
+        [python, "-m", "stages.prepare", "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert found.returncode == 0 and found.stdout.startswith("Usage: "), found.stderr  # re-ran itself in .venv
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")  # a copy with no .venv beside it
+    alone = subprocess.run([python, "-m", "stages.prepare"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert alone.returncode == 2 and alone.stderr.splitlines() == [
+        f"error: {python} has no torch: this stage runs in the project's environment; activate it "
+        "(`source .venv/bin/activate`, made by `bash scripts/setup.sh`) and run the same command again"
+    ]

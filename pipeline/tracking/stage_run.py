@@ -52,6 +52,7 @@ def _tracked(method=None, *, waits: bool = False):
             return None
         with timing.part("tracking"):
             try:
+                self._join()
                 with interrupts.deferred():  # never cut in half: the calls after it (KILLED) must work
                     self._ready()
                     return method(self, *args, **kwargs)
@@ -107,16 +108,20 @@ class StageRun:
 
     def _ready(self) -> None:
         """Wait until the run is open, then make the calls kept meanwhile."""
-        if self._opening is not None:
-            self._opening.join(self._join_timeout)
-            if self._opening.is_alive():
-                raise TimeoutError(f"MLflow did not answer in {self._join_timeout:.0f} s; the run may show as running")
-            self._opening = None
+        self._join()
         if self._failure is not None:
             raise self._failure
         later, self._later = self._later, []
         for method, args, kwargs in later:
             method(self, *args, **kwargs)
+
+    def _join(self) -> None:
+        """Wait until the run is open (a Ctrl-C stops the wait: nothing is written meanwhile)."""
+        if self._opening is not None:
+            self._opening.join(self._join_timeout)
+            if self._opening.is_alive():
+                raise TimeoutError(f"MLflow did not answer in {self._join_timeout:.0f} s; the run may show as running")
+            self._opening = None
 
     def _open(self) -> None:
         """On a thread, while the stage works: import MLflow, open the store (a new sqlite one

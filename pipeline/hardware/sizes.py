@@ -4,8 +4,8 @@ Each :class:`Size` names a setting, its value and the bytes the work holds at on
 value v (``need(v)``, growing with v). :func:`check` stops at the first that does not fit
 in MARGIN of the memory this process may use (:func:`pipeline.hardware.memory.available`),
 in one line naming the setting and the largest value that fits; a batch larger than the set
-it is drawn from is said in one line (each step is then one full batch). The stages check their own sections at their start, with
-the data they loaded (:mod:`stages.sizes` gathers them from the params); `bvae check` checks
+it is drawn from is said in one line (each step is then one full batch). The stages check
+their own sections at their start, with the data they loaded (:mod:`stages.sizes` gathers them from the params); `bvae check` checks
 them all before `dvc repro`, with the data's shape as prepare will make it
 (:func:`pipeline.data.expected_shape`).
 

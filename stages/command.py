@@ -143,7 +143,8 @@ def _stopped(name: str) -> str:
 def _restore_hint(name: str) -> str:
     """The command that brings back the committed outputs of stage ``name`` (its metrics and
     plots, kept in git) that are now gone: DVC removes a stage's outputs before running it, so
-    a stage that fails leaves them deleted. "" when none is gone (or git cannot say)."""
+    a stage that fails leaves them deleted. It is a line of its own, after the error's. "" when
+    none is gone (or git cannot say)."""
     import shlex
     import subprocess
 
@@ -157,7 +158,10 @@ def _restore_hint(name: str) -> str:
     gone = [p for p in paths if any(d == p or d.startswith(p + "/") for d in listed.stdout.splitlines())]
     if listed.returncode or not gone:
         return ""
-    return f"its committed outputs are gone (DVC removes them before a stage runs): `git checkout -- {shlex.join(gone)}` brings them back"
+    return (
+        f"note: {name}'s committed outputs are gone (DVC removes a stage's outputs before it runs it): "
+        f"`git checkout -- {shlex.join(gone)}` brings them back"
+    )
 
 
 def stage(name: str, *sections: str):
@@ -183,12 +187,12 @@ def stage(name: str, *sections: str):
                     e.args = (_stopped(name),)
                 if not (hint := _restore_hint(name)):
                     raise
-                if isinstance(e, PipelineError):
-                    raise PipelineError(f"{e}; {hint}") from None
+                if isinstance(e, PipelineError):  # the hint is the line after the error's
+                    raise PipelineError(f"{e}\n{hint}") from None
                 if isinstance(e, KeyboardInterrupt):
-                    e.args = (f"{e}; {hint}" if str(e) else hint,)
+                    e.args = (f"{e}\n{hint}",)
                 else:
-                    click.echo(f"{name}: {hint}", err=True)
+                    click.echo(hint, err=True)
                 raise
 
         wrapper.sections = sections

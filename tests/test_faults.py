@@ -206,12 +206,13 @@ def test_sigterm_at_any_moment_of_the_last_second_is_recorded_truly_and_keeps_th
             rows[-1],
             err[-3000:].replace("\r", "\n").splitlines()[-8:],
         )
-        if stopped:  # one line; its end names the git command that restores the committed outputs DVC removed
+        if stopped:  # one line, then one naming the git command that restores the committed outputs DVC removed
             (line,) = stopped
-            assert line.startswith(
-                "terminated (SIGTERM): train_vae stopped; checkpoints/train_vae.pt holds its training: dvc repro "
-                "resumes; its committed outputs are gone (DVC removes them before a stage runs): `git checkout -- "
+            assert line == (
+                "terminated (SIGTERM): train_vae stopped; checkpoints/train_vae.pt holds its training: dvc repro resumes"
             ), err
+            after = err.splitlines()[err.splitlines().index(line) + 1]
+            assert after.startswith("note: train_vae's committed outputs are gone") and "`git checkout -- " in after
         assert kept == PARAMS["train"]["epochs"], rows[-1]  # the finished training was kept
         assert not trained, again.stdout  # restored from it, never trained from epoch 1
         assert outputs(project) == expected and stage_status(project) == ("FINISHED", "FINISHED")
@@ -746,16 +747,20 @@ def test_a_full_disk_is_one_line_naming_the_file_and_the_run_fails(small_disk, t
 
 def test_a_failed_first_stage_names_the_command_that_restores_its_committed_outputs(tmp_path):
     """DVC removes prepare's committed metrics and plots before running it; a bad param then
-    fails it: its line ends with the git command that brings them back, and that command does."""
+    fails it: the line after its error names the git command that brings them back, and that
+    command does."""
     project = make_project(tmp_path, PARAMS)
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["prepare"]["seed"] = "one"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro", "prepare"], project, check=False, BVAE_TRACKING="off")
     assert out.returncode != 0
-    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
-    assert line.startswith("error: prepare.seed: ") and line.endswith(" brings them back"), line
-    command = line.split("`")[-2]
+    lines = out.stderr.splitlines()
+    (line,) = [line for line in lines if line.startswith("error: ")]
+    assert line.startswith("error: prepare.seed: "), line
+    hint = lines[lines.index(line) + 1]
+    assert hint.startswith("note: prepare's committed outputs are gone") and hint.endswith(" brings them back"), hint
+    command = hint.split("`")[-2]
     assert command == "git checkout -- metrics/prepare.json plots/prepare", line
     deleted = run(["git", "ls-files", "--deleted"], project).stdout.split()
     assert "metrics/prepare.json" in deleted

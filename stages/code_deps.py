@@ -139,6 +139,28 @@ def code_hash(stage: str) -> str:
     return h.hexdigest()
 
 
+def stage_key(stage: str, values: dict) -> str:
+    """What DVC runs stage ``stage`` on, as a hash: the ``values`` of its params sections, its
+    code (:func:`code_hash`) and the bytes of its other deps in dvc.yaml (the outputs of earlier
+    stages). The same key gives the same outputs, so it keys the stage's MLflow run within its
+    configuration: a rerun of the same stage on the same inputs (a queued experiment queued
+    again after its worker was killed) continues that run instead of adding a second one."""
+    import json
+
+    import yaml
+
+    h = hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode() + code_hash(stage).encode())
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage].get("deps", [])
+    for dep in deps:
+        path = ROOT / str(dep)
+        if str(dep).split("/")[0] in PACKAGES:
+            continue  # code: in code_hash
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + (f.read_bytes() if f.is_file() else b"missing"))
+    return h.hexdigest()[:16]
+
+
 if __name__ == "__main__":
     import sys
 

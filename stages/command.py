@@ -65,6 +65,12 @@ class ParamsWatch:
             return {"error": str(e)}
         return {k: v for k, v in params.items() if any(k == s or k.startswith(s + ".") for s in self.sections)}
 
+    def key(self) -> str:
+        """The stage's key (:func:`stages.code_deps.stage_key`) for the params it read at its start."""
+        from stages.code_deps import stage_key
+
+        return stage_key(self.stage, self.before)
+
     def finishing(self) -> None:
         """The stage's commit point, called once its outputs are written, before its MLflow run
         (and its parent) is marked FINISHED (:class:`pipeline.tracking.stage_run.StageRun`'s

@@ -43,7 +43,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("evaluate", params, before_end=watch.finishing)
+    run = StageRun("evaluate", params, before_end=watch.finishing, key=watch.key)
 
     import torch
 

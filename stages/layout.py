@@ -8,7 +8,24 @@ REFERENCE = Path("reference/real_stats.pt")
 VAE = Path("models/vae.pt")
 STAGE2 = Path("models/stage2.pt")
 GMM = Path("models/gmm.pt")
-CHECKPOINTS = Path("checkpoints")
+
+
+def _checkpoints() -> Path:
+    """Where the training stages keep their resumable state: checkpoints/, except in a DVC
+    experiment that runs in a temporary copy (`dvc exp run --queue` or `--temp`, in
+    <repo>/.dvc/tmp/exps/<copy>/, which DVC leaves behind when its worker is killed and
+    does not reuse): there <repo>/checkpoints/exps/<hash of the copy's params.yaml>/, so the
+    same experiment queued again resumes the training instead of starting over."""
+    import hashlib
+
+    here = Path.cwd()
+    if here.parent.parts[-3:] != (".dvc", "tmp", "exps") or not Path("params.yaml").is_file():
+        return Path("checkpoints")
+    key = hashlib.sha256(Path("params.yaml").read_bytes()).hexdigest()[:16]
+    return here.parents[3] / "checkpoints" / "exps" / key
+
+
+CHECKPOINTS = _checkpoints()
 METRICS = Path("metrics")
 PLOTS = Path("plots")
 

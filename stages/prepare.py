@@ -22,7 +22,7 @@ def main(params, watch):
     from pipeline.tracking.stage_run import StageRun
 
     cfg = section(params, "prepare", ("dataset", "data_root", "image_size", "test_fraction", "seed"))
-    run = StageRun("prepare", params, before_end=watch.finishing)
+    run = StageRun("prepare", params, before_end=watch.finishing, key=watch.key)
 
     from pipeline import data
     from pipeline.files import write_json

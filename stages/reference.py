@@ -24,7 +24,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("reference", params, before_end=watch.finishing)
+    run = StageRun("reference", params, before_end=watch.finishing, key=watch.key)
 
     import torch
 

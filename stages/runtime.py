@@ -94,3 +94,5 @@ def drop_checkpoint(stage: str) -> None:
 
     if distributed.is_main():
         (CHECKPOINTS / f"{stage}.pt").unlink(missing_ok=True)
+        if CHECKPOINTS.parent.name == "exps" and CHECKPOINTS.is_dir() and not any(CHECKPOINTS.iterdir()):
+            CHECKPOINTS.rmdir()  # an experiment's folder (stages.layout), left empty

@@ -21,6 +21,7 @@ from pipeline.tracking.store import experiment_name
 CONFIG_TAG = "bvae.config_hash"
 ROLE_TAG = "bvae.role"  # "pipeline" on parent runs, "stage" on stage runs
 STAGE_TAG = "bvae.stage"  # the DVC stage of a stage run
+KEY_TAG = "bvae.stage_key"  # what the stage ran on: params, code, inputs (stages.code_deps.stage_key)
 BALANCE_TAG = "bvae.balance"  # "fixed beta=0.1": the first stage's balance, on parent runs
 CHANGED_TAG = "bvae.changed"  # the params that differ from the commit's params.yaml, on parent runs
 # MLflow 3's experiment kind (its UI reads this tag; values in mlflow/server/js, ExperimentKind):
@@ -124,6 +125,16 @@ def source_command(stage: str) -> str:
     if os.environ.get("DVC_EXP_NAME"):
         return f"dvc exp run -n {os.environ['DVC_EXP_NAME']}"
     return "dvc repro" if os.environ.get("DVC_STAGE") else f"python -m stages.{stage}"
+
+
+def stage_run(client, exp_id: str, parent_id: str, tags: dict) -> str | None:
+    """The id of the run under ``parent_id`` of the same stage on the same inputs (its
+    ``KEY_TAG``), or None: a configuration has one run per stage and key."""
+    query = " AND ".join(
+        [f"tags.`mlflow.parentRunId` = '{parent_id}'"] + [f"tags.`{k}` = '{tags[k]}'" for k in (STAGE_TAG, KEY_TAG)]
+    )
+    found = client.search_runs([exp_id], filter_string=query, max_results=1)
+    return found[0].info.run_id if found else None
 
 
 def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]:

@@ -68,10 +68,18 @@ class StageRun:
     """One stage's MLflow run. Making it checks that a tracking server answers (an unreachable
     one stops the stage here, before any work); ``with run:`` opens the run (on a thread),
     ``with run.resuming(run_id):`` continues that run (a resumed training). ``before_end``:
-    a check run before the run is marked FINISHED (its error: FAILED)."""
+    a check run before the run is marked FINISHED (its error: FAILED). ``key``: what the stage
+    runs on (:func:`stages.code_deps.stage_key`, computed while the run opens); a run of the
+    same stage and key under the parent is continued, not repeated."""
 
-    def __init__(self, stage: str, params: dict, before_end: Callable[[], None] | None = None):
-        self.stage, self.params, self.before_end = stage, params, before_end
+    def __init__(
+        self,
+        stage: str,
+        params: dict,
+        before_end: Callable[[], None] | None = None,
+        key: Callable[[], str] | None = None,
+    ):
+        self.stage, self.params, self.before_end, self.key = stage, params, before_end, key
         self.enabled = store.tracking_enabled() and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 logs
         self.run_id = self.parent_id = self.resume_run_id = self.client = self.exp_id = None
         self._pending: list[tuple] = []  # per-epoch metrics not sent yet: (key, value, timestamp ms, step)
@@ -138,12 +146,16 @@ class StageRun:
                 self.exp_id = runs.experiment_id(self.client, self.artifacts)
             commit, diff = runs.code_state()
             tags = runs.stage_tags(self.stage, self.params, commit, bool(diff))
-            if not (self.resume_run_id and self._resume(tags)):
+            if self.key is not None:
+                tags[runs.KEY_TAG] = self.key()
+            if not (self.resume_run_id and self._resume(tags, "of the checkpoint")):
                 self.parent_id, parent_name = runs.parent_run(self.client, self.exp_id, tags, self.params)
-                tags = resolve_tags(tags | {"mlflow.parentRunId": self.parent_id})
-                run = self.client.create_run(self.exp_id, tags=tags, run_name=f"{self.stage} · {parent_name}")
-                self.run_id = run.info.run_id
-                print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
+                same = self.key is not None and runs.stage_run(self.client, self.exp_id, self.parent_id, tags)
+                if not (same and self._resume(tags, "of the same stage, params, code and inputs", same)):
+                    tags = resolve_tags(tags | {"mlflow.parentRunId": self.parent_id})
+                    run = self.client.create_run(self.exp_id, tags=tags, run_name=f"{self.stage} · {parent_name}")
+                    self.run_id = run.info.run_id
+                    print(f"MLflow: stage run {self.run_id} (parent {self.parent_id}) in {self.uri}", flush=True)
             if diff:
                 self.client.log_text(self.run_id, diff, runs.DIFF_FILE)
             if self.parent_id:
@@ -153,19 +165,21 @@ class StageRun:
         except Exception as e:  # noqa: BLE001 - reported by the next call
             self._failure = e
 
-    def _resume(self, tags: dict) -> bool:
-        """Continue the run ``resume_run_id`` when the store still has it."""
+    def _resume(self, tags: dict, which: str, run_id: str | None = None) -> bool:
+        """Continue the run ``run_id`` (default ``resume_run_id``; ``which``: why that one)
+        when the store still has it."""
         from mlflow.entities import RunTag
 
+        run_id = run_id or self.resume_run_id
         try:
-            run = self.client.get_run(self.resume_run_id)
+            run = self.client.get_run(run_id)
         except Exception:  # noqa: BLE001 - deleted, or another store
-            print(f"MLflow: run {self.resume_run_id} of the checkpoint not found; starting a new run", flush=True)
+            print(f"MLflow: run {run_id} {which} not found; starting a new run", flush=True)
             return False
-        self.run_id, self.parent_id = self.resume_run_id, run.data.tags.get("mlflow.parentRunId")
+        self.run_id, self.parent_id = run_id, run.data.tags.get("mlflow.parentRunId")
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        print(f"MLflow: resuming stage run {self.run_id} (parent {self.parent_id})", flush=True)
+        print(f"MLflow: continuing stage run {self.run_id} {which} (parent {self.parent_id})", flush=True)
         return True
 
     def _end(self, exc_type) -> None:

@@ -8,6 +8,7 @@ server programs are not installed."""
 
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,8 +66,8 @@ def postgres():
 
 def _queue(project: Path) -> dict[str, str]:
     """`dvc queue status` as {experiment name: status}."""
-    lines = run(["dvc", "queue", "status"], project).stdout.splitlines()
-    return {p[1]: p[-1] for p in (line.split() for line in lines[1:]) if len(p) >= 4}
+    table = run(["dvc", "queue", "status"], project).stdout.split("\n\n")[0]  # then "Worker status: ..."
+    return {p[1]: p[-1] for p in (line.split() for line in table.splitlines()[1:]) if len(p) >= 4}
 
 
 def _start_queue(project: Path, **env) -> None:
@@ -106,12 +107,16 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
             assert time.time() < deadline, status
             time.sleep(0.5)
         assert status[killed] == "Running", status  # DVC's queue never learns that its worker died
-        # The recipe: remove the stuck task and queue the experiment again with the same values.
+        # The recipe: `dvc queue kill` finds its process gone and marks it failed; then remove
+        # it and queue the experiment again with the same values.
+        said = run(["dvc", "queue", "kill", killed], project)
+        assert _queue(project)[killed] == "Failed", (said.stdout, said.stderr, _queue(project))
         run(["dvc", "queue", "remove", killed], project)
         resumed = run(["dvc", "exp", "run", "--queue", "-S", "threads=1", "-S", f"train.seed={seed}"], project, **env)
-        name = resumed.stdout.split("'")[1]
+        name = re.search(r"Queued experiment '([^']+)'", resumed.stdout).group(1)
+        assert _queue(project)[name] == "Queued"
         _start_queue(project, **env)
-        while _queue(project).get(name) in ("Queued", "Running"):
+        while {"Queued", "Running"} & set(_queue(project).values()):
             held.unlink(missing_ok=True)
             assert time.time() < deadline
             time.sleep(0.5)
@@ -119,6 +124,8 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
         log = run(["dvc", "queue", "logs", name], project).stdout
         assert "train_vae: resuming from " in log and "after epoch 1" in log, log[-3000:]
 
+        print(f"killed {killed} (train.seed={seed}) in train_vae epoch 2; queued again as {name}:")
+        print("\n".join(line for line in log.splitlines() if "resuming" in line or "MLflow: " in line))
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("balanced-vae")
         parents = client.search_runs([exp.experiment_id], "tags.`bvae.role` = 'pipeline'")
@@ -137,6 +144,12 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
             assert sorted(steps) == [1, 2, 3], (parent.data.params["train.seed"], steps)  # each epoch once
             grids = [a.path for a in client.list_artifacts(train.info.run_id, "grids")]
             assert grids and all(g.endswith(".png") for g in grids), grids
+            print(
+                f"{parent.info.run_name}: {parent.info.status}, {len(parent.data.params)} params, "
+                f"fid_domain_gen2 {parent.data.metrics['fid_domain_gen2']:.3f}; stages "
+                + ", ".join(f"{c.data.tags['bvae.stage']} {c.info.status}" for c in children)
+                + f"; train_vae epochs logged {sorted(steps)}, grids {len(grids)}"
+            )
         assert not list((project / "checkpoints").rglob("*.pt")), "finished experiments leave no checkpoint"
     finally:
         run(["dvc", "queue", "stop"], project, check=False)  # its workers end once idle; now, not in 10 s

@@ -142,9 +142,10 @@ def code_hash(stage: str) -> str:
 def stage_key(stage: str, values: dict) -> str:
     """What DVC runs stage ``stage`` on, as a hash: the ``values`` of its params sections, its
     code (:func:`code_hash`) and the bytes of its other deps in dvc.yaml (the outputs of earlier
-    stages). The same key gives the same outputs, so it keys the stage's MLflow run within its
-    configuration: a rerun of the same stage on the same inputs (a queued experiment queued
-    again after its worker was killed) continues that run instead of adding a second one."""
+    stages). The same key gives the same outputs, so it keys the MLflow run of prepare,
+    reference and evaluate within its configuration: a rerun of the same stage on the same
+    inputs (a queued experiment queued again after its worker was killed) continues that run
+    instead of adding a second one."""
     import json
 
     import yaml

@@ -26,7 +26,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("train_stage2", params, before_end=watch.finishing, key=watch.key)
+    run = StageRun("train_stage2", params, before_end=watch.finishing)
 
     import torch
 

@@ -26,7 +26,7 @@ def main(params, watch):
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
-    run = StageRun("train_vae", params, before_end=watch.finishing, key=watch.key)
+    run = StageRun("train_vae", params, before_end=watch.finishing)
 
     from pipeline import PipelineError
     from pipeline.balance import build_balance

@@ -70,7 +70,9 @@ class StageRun:
     ``with run.resuming(run_id):`` continues that run (a resumed training). ``before_end``:
     a check run before the run is marked FINISHED (its error: FAILED). ``key``: what the stage
     runs on (:func:`stages.code_deps.stage_key`, computed while the run opens); a run of the
-    same stage and key under the parent is continued, not repeated."""
+    same stage and key under the parent is continued, not repeated. The training stages pass
+    none: they continue a run only from their checkpoint (a training from epoch 1 is a run of
+    its own, its curves not appended to an earlier run's)."""
 
     def __init__(
         self,

@@ -28,7 +28,9 @@ def install(loop) -> None:
 
     def hold() -> None:
         held = Path(os.environ["BVAE_TEST_HOLD_FILE"])
-        held.write_text(str(os.getpid()))
+        part = held.with_name(f"{held.name}.{os.getpid()}")
+        part.write_text(str(os.getpid()))
+        os.replace(part, held)  # atomic: a test that sees the file reads the whole pid
         while held.exists():  # the test removes the file, or signals the process
             time.sleep(0.05)
 

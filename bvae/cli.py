@@ -196,8 +196,11 @@ def _preset_names() -> list[str]:
 def preset(name, params_path, list_only):
     """Apply the preset NAME (presets/NAME.yaml) to params.yaml.
 
-    Presets set the reference code's set-ups: `mnist` and `fashion_mnist` (the InfoGAN-style
-    network, batch 64), `cifar10` and `celeba` (the reference ResNet, batch 100): the
+    Presets set the reference code's set-ups: `dai_wipf_mnist` and `dai_wipf_fashion_mnist`
+    (Dai & Wipf's two-stage VAE reproduced: the InfoGAN-style network, batch 64, learned gamma
+    in both stages), `mnist` and `fashion_mnist` (the same set-up with running gamma: our
+    method under their protocol), `cifar10` and `celeba` (Asperti & Trentin's: the reference
+    ResNet, batch 100, running gamma): the
     architecture, epochs and learning-rate schedule of both stages, data preparation and
     that paper's evaluation protocol (dai_wipf or asperti); and `quick` (MNIST on a CPU in minutes). Only the keys the preset names change;
     the changes are printed. Then `dvc repro` (or `dvc exp run`) runs it. Undo with

@@ -59,7 +59,7 @@ def main(params, watch):
     from stages.runtime import drop_checkpoint, load_checkpoint, load_prepared, setup, write_metrics
 
     keys = ("num_samples", "samplers", "rescale", "batch_size", "grid_rows", "seed", "protocol", "nll_samples")
-    cfg = section(params, "evaluate", (*keys, "nll_prior_samples"))
+    cfg = section(params, "evaluate", (*keys, "nll_prior_samples", "nll_images"))
     ref = section(params, "reference", ("features",))
     if not (PREPARED / "meta.json").is_file():
         raise PipelineError(f"{PREPARED / 'meta.json'} not found: run the prepare stage first (dvc repro)")
@@ -101,13 +101,20 @@ def main(params, watch):
         run.log_params({"evaluate": cfg, "threads": params["threads"]})
         run.log_params({"data_dim": test.images[0].numel()}, parent=True)  # D: turns beta_eff into a variance
         run.log_input(data["dataset"], data["source"], data["raw_sha256"], parent=True)
-        space = build_feature_space(
-            features, classifier_path=CLASSIFIER, inception_weights=ref.get("inception_weights"), device=device
-        )
         with part("work"):
             proto = scoring.protocol(cfg, ctx)
+        space = build_feature_space(
+            features,
+            classifier_path=CLASSIFIER,
+            inception_weights=ref.get("inception_weights"),
+            device=device,
+            inception_input=proto.inception_input,
+        )
+        with part("work"):
             rate = space.throughput(test.images[:64])  # the feature network's first pass, its set-up included
         total = len(proto.rec_rows) + proto.count * (len(proto.sets) - 1)
+        if not space.same_as_reference:
+            total += len(proto.real_rows)  # the real side extracted again (scoring.real_side)
         click.echo(
             f"evaluate: {total:,} images ({', '.join(proto.sets)}) through the {space.name} feature network "
             f"on {device}: about {total / rate:.0f} s at {rate:.0f} images/s"
@@ -115,7 +122,7 @@ def main(params, watch):
         for note in proto.notes():
             click.echo(f"evaluate: {note}")
         with part("work"):  # FID statistics (torch-fidelity's import comes with the first)
-            real = scoring.real_side(proto, reference["features"])
+            real = scoring.real_side(proto, reference["features"], space, test.images)
         k, seed = cfg["grid_rows"], cfg["seed"]
         shown_at = grid_indices(test.labels[proto.rec_rows], k * k, seed)  # positions in REC's images
         grid = save_grid(test.images[proto.rec_rows[shown_at]], PLOTS / "evaluate" / "real.png", nrow=k)
@@ -151,9 +158,10 @@ def main(params, watch):
             with part("work"):
                 metrics |= (nll := scoring.score_likelihood(vae, stage2, s2["gamma"], v["gamma"], test.images, cfg))
             timing["eval_seconds_nll"] = time.perf_counter() - t0
+            scored = len(scoring.likelihood_rows(len(test.images), cfg["nll_images"]))
             click.echo(
-                f"likelihood, {cfg['nll_samples']} importance samples, {timing['eval_seconds_nll']:.1f} s "
-                "(IWAE bound, bits/dim):"
+                f"likelihood of {scored:,} test images, {cfg['nll_samples']} importance samples, "
+                f"{timing['eval_seconds_nll']:.1f} s (IWAE bound, bits/dim):"
             )
             click.echo("\n".join(scoring.likelihood_lines(nll)))
         written = write_metrics("evaluate", metrics, scoring.is_headline)

@@ -45,6 +45,36 @@ def test_inception_path_with_random_weights(random_inception_weights):
     assert feats.shape == (3, 2048) and feats.dtype == torch.float64 and torch.isfinite(feats).all()
 
 
+@pytest.mark.parametrize("mapping", ["torch-fidelity", "asperti"])
+def test_inception_sees_each_references_pixel_mapping(random_inception_weights, mapping):
+    """What Inception's first convolution receives. asperti: BalancingVAE fid.py:54 feeds
+    ``inps * 2 - 1`` of images in [0, 1] (x = p / 255), resized bilinearly by tf.image.resize_bilinear
+    (fid.py:36); torch-fidelity: its graph's (p - 128) / 128 (feature_extractor_inceptionv3.py:119)."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    space = InceptionFeatures(str(random_inception_weights), torch.device("cpu"), mapping)
+    seen = []
+    space.model.Conv2d_1a_3x3.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    p = torch.randint(0, 256, (2, 3, 20, 20), dtype=torch.uint8)
+    space.extract(p)
+    x = p.double() / 255 * 2 - 1 if mapping == "asperti" else (p.double() - 128) / 128  # in float64, as a reference
+    expected = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    assert seen[0].shape == (2, 3, 299, 299)
+    assert (seen[0].double() - expected).abs().max() < 1e-5  # float32 resizing; the mappings differ by up to 1/128
+    assert space.same_as_reference == (mapping == "torch-fidelity")
+
+
+def test_the_two_inception_mappings_differ_by_a_half_grey_level():
+    """(p - 127.5) / 127.5 against (p - 128) / 128: the same at p = 0 (both -1), apart by
+    p / 32640 above it: 1/128 at p = 255 (1 against 127/128), about half a grey level."""
+    from pipeline.evaluation.features import asperti_input
+
+    p = torch.tensor([0.0, 128.0, 255.0])
+    (asperti,) = asperti_input(None, ((p - 128) / 128,))
+    assert torch.allclose(asperti, p / 127.5 - 1)
+    assert torch.allclose(asperti - (p - 128) / 128, torch.tensor([0.0, 128 / 32640, 1 / 128]), atol=1e-6)
+
+
 def test_missing_inception_weights_offline_is_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("BVAE_OFFLINE", "1")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run
 from pipeline.reports.compare import Row, configurations, derived
-from pipeline.reports.seed_stats import Stat, aggregate, config_key, group, separated, welch_p
+from pipeline.reports.seed_stats import Stat, aggregate, config_key, group, holm, separated, welch_interval, welch_p
 
 
 def _row(seed: int, metrics: dict, curves=None, **params) -> Row:
@@ -74,6 +74,31 @@ def test_welch_p_values_by_hand():
     assert separated(Stat(0.455, 0.018, 3), Stat(0.279, 0.077, 3)) is False
     assert welch_p(Stat(2.0, 0.0, 3), Stat(2.0, 0.0, 3)) == 1.0 and welch_p(Stat(2.0, 0.0, 3), Stat(3.0, 0.0, 3)) == 0.0
     assert welch_p(a, aggregate([40.0])) is None and separated(a, aggregate([40.0])) is None
+
+
+def test_welch_interval_by_hand():
+    # df = 2, from the closed form P(T_2 > t) = (1 - t / sqrt(2 + t^2)) / 2 = 0.025:
+    # t_{0.975, 2} = 0.95 sqrt(2) / sqrt(1 - 0.95^2) = 4.30265
+    a, b = Stat(0.0, math.sqrt(3), 3), Stat(1.0, 0.0, 3)  # SE 1, df 2 (as above)
+    t975 = 0.95 * math.sqrt(2) / math.sqrt(1 - 0.95**2)
+    diff, lo, hi = welch_interval(a, b)
+    assert diff == 1.0 and lo == pytest.approx(1 - t975, rel=1e-9) and hi == pytest.approx(1 + t975, rel=1e-9)
+    # the interval excludes 0 exactly when Welch's p < 0.05
+    for mean in (3.0, 4.0, 5.0, 6.0):
+        _, lo, hi = welch_interval(a, Stat(mean, 0.0, 3))
+        assert (lo > 0) == (welch_p(a, Stat(mean, 0.0, 3)) < 0.05)
+    assert welch_interval(a, aggregate([1.0])) is None
+    assert welch_interval(Stat(2.0, 0.0, 5), Stat(3.0, 0.0, 5)) == (1.0, 1.0, 1.0)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.03, 0.5 (m = 4): 4 x 0.01, max(0.04, 3 x 0.02), max(0.06, 2 x 0.03), max(0.06, 0.5)
+    assert holm([0.03, 0.5, 0.01, 0.02]) == pytest.approx([0.06, 0.5, 0.04, 0.06])
+    # 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to 0.06: never below an earlier step's
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]  # capped at 1
+    assert holm([0.4]) == [0.4] and holm([]) == []
+    assert holm([0.3, 0.3, 0.3]) == pytest.approx([0.9, 0.9, 0.9])
 
 
 def test_derived_variance_numbers_by_hand():
@@ -210,13 +235,19 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
     page = outputs[0][Path("page.md")].decode()
     # GEN-2 FID of fixed beta=1 over seeds 0, 1, 2: 40, 41, 42 -> 41.00 ± 1.00; beta=0.1: 13.00 ± 1.00
     assert "| fixed beta=1.0 | 3 | 20.50 ± 0.50 | 123.00 ± 3.00 | 41.00 ± 1.00 |" in page
-    # Welch: spreads 1 over 3 seeds, means 28 apart: t = 28 / sqrt(2/3) = 34.3 at df 4, p < 0.001;
-    # 1 apart: t = 1.22, p = 1 - t / sqrt(4 + t^2) (1 + 2 / (4 + t^2)) = 0.288
-    assert "GEN-2 FID (domain) 41.00 ± 1.00 -> 13.00 ± 1.00 (-28.00; Welch p < 0.001: the seeds separate them)" in page
+    # Welch: spreads 1 over 3 seeds, SE sqrt(2/3) = 0.816 at df 4 (t_{0.975, 4} = 2.776: half-width 2.27);
+    # means 28 apart: t = 34.3, p < 0.001; 1 apart: t = 1.22, p = 1 - t / sqrt(4 + t^2) (1 + 2 / (4 + t^2)) = 0.288
+    primary = (
+        "| beta 1 -> 0.1 | GEN-2 FID | 41.00 ± 1.00 (n=3) | 13.00 ± 1.00 (n=3) | -28.00 [-30.27, -25.73] | < 0.001 |"
+    )
+    assert primary in page
     assert (
-        "GEN-2 FID (domain) 13.00 ± 1.00 -> 12.00 ± 1.00 (-1.00; Welch p = 0.29: within the spread of the seeds)"
+        "| beta 0.1 -> running gamma k = 1 | GEN-2 FID | 13.00 ± 1.00 (n=3) | 12.00 ± 1.00 (n=3) | -1.00 [-3.27, 1.27] | 0.29 |"
         in page
-    )  # vs running gamma
+    )
+    assert "GEN-2 FID (domain) 41.00 ± 1.00 -> 13.00 ± 1.00 (-28.00 [-30.27, -25.73], p < 0.001, exploratory" in page
+    # the answer first, then the comparisons declared before the runs, then the set-up
+    assert page.index("## The answer") < page.index("## Primary comparisons") < page.index("## Set-up")
     # implied gamma^2 of fixed beta: beta_eff D / 2 = 0.05; test gamma^2 0.1^2, 0.11^2, 0.12^2
     tests = [0.1**2, 0.11**2, 0.12**2]
     assert f"| fixed beta=1.0 | 0.05 ± 0 | {aggregate(tests).format('.3g')} |" in page

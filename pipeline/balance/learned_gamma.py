@@ -10,9 +10,11 @@ gamma^2 = sse / D = mse: it learns the data's reconstruction error, as running
 gamma estimates it. beta_eff = 2 gamma^2 / D.
 
 How fast it gets there is the optimiser's business: Adam's step is about lr for a gradient
-of steady size, whatever that size, and at most lr (1 - beta1) / sqrt(1 - beta2) = 3.2 lr at
-the default betas (Kingma & Ba 2015, section 2.1), so log gamma moves about lr per step while
-it heads one way (1e-3: one unit of log gamma, a factor e in gamma, per 1,000 steps). From gamma = 1 to an MNIST-like gamma of 0.1 is
+of steady size, whatever that size (1e-3: one unit of log gamma, a factor e in gamma, per 1,000
+steps while it heads one way). It is not bounded by lr: a gradient that grows by a factor r per
+step makes |m_hat / sqrt(v_hat)| tend to (1 - beta1) / (1 - beta1 / r) / sqrt((1 - beta2) /
+(1 - beta2 / r^2)), up to about 7.3 lr at r = 1.11 with the default betas (3.2 lr, Kingma & Ba's
+(1 - beta1) / sqrt(1 - beta2), is only the limit of a sudden jump). From gamma = 1 to an MNIST-like gamma of 0.1 is
 2.3 units; ``lr_factor`` (log gamma's learning rate as a multiple of the model's) lets it
 get there within a short budget.
 """

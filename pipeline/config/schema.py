@@ -209,6 +209,7 @@ def _schema() -> dict:
             "protocol": Value(str, choices=PROTOCOLS),
             "nll_samples": Value(int, lo=0),
             "nll_prior_samples": COUNT,
+            "nll_images": Value(int, null=True, lo=2),
             "register": {
                 "name": Value(str, null=True),
                 "alias": Value(str, null=True),

@@ -27,7 +27,10 @@ gamma without decoding again. Three values of gamma:
   above (worse than) the IWAE at the trained gamma;
 - ``gamma_iwae_{stage1,twostage}``: the gamma that maximises each model's test IWAE bound,
   found by a one-dimensional search over log gamma on the stored draws (`Draws.gamma_iwae`):
-  every model scored at its best variance for that bound, on equal footing.
+  every model scored at its best variance for that bound, on equal footing. A gamma chosen
+  on the images it scores would flatter the bound, so ``nll_iwae_{model}_gamma_iwae`` is
+  cross-fitted: gamma chosen on the even-numbered images scores the odd ones and vice versa
+  (`Draws.cross_fitted_iwae`); ``gamma_iwae_{model}`` is the one chosen on all of them.
 
 Two-stage: the prior of z is the second stage, p(z) = int N(z; dec2(u), gamma_z^2 I) N(u; 0, I) du
 (gamma_z the stage-2 strategy's final gamma), estimated with M draws u_m ~ q2(u|z):
@@ -117,8 +120,22 @@ class Draws:
                 fb = nll(b)
         return math.exp((lo + hi) / 2)
 
-    def bounds(self, gamma: float, two_stage: bool = False) -> dict:
-        """Mean negative ELBO and negative IWAE bound (nats per item) at decoder std ``gamma``."""
+    def rows(self, index) -> "Draws":
+        """The draws of the items ``index`` (a slice or index tensor)."""
+        fields = (self.sse, self.log_q, self.log_prior, self.log_prior2_iwae, self.log_prior2_elbo)
+        return Draws(*(None if t is None else t[index] for t in fields), self.dim)
+
+    def cross_fitted_iwae(self, two_stage: bool = False) -> torch.Tensor:
+        """Each item's negative IWAE bound (nats) at an IWAE-optimal gamma that never saw it:
+        gamma chosen on the even-numbered items scores the odd ones and vice versa (2-fold
+        cross-fitting)."""
+        out = torch.empty(len(self.sse), dtype=torch.float64)
+        for fit, score in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+            out[score] = self.rows(score).per_item(self.rows(fit).gamma_iwae(two_stage), two_stage)["iwae"]
+        return out
+
+    def per_item(self, gamma: float, two_stage: bool = False) -> dict:
+        """Each item's negative ELBO and negative IWAE bound (nats, float64 (N,)) at decoder std ``gamma``."""
         log_lik = -self.sse.double() / (2 * gamma**2) - self.dim * math.log(gamma) - self.dim / 2 * LOG_2PI
         log_q = self.log_q.double()
         if two_stage:
@@ -126,7 +143,17 @@ class Draws:
             iwae = log_lik + self.log_prior2_iwae.double() - log_q
         else:
             elbo = iwae = log_lik + self.log_prior.double() - log_q
-        return {"elbo": -float(elbo.mean()), "iwae": -float(log_mean_exp(iwae, 1).mean())}
+        return {"elbo": -elbo.mean(1), "iwae": -log_mean_exp(iwae, 1)}
+
+    def bounds(self, gamma: float, two_stage: bool = False) -> dict:
+        """Mean negative ELBO and negative IWAE bound (nats per item) at decoder std ``gamma``."""
+        return {k: float(v.mean()) for k, v in self.per_item(gamma, two_stage).items()}
+
+
+def standard_error(values: torch.Tensor) -> float:
+    """The standard error of the mean of ``values`` (sample std / sqrt(n)): how far the mean
+    over these items may sit from the mean over all items they were drawn from."""
+    return float(values.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 @torch.no_grad()
@@ -188,18 +215,22 @@ def likelihood_metrics(draws: Draws, gamma_trained: float, two_stage: bool) -> d
     """The bounds under each gamma, for stage 1 and (with a second stage) the two-stage model:
     ``nll_{elbo,iwae}_{stage1,twostage}_gamma_{trained,test}`` in nats per image and the same
     as ``bpd_...`` in bits per dimension, ``nll_iwae_{model}_gamma_iwae`` (and bpd) at each
-    model's IWAE-optimal gamma; and the gammas (``gamma_trained``, ``gamma_test``,
-    ``gamma_iwae_{model}``)."""
+    model's IWAE-optimal gamma, cross-fitted (:meth:`Draws.cross_fitted_iwae`); the standard
+    error of each IWAE mean over the scored images as ``bpd_iwae_..._sem`` (what scoring a
+    subset of the test images costs); and the gammas (``gamma_trained``, ``gamma_test``,
+    ``gamma_iwae_{model}`` chosen on all items)."""
     gammas = {"trained": gamma_trained, "test": draws.gamma_test()}
     if not gamma_trained > 0:  # fixed / annealed with beta = 0 assume no decoder noise: no density
         del gammas["trained"]
     out = {f"gamma_{name}": g for name, g in gammas.items()}
+    to_bits = 1 / (draws.dim * math.log(2))
     for model in ("stage1", "twostage") if two_stage else ("stage1",):
-        for name, g in gammas.items():
-            for bound, nll in draws.bounds(g, model == "twostage").items():
-                out[f"nll_{bound}_{model}_gamma_{name}"] = nll
+        items = {name: draws.per_item(g, model == "twostage") for name, g in gammas.items()}
+        out[f"gamma_iwae_{model}"] = draws.gamma_iwae(model == "twostage")
+        items["iwae"] = {"iwae": draws.cross_fitted_iwae(model == "twostage")}
+        for name, bounds in items.items():
+            for bound, values in bounds.items():
+                out[f"nll_{bound}_{model}_gamma_{name}"] = nll = float(values.mean())
                 out[f"bpd_{bound}_{model}_gamma_{name}"] = bits_per_dim(nll, draws.dim)
-        out[f"gamma_iwae_{model}"] = g = draws.gamma_iwae(model == "twostage")
-        out[f"nll_iwae_{model}_gamma_iwae"] = nll = draws.bounds(g, model == "twostage")["iwae"]
-        out[f"bpd_iwae_{model}_gamma_iwae"] = bits_per_dim(nll, draws.dim)
+            out[f"bpd_iwae_{model}_gamma_{name}_sem"] = standard_error(bounds["iwae"]) * to_bits
     return out

@@ -59,10 +59,17 @@ def protocol(cfg: dict, ctx: protocols.Context) -> protocols.Protocol:
     return proto
 
 
-def real_side(proto: protocols.Protocol, features: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The real test images' features this protocol scores against (of the reference stage's
-    ``features``), and their FID statistics."""
-    real = features[proto.real_rows[: proto.kept(len(proto.real_rows))]]
+def real_side(
+    proto: protocols.Protocol, features: torch.Tensor, space, test: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """The real test images' features this protocol scores against, and their FID statistics:
+    rows of the reference stage's ``features``, or extracted again in ``space`` from the
+    ``test`` images where the protocol maps Inception's input its own way."""
+    rows = proto.real_rows[: proto.kept(len(proto.real_rows))]
+    if not space.same_as_reference:
+        real = space.extract(test[rows], "real")
+    else:
+        real = features[rows]
     return real, statistics(real)
 
 
@@ -74,12 +81,24 @@ def score_set(proto, name: str, space, real: tuple[torch.Tensor, dict], seed: in
     return images, fidelity_metrics(space.extract(scored, name), real[0], real[1], seed)
 
 
+def likelihood_rows(num_test: int, nll_images: int | None) -> torch.Tensor:
+    """The test images the likelihood scores: all, or ``evaluate.nll_images`` of them, a random
+    subset drawn with seed 0 whatever ``evaluate.seed`` is, so that every run of the same data
+    scores the same images (their differences are paired), in test-set order."""
+    if nll_images is None or nll_images >= num_test:
+        return torch.arange(num_test)
+    return torch.randperm(num_test, generator=torch.Generator().manual_seed(0))[:nll_images].sort().values
+
+
 def score_likelihood(vae, stage2, gamma_z: float, gamma_trained: float, test: torch.Tensor, cfg: dict) -> dict:
     """The test images' negative ELBO and IWAE bound with ``evaluate.nll_samples`` importance
     samples, in nats and bits/dim, for stage 1 and the two-stage model, at the trained decoder
-    std, at gamma_test (the ELBO's optimum) and at each model's IWAE-optimal gamma."""
+    std, at gamma_test (the ELBO's optimum) and at each model's IWAE-optimal gamma, on the test
+    images of :func:`likelihood_rows` (``nll_images``: how many), with each IWAE mean's standard
+    error over them."""
     seed = cfg["seed"]
-    y = likelihood.dequantise(test, torch.Generator().manual_seed(seed))
+    rows = likelihood_rows(len(test), cfg.get("nll_images"))
+    y = likelihood.dequantise(test[rows], torch.Generator().manual_seed(seed))
     draws = likelihood.draw(
         vae,
         y,
@@ -95,16 +114,20 @@ def score_likelihood(vae, stage2, gamma_z: float, gamma_trained: float, test: to
 
 def likelihood_lines(nll: dict) -> list[str]:
     """The likelihood's headline numbers as lines for the stage's log."""
+
+    def bpd(model: str, g: str) -> str:
+        return f"{nll[f'bpd_iwae_{model}_gamma_{g}']:.3f} +- {nll[f'bpd_iwae_{model}_gamma_{g}_sem']:.3f}"
+
     lines = [
-        f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {nll[f'bpd_iwae_stage1_gamma_{g}']:.3f}, "
-        f"two-stage {nll[f'bpd_iwae_twostage_gamma_{g}']:.3f}"
+        f"  gamma_{g} {nll[f'gamma_{g}']:.4g}: stage 1 {bpd('stage1', g)}, two-stage {bpd('twostage', g)}"
         for g in ("trained", "test")
         if f"gamma_{g}" in nll
     ]
     return lines + [
-        f"  at each model's IWAE-optimal gamma: stage 1 {nll['bpd_iwae_stage1_gamma_iwae']:.3f} "
-        f"(gamma {nll['gamma_iwae_stage1']:.4g}), two-stage {nll['bpd_iwae_twostage_gamma_iwae']:.3f} "
-        f"(gamma {nll['gamma_iwae_twostage']:.4g})"
+        f"  at each model's IWAE-optimal gamma (cross-fitted): stage 1 {bpd('stage1', 'iwae')} "
+        f"(gamma {nll['gamma_iwae_stage1']:.4g}), two-stage {bpd('twostage', 'iwae')} "
+        f"(gamma {nll['gamma_iwae_twostage']:.4g})",
+        "  (+- the standard error of the mean over the scored test images)",
     ]
 
 

@@ -33,7 +33,10 @@ def bf16_native(device: torch.device) -> bool:
     """Does the device compute in bf16 natively (so autocast is a speed-up, not a slow-down)?"""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    # Not torch.ops.mkldnn._is_mkldnn_bf16_supported(): it says yes on any AVX-512 CPU, where oneDNN
+    # emulates bf16 (measured on a 2-core AVX-512 Xeon without AVX512-BF16: train_vae of
+    # docs/results.md's set-up several times slower under autocast than in fp32, docs/speed.md).
+    return device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def evaluation(cfg: dict, shape: Shape, latent: int, features: int) -> list[Size
     """The sizes of the evaluate stage (``cfg``: ``params["evaluate"]``) for data of ``shape``,
     ``latent`` stage-1 units and ``features`` feature dimensions."""
     d, n_real, b, k = shape.values, shape.num_test, cfg["batch_size"], cfg["nll_samples"]
+    n_nll = min(cfg.get("nll_images") or n_real, n_real)
     n = cfg["num_samples"] or shape.num_test
     sizes = [
         Size(
@@ -142,8 +143,8 @@ def evaluation(cfg: dict, shape: Shape, latent: int, features: int) -> list[Size
             Size(
                 "evaluate.nll_samples",
                 k,
-                lambda v: 20 * n_real * v + 12 * max(b, v) * d,
-                f"the likelihood's draws for {n_real:,} test images",
+                lambda v: 20 * n_nll * v + 12 * max(b, v) * d,
+                f"the likelihood's draws for {n_nll:,} test images",
             ),
             Size(
                 "evaluate.nll_prior_samples",

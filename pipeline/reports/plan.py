@@ -13,11 +13,12 @@ The time estimate (:func:`estimate`) is arithmetic on a few measured rates:
     one run = stage-1 steps x seconds per stage-1 step
             + stage-2 steps x seconds per stage-2 step
             + evaluated images x (1 / feature images per second + seconds per forward pass)
-            + test images x importance samples x seconds per forward pass
+            + likelihood images x importance samples x seconds per forward pass
             + start-up seconds per run (3 stage processes: Python, torch, MLflow, DVC)
 
 with steps = epochs x ceil(training images / batch size), evaluated images = test
-images (REC) + samples x samplers, a forward pass = one image through stage 1's encoder
+images (REC) + samples x samplers, likelihood images = evaluate.nll_images (or all test
+images), a forward pass = one image through stage 1's encoder
 and decoder, and all runs = one run x runs.
 """
 
@@ -99,7 +100,7 @@ def estimate(p: dict, num_train: int, num_test: int, rates: Rates) -> float:
         steps1 * rates.stage1_step_s
         + steps2 * rates.stage2_step_s
         + images * (1 / rates.feature_images_per_s + rates.forward_s)
-        + num_test * ev["nll_samples"] * rates.forward_s
+        + min(ev.get("nll_images") or num_test, num_test) * ev["nll_samples"] * rates.forward_s
         + rates.startup_s
     )
 

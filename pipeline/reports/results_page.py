@@ -1,10 +1,12 @@
 """The answer to "is scaling the KL sound?", written from a sweep's runs (`bvae compare --report`).
 
-A markdown page: the set-up read from the runs' params, the tables and figures of
-:mod:`pipeline.reports.compare` (mean ± std over seeds), and the answer, whose numbers come from
-the runs and whose comparisons say whether the seeds separate them (Welch's t-test, p < 0.05:
-:func:`pipeline.reports.seed_stats.welch_p`). Paragraphs about a configuration the sweep did not
-run are left out. The same runs give the same bytes: nothing depends on the clock.
+A markdown page: "The answer" first (the two questions in plain sentences, each number from the
+primary comparisons), then the primary comparisons, declared in :data:`PRIMARY` before any run
+(the difference with its 95 % confidence interval, Welch's p and Holm's adjusted p over all of
+them: :mod:`pipeline.reports.seed_stats`), the set-up read from the runs' params, the tables and
+figures of :mod:`pipeline.reports.compare` (mean ± std over seeds), and the detail, whose other
+comparisons are marked exploratory (unadjusted p). Paragraphs about a configuration the sweep
+did not run are left out. The same runs give the same bytes: nothing depends on the clock.
 
 Longer than 300 lines because the page's prose is here, each sentence beside the numbers
 and the comparison it states; a template would part a claim from the test behind it.
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 
 from pipeline.reports.compare import fid_spaces, floor_key, floor_ratio, markdown_table, variance_table
 from pipeline.reports.equivalence import variance_for_beta
-from pipeline.reports.seed_stats import ALPHA, Group, Stat, welch_p
+from pipeline.reports.seed_stats import ALPHA, Group, Stat, holm, welch_interval, welch_p
 
 FEATURE_SPACES = {  # what each feature space is, in one sentence for the page
     "domain": "the penultimate layer of a classifier trained on these images' labels (offline, in this project): its "
@@ -60,22 +62,171 @@ def _list(items: list[str]) -> list[str]:
     return [f"- {x};" for x in items[:-1]] + [f"- {items[-1]}."]
 
 
+def _difference(sa: Stat, sb: Stat, spec: str) -> str:
+    """ "-14.33 [-16.20, -12.46], p = 3e-05": b - a, its 95 % interval (Welch) and Welch's p."""
+    interval, p = welch_interval(sa, sb), welch_p(sa, sb)
+    if interval is None or p is None:
+        return "one seed: no spread to judge by"
+    diff, lo, hi = interval
+    ps = "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+    return f"{format(diff, '+' + spec)} [{format(lo, spec)}, {format(hi, spec)}], {ps}"
+
+
 def _versus(a: Group, b: Group, key: str, spec: str, what: str) -> str:
-    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8; Welch p = 0.0012: the seeds separate them)"; an FID
-    with a floor also says its ratio to it: "(...; 16.9x -> 4.5x the floor)"."""
+    """ "what 47.5 ± 1.2 -> 12.7 ± 0.8 (-34.8 [-36.1, -33.5], p < 0.001, exploratory)": the
+    difference b - a with its 95 % interval and Welch's p, unadjusted (an exploratory comparison,
+    not one of :data:`PRIMARY`); an FID with a floor also says its ratio to it."""
     sa, sb = a.stat(key), b.stat(key)
-    ra, rb = floor_ratio(a, key), floor_ratio(b, key)
-    scale = f"; {ra:.1f}x -> {rb:.1f}x the floor" if ra is not None and rb is not None else ""
     if sa is None or sb is None:
         return f"{what}: not measured"
-    p = welch_p(sa, sb)
-    if p is None:
-        verdict = "one seed: no spread to judge by"
-    else:
-        verdict = ("Welch p < 0.001" if p < 0.001 else f"Welch p = {p:.2g}") + (
-            ": the seeds separate them" if p < ALPHA else ": within the spread of the seeds"
+    ra, rb = floor_ratio(a, key), floor_ratio(b, key)
+    scale = f"; {ra:.1f}x -> {rb:.1f}x the floor" if ra is not None and rb is not None else ""
+    return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({_difference(sa, sb, spec)}, exploratory{scale})"
+
+
+# The primary comparisons, declared before the runs: (name, first configuration, second
+# configuration, metric, what it measures, format). A configuration is (strategy, balance
+# params); "k_ref" stands for running gamma's other k (the reference code's rule).
+# Holm's correction runs over all of them.
+FIXED_1, FIXED_01 = ("fixed", {"beta": 1.0}), ("fixed", {"beta": 0.1})
+RUNNING_1, RUNNING_REF = ("running_gamma", {"k": 1.0}), ("running_gamma", "k_ref")
+PRIMARY = (
+    ("beta 1 -> 0.1", FIXED_1, FIXED_01, "fid_{space}_rec", "REC FID", ".2f"),
+    ("beta 1 -> 0.1", FIXED_1, FIXED_01, "fid_{space}_gen2", "GEN-2 FID", ".2f"),
+    ("beta 1 -> 0.1", FIXED_1, FIXED_01, "bpd_iwae_stage1_gamma_iwae", "bits/dim", ".3f"),
+    ("beta 0.1 -> running gamma k = 1", FIXED_01, RUNNING_1, "fid_{space}_rec", "REC FID", ".2f"),
+    ("beta 0.1 -> running gamma k = 1", FIXED_01, RUNNING_1, "fid_{space}_gen2", "GEN-2 FID", ".2f"),
+    ("running gamma k = 1 -> the reference k", RUNNING_1, RUNNING_REF, "fid_{space}_gen2", "GEN-2 FID", ".2f"),
+)
+
+
+def _config(groups: list[Group], spec) -> Group | None:
+    strategy, balance = spec
+    if balance == "k_ref":
+        others = [g for g in groups if g.params.get("train.balance.strategy") == strategy]
+        return next((g for g in others if _num(g.params.get("train.balance.k")) != 1.0), None)
+    return find(groups, strategy, **balance)
+
+
+def primary(groups: list[Group]) -> list[dict]:
+    """The primary comparisons the runs hold (:data:`PRIMARY`), each with both groups' stats,
+    the difference b - a with its 95 % interval, Welch's p and Holm's adjusted p (over those
+    held)."""
+    space = next((fid_spaces(g.stats)[0] for g in groups if fid_spaces(g.stats)), "?")
+    out = []
+    for name, first, second, key, what, spec in PRIMARY:
+        a, b = _config(groups, first), _config(groups, second)
+        key = key.format(space=space)
+        if a is None or b is None or a.stat(key) is None or b.stat(key) is None:
+            continue
+        sa, sb = a.stat(key), b.stat(key)
+        interval, p = welch_interval(sa, sb), welch_p(sa, sb)
+        if interval is None:
+            continue
+        out.append(dict(name=name, a=a, b=b, key=key, what=what, spec=spec, sa=sa, sb=sb, interval=interval, p=p))
+    for c, adjusted in zip(out, holm([c["p"] for c in out])):
+        c["holm"] = adjusted
+    return out
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.2g}"
+
+
+def _said(c: dict) -> str:
+    """One comparison in a sentence's words: "from 20.13 to 5.80 (-14.33, 95 % CI -16.20 to
+    -12.46; Holm p < 0.001)"."""
+    (diff, lo, hi), spec = c["interval"], c["spec"]
+    return (
+        f"from {format(c['sa'].mean, spec)} to {format(c['sb'].mean, spec)} ({format(diff, '+' + spec)}, "
+        f"95 % CI {format(lo, spec)} to {format(hi, spec)}; "
+        f"Holm p {'< 0.001' if c['holm'] < 0.001 else '= ' + format(c['holm'], '.2g')})"
+    )
+
+
+def _direction(c: dict, lower_is_better: bool = True) -> str:
+    """ "better", "worse" or "no different beyond the seeds' spread" (Holm p >= 0.05)."""
+    if c["holm"] >= ALPHA:
+        return "no different beyond the seeds' spread"
+    down = c["interval"][0] < 0
+    return "better" if down == lower_is_better else "worse"
+
+
+def _primary_table(comparisons: list[dict], n: list[int]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [
+        "## Primary comparisons",
+        "",
+        f"Declared before the runs (`pipeline/reports/results_page.py`, `PRIMARY`), {len(comparisons)} of them, so",
+        "each p is corrected for their number by Holm's method; a comparison holds when its Holm p < 0.05. Every",
+        "other comparison on this page is exploratory (its p unadjusted). Lower is better for all three metrics;",
+        "the difference is the second configuration's mean minus the first's, with Welch's 95 % interval.",
+        "",
+        "| comparison | metric | first | second | difference [95 % CI] | p | Holm p | holds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        (diff, lo, hi), spec = c["interval"], c["spec"]
+        lines.append(
+            f"| {c['name']} | {c['what']} | {c['sa'].format(spec)} (n={c['sa'].n}) | "
+            f"{c['sb'].format(spec)} (n={c['sb'].n}) | {format(diff, '+' + spec)} [{format(lo, spec)}, {format(hi, spec)}] | "
+            f"{_p(c['p'])} | {_p(c['holm'])} | {'yes' if c['holm'] < ALPHA else 'no'} |"
         )
-    return f"{what} {sa.format(spec)} -> {sb.format(spec)} ({format(sb.mean - sa.mean, '+' + spec)}; {verdict}{scale})"
+    return lines + [""]
+
+
+def _the_answer(groups: list[Group], comparisons: list[dict], dim: int | None) -> list[str]:
+    """The two questions, answered in plain sentences from the primary comparisons."""
+    by = {(c["name"], c["what"]): c for c in comparisons}
+    rec, gen2, bpd = (by.get(("beta 1 -> 0.1", w)) for w in ("REC FID", "GEN-2 FID", "bits/dim"))
+    run_rec, run_gen2 = (by.get(("beta 0.1 -> running gamma k = 1", w)) for w in ("REC FID", "GEN-2 FID"))
+    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
+    if not (one and tenth and rec and gen2):
+        return []
+    data = tenth.stat("data_gamma2")
+    out = [
+        "## The answer",
+        "",
+        '**"Scaling the KL by 0.1 makes my reconstructions recognisable: is that sound?"** '
+        f"Going from beta = 1 to 0.1 made reconstructions {_direction(rec)} "
+        f"(REC FID {_said(rec)}) and samples through the second stage {_direction(gen2)} (GEN-2 FID {_said(gen2)})"
+        + (f"; the likelihood bound was {_direction(bpd)} (bits/dim {_said(bpd)})" if bpd else "")
+        + ". "
+        "Next to a summed squared error, beta = 0.1 is exactly a Gaussian decoder with variance gamma^2 = 0.05"
+        + (f", {0.05 / data.mean:.1f} times the test MSE its own decoder reached ({data.mean:.3g})" if data else "")
+        + ": a variance picked by hand.",
+    ]
+    if run_rec and run_gen2:
+        out[-1] += (
+            " Setting it from the data instead (running gamma, k = 1) was, against beta = 0.1, "
+            f"{_direction(run_rec)} on reconstructions (REC FID {_said(run_rec)}) and {_direction(run_gen2)} on "
+            f"GEN-2 samples (GEN-2 FID {_said(run_gen2)})"
+        )
+        worse = [w for w, c in (("reconstructions", run_rec), ("GEN-2 samples", run_gen2)) if _direction(c) == "worse"]
+        out[-1] += (
+            f": here the hand-picked beta = 0.1 did better on {' and '.join(worse)}."
+            if worse
+            else ": the data's own variance does at least as well, with no beta to pick."
+        )
+    out[-1] += " The numbers: [Primary comparisons](#primary-comparisons), [Results](#results)."
+    share_one, share_tenth = one.stat("train_vae.final_kl_grad_share"), tenth.stat("train_vae.final_kl_grad_share")
+    out += [
+        "",
+        '**"What does it do to gradient descent?"** Under Adam, a constant factor on the whole loss cancels, so '
+        "sse + 0.1 KL, 10 sse + KL and a decoder variance of 0.05 train identically; the KL sends no gradient to the "
+        "decoder, so beta changes only the mix of reconstruction and KL in the encoder's gradient"
+        + (
+            f": the KL's share of the encoder's gradient in the last epoch went from {share_one.mean:.2f} at beta = 1 "
+            f"to {share_tenth.mean:.2f} at beta = 0.1 (exploratory; {_difference(share_one, share_tenth, '.3f')})"
+            if share_one and share_tenth
+            else ""
+        )
+        + ". The decoder feels beta only through the codes the encoder then gives it. "
+        "The argument and its tests: [What the scale does to gradient descent](#what-the-scale-does-to-gradient-descent).",
+        "",
+    ]
+    return out
 
 
 def _power(n: int) -> str:
@@ -137,7 +288,13 @@ def _setup(groups: list[Group], rows: list, experiment: str, commands: list[str]
             else "as many samples as test images"
         )
         + " per sampler against the test images; likelihood with "
-        f"{c.get('evaluate.nll_samples', '?')} importance samples per test image.",
+        f"{c.get('evaluate.nll_samples', '?')} importance samples per test image"
+        + (
+            f", on a fixed random {int(_num(c['evaluate.nll_images'])):,} of the test images (seed 0, the same in "
+            "every run; each bits/dim mean's standard error over them is logged as `..._sem`)."
+            if isinstance(_num(c.get("evaluate.nll_images")), float)
+            else ", on every test image."
+        ),
         f"- The feature space: {FEATURE_SPACES.get(space.split('-')[0], 'see docs/evaluation.md')}. "
         + (
             f"Its floor here, the FID of real training images against the test images, is {floor.mean:.3g}; "
@@ -402,15 +559,17 @@ def render(
     n = sorted({len(g.runs) for g in groups})
     dim_stat: Stat | None = groups[0].stat("data_dim")
     dim = int(dim_stat.mean) if dim_stat else None
+    comparisons = primary(groups)
     lines = [
         f"# Is scaling the KL sound? Every balancing strategy on `{dataset}`, {'/'.join(map(str, n))} seed(s) each",
         "",
         "Written by `bvae compare --report` from the runs (in MLflow, or their numbers in `runs.csv` beside the",
         "figures); do not edit by hand. Every number is the mean ± standard deviation over the seeds of a",
-        'configuration. A comparison says "the seeds separate them" when Welch\'s t-test (two-sided, the two',
-        f"spreads not assumed equal) gives p < 0.05, and prints p. {_power(min(n))}",
+        "configuration; a comparison gives the difference with its 95 % confidence interval (Welch's t, the two",
+        f"spreads not assumed equal), then p. {_power(min(n))}",
         "",
     ]
+    lines += _the_answer(groups, comparisons, dim) + _primary_table(comparisons, n)
     lines += _brief(groups, dim) + _setup(groups, rows, experiment, commands, note)
     lines += [
         "## Results",

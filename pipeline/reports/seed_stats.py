@@ -12,8 +12,14 @@ equal): with s_a^2 / n_a and s_b^2 / n_b the squared standard errors of the two 
     df = (s_a^2 / n_a + s_b^2 / n_b)^2 / ((s_a^2 / n_a)^2 / (n_a - 1) + (s_b^2 / n_b)^2 / (n_b - 1)),
     p = 2 P(T_df > |t|),
 
-and "the seeds separate them" when p < 0.05. With 3 seeds each, df is between 2 and 4, so a
-difference needs |t| above 2.78 (df 4) to 4.30 (df 2): stricter than a rule of two standard errors.
+and the 95 % confidence interval of mean_b - mean_a is the difference +- t_{0.975, df} times
+its standard error. With 5 seeds each, df is between 4 and 8, so a difference needs |t| above
+2.31 (df 8) to 2.78 (df 4).
+
+Several comparisons tested at once are corrected for their number by Holm's step-down method
+(:func:`holm`): with m p-values sorted p_(1) <= ... <= p_(m), the adjusted p_(i) is
+max_{j <= i} min(1, (m - j + 1) p_(j)); a comparison passes when its adjusted p < 0.05, which
+keeps the chance of any false pass among the m at most 0.05.
 """
 
 import statistics
@@ -65,6 +71,33 @@ def welch_p(a: Stat, b: Stat) -> float | None:
     from scipy.stats import ttest_ind_from_stats
 
     return float(ttest_ind_from_stats(a.mean, a.std, a.n, b.mean, b.std, b.n, equal_var=False).pvalue)
+
+
+def welch_interval(a: Stat, b: Stat, level: float = 0.95) -> tuple[float, float, float] | None:
+    """b's mean minus a's, and the ``level`` confidence interval of that difference by Welch's
+    t (module docstring): (difference, low, high); None when either has one seed."""
+    if a.std is None or b.std is None:
+        return None
+    diff = b.mean - a.mean
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    if va + vb == 0:
+        return diff, diff, diff
+    from scipy.stats import t
+
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    half = t.ppf(0.5 + level / 2, df) * (va + vb) ** 0.5
+    return diff, diff - half, diff + half
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (module docstring), in the order given."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def separated(a: Stat, b: Stat) -> bool | None:

@@ -26,6 +26,12 @@ asperti/BalancingVAE at d9f3997: ``computed_gamma.py`` CG, ``fid.py`` FID), with
   last partial one (FID:25, 51-53): the first n // 64 * 64 of each set are scored (9,984 of
   10,000).
 
+- Inception's input: FID:54 feeds ``x * 2 - 1`` of images x in [0, 1] to tfgan's
+  ``run_inception``, so the network sees (p - 127.5) / 127.5 of pixel values p, where
+  torch-fidelity's graph computes (p - 128) / 128; the protocol feeds it Asperti's mapping
+  (``inception_input``, :func:`pipeline.evaluation.features.asperti_input`), the real test
+  images as well (their features are extracted again, not taken from the reference stage).
+
 The one step left different: the images reach the feature network as uint8 (torch-fidelity's
 input), rounded to 1/255, where FID passes floats (FID:54). Metric names carry the protocol:
 ``fid_inception-asperti_gen2``.
@@ -74,6 +80,7 @@ def rescale_batches(z: torch.Tensor, adjust2: float) -> torch.Tensor:
 class Asperti(Protocol):
     name = "asperti"
     feature_batch = FEATURE_BATCH  # FID:25, 51-53
+    inception_input = "asperti"  # FID:54: x * 2 - 1
 
     def __init__(self, ctx):
         super().__init__(ctx)

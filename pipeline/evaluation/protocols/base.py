@@ -33,6 +33,7 @@ class Protocol:
 
     name = ""
     feature_batch = 1  # the reference's feature code scores whole batches of this many images
+    inception_input = "torch-fidelity"  # how Inception's first layer sees pixel values (features.INCEPTION_INPUTS)
 
     def __init__(self, ctx: Context):
         self.ctx = ctx

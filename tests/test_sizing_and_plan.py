@@ -93,6 +93,10 @@ def test_estimate_arithmetic_by_hand():
     p["evaluate"]["num_samples"] = None  # as many as test images: 640 + 640 x 3 = 2560, x 0.0021 = 5.376 s
     assert plan.estimate(p, 2560, 640, rates) == pytest.approx(8 + 2 + 5.376 + 1.024 + 30)
     assert plan.estimate(p, 2561, 640, rates) == pytest.approx(8.2 + 2.1 + 5.376 + 1.024 + 30)  # a last short batch
+    p["evaluate"]["nll_images"] = 100  # the likelihood on 100 of the test images: 100 x 16 x 1e-4 = 0.16 s
+    assert plan.estimate(p, 2560, 640, rates) == pytest.approx(8 + 2 + 5.376 + 0.16 + 30)
+    rates = plan.Rates(0.02, 0.001, 500.0, 1e-4, set_metrics_s=2.0)  # REC and 3 sampler sets scored: 4 x 2 s
+    assert plan.estimate(p, 2560, 640, rates) == pytest.approx(8 + 2 + 5.376 + 0.16 + 8 + 30)
     assert [plan.duration(s) for s in (40, 59.6, 90, 3599, 3600 + 5 * 60)] == [
         "40 s",
         "1 min",

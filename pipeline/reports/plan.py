@@ -13,11 +13,12 @@ The time estimate (:func:`estimate`) is arithmetic on a few measured rates:
     one run = stage-1 steps x seconds per stage-1 step
             + stage-2 steps x seconds per stage-2 step
             + evaluated images x (1 / feature images per second + seconds per forward pass)
+            + scored sets x seconds to score one set (FID, KID, precision/recall)
             + likelihood images x importance samples x seconds per forward pass
             + start-up seconds per run (3 stage processes: Python, torch, MLflow, DVC)
 
-with steps = epochs x ceil(training images / batch size), evaluated images = test
-images (REC) + samples x samplers, likelihood images = evaluate.nll_images (or all test
+with steps = epochs x ceil(training images / batch size), scored sets = REC and the
+samplers (and their rescaled GEN-2), evaluated images = test images (REC) + samples x samplers, likelihood images = evaluate.nll_images (or all test
 images), a forward pass = one image through stage 1's encoder
 and decoder, and all runs = one run x runs.
 """
@@ -86,6 +87,7 @@ class Rates:
     stage2_step_s: float
     feature_images_per_s: float
     forward_s: float  # one image through stage 1's encoder and decoder
+    set_metrics_s: float = 0.0  # FID, KID and precision/recall of one set against the test images
     startup_s: float = STARTUP_S
 
 
@@ -100,6 +102,7 @@ def estimate(p: dict, num_train: int, num_test: int, rates: Rates) -> float:
         steps1 * rates.stage1_step_s
         + steps2 * rates.stage2_step_s
         + images * (1 / rates.feature_images_per_s + rates.forward_s)
+        + (1 + samplers) * rates.set_metrics_s
         + min(ev.get("nll_images") or num_test, num_test) * ev["nll_samples"] * rates.forward_s
         + rates.startup_s
     )

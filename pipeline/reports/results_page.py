@@ -519,37 +519,6 @@ def _answer_stage2(groups: list[Group]) -> list[str]:
     ]
 
 
-def _brief(groups: list[Group], dim: int | None) -> list[str]:
-    """The answer in a few lines, each pointing at the section with the detail."""
-    one, tenth = find(groups, "fixed", beta=1.0), find(groups, "fixed", beta=0.1)
-    out = ["## In brief", ""]
-    data = tenth.stat("data_gamma2") if tenth else None
-    if data:
-        out.append(
-            f"- beta = 0.1 next to a summed squared error is a Gaussian decoder with gamma^2 = 0.05: "
-            f"{0.05 / data.mean:.1f} times the test MSE its own decoder reached ({data.format('.3g')})"
-            + (
-                f"; next to a mean-reduced MSE the same 0.1 is gamma^2 = {variance_for_beta(0.1, dim, 'mse_mean'):.3g}."
-                if dim
-                else "."
-            )
-        )
-    if one and tenth:
-        space = (fid_spaces(tenth.stats) or ["?"])[0]
-        changes = [
-            _versus(one, tenth, f"fid_{space}_{w}", ".2f", f"{t} FID") for w, t in (("rec", "REC"), ("gen2", "GEN-2"))
-        ]
-        changes.append(_versus(one, tenth, "bpd_iwae_stage1_gamma_test", ".3f", "stage-1 bits/dim"))
-        out.append("- From beta = 1 to 0.1: " + "; ".join(changes) + ".")
-    for g in groups:
-        if g.params.get("train.balance.strategy") == "running_gamma" and g.stat("beta_sse_own"):
-            out.append(
-                f"- {g.label} ended at the equivalent of a fixed beta of {_s(g, 'beta_sse_own')} next to a summed "
-                'squared error ("Where running gamma lands").'
-            )
-    return out + [""] if len(out) > 2 else []
-
-
 def render(
     groups: list[Group], rows: list, *, fig_dir: str, experiment: str, commands: list[str], note: str = ""
 ) -> str:
@@ -570,7 +539,7 @@ def render(
         "",
     ]
     lines += _the_answer(groups, comparisons, dim) + _primary_table(comparisons, n)
-    lines += _brief(groups, dim) + _setup(groups, rows, experiment, commands, note)
+    lines += _setup(groups, rows, experiment, commands, note)
     lines += [
         "## Results",
         "",

@@ -100,12 +100,6 @@ def holm(pvalues: list[float]) -> list[float]:
     return adjusted
 
 
-def separated(a: Stat, b: Stat) -> bool | None:
-    """Whether Welch's test tells a's and b's means apart at p < 0.05; None when either has one seed."""
-    p = welch_p(a, b)
-    return None if p is None else p < ALPHA
-
-
 @dataclass
 class Group:
     """One configuration: its runs (one per seed), their metrics aggregated, and their

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+import torch
 from mlflow import MlflowClient
 from PIL import Image
 
@@ -83,7 +84,7 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     assert "KID: the unbiased MMD^2 of torch-fidelity" in log and "(subsets of 30)" in log
     assert "reference.features: auto: domain features (the data has class labels)" in log
     assert "train_vae: conv VAE, latent_dim 8 (auto: the power of two nearest D / 12 in [8, 64] for 1x8x8" in log
-    floor = json.loads((project / "metrics/reference.json").read_text())["fid_domain_train_vs_test"]
+    floor = torch.load(project / "reference/real_stats.pt", weights_only=True)["floor"]  # metrics/ rounds it
     assert f"FID floor (real training against test images, domain features): {floor:.4g}" in log
     fid = json.loads((project / "metrics/evaluate.json").read_text())["fid_domain_gen2"]
     assert f"gen2           FID {fid:8.3f} ({fid / floor:5.1f}x the floor)" in log  # every FID on its scale
@@ -187,6 +188,7 @@ def test_metrics_show_lists_the_fids(repro):
     } | {"gamma_trained", "gamma_test"}
     nll |= {f"{u}_iwae_{m}_gamma_iwae" for u in ("nll", "bpd") for m in ("stage1", "twostage")}
     nll |= {"gamma_iwae_stage1", "gamma_iwae_twostage"}
+    nll |= {f"bpd_iwae_{m}_gamma_{g}_sem" for m in ("stage1", "twostage") for g in ("trained", "test", "iwae")}
     assert fidelity | nll == set(metrics)  # no constants: the data dimension is a param of the parent run
     assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
         "bpd_iwae_stage1_gamma_trained",

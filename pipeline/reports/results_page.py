@@ -152,7 +152,10 @@ def _direction(c: dict, lower_is_better: bool = True) -> str:
     return "better" if down == lower_is_better else "worse"
 
 
-def _primary_table(comparisons: list[dict], n: list[int]) -> list[str]:
+SEM = "evaluate/bpd_iwae_stage1_gamma_iwae_sem"  # a run's bits/dim standard error over its scored test images
+
+
+def _primary_table(comparisons: list[dict], groups: list[Group]) -> list[str]:
     if not comparisons:
         return []
     lines = [
@@ -173,6 +176,15 @@ def _primary_table(comparisons: list[dict], n: list[int]) -> list[str]:
             f"{c['sb'].format(spec)} (n={c['sb'].n}) | {format(diff, '+' + spec)} [{format(lo, spec)}, {format(hi, spec)}] | "
             f"{_p(c['p'])} | {_p(c['holm'])} | {'yes' if c['holm'] < ALPHA else 'no'} |"
         )
+    sems = [g.stat(SEM).mean for g in groups if g.stat(SEM)]
+    bpd = next((c for c in comparisons if c["key"] == "bpd_iwae_stage1_gamma_iwae"), None)
+    if sems and bpd:
+        lines += [
+            "",
+            f"bits/dim is a mean over the scored test images (Set-up): a run's standard error over them is at most "
+            f"{max(sems):.4f} bits/dim (a configuration's mean), against the difference of {abs(bpd['interval'][0]):.3f} "
+            "above; the images are the same in every run, so that error cancels further in a difference.",
+        ]
     return lines + [""]
 
 
@@ -538,7 +550,7 @@ def render(
         f"spreads not assumed equal), then p. {_power(min(n))}",
         "",
     ]
-    lines += _the_answer(groups, comparisons, dim) + _primary_table(comparisons, n)
+    lines += _the_answer(groups, comparisons, dim) + _primary_table(comparisons, groups)
     lines += _setup(groups, rows, experiment, commands, note)
     lines += [
         "## Results",

@@ -253,6 +253,10 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
         "standard error over them is at most 0.0030 bits/dim (a configuration's mean), against the difference of 0.280"
         in page
     )
+    # a sweep of 2 of the 5 strategies says so (a full one: "Every balancing strategy", tests/test_answer.py)
+    assert page.startswith(
+        "# Is scaling the KL sound? 3 configurations of 2 of the 5 balancing strategies on `mnist`, 3 seed(s) each"
+    )
     # the answer first, then the comparisons declared before the runs, then the set-up
     assert page.index("## The answer") < page.index("## Primary comparisons") < page.index("## Set-up")
     # implied gamma^2 of fixed beta: beta_eff D / 2 = 0.05; test gamma^2 0.1^2, 0.11^2, 0.12^2

@@ -531,6 +531,16 @@ def _answer_stage2(groups: list[Group]) -> list[str]:
     ]
 
 
+def _which(groups: list[Group]) -> str:
+    """ "Every balancing strategy", or how many of them the runs hold (a sweep still running)."""
+    from pipeline.config.choices import STRATEGIES
+
+    ran = {g.params.get("train.balance.strategy") for g in groups}
+    if set(STRATEGIES) <= ran:
+        return "Every balancing strategy"
+    return f"{len(groups)} configurations of {len(ran & set(STRATEGIES))} of the {len(STRATEGIES)} balancing strategies"
+
+
 def render(
     groups: list[Group], rows: list, *, fig_dir: str, experiment: str, commands: list[str], note: str = ""
 ) -> str:
@@ -542,7 +552,7 @@ def render(
     dim = int(dim_stat.mean) if dim_stat else None
     comparisons = primary(groups)
     lines = [
-        f"# Is scaling the KL sound? Every balancing strategy on `{dataset}`, {'/'.join(map(str, n))} seed(s) each",
+        f"# Is scaling the KL sound? {_which(groups)} on `{dataset}`, {'/'.join(map(str, n))} seed(s) each",
         "",
         "Written by `bvae compare --report` from the runs (in MLflow, or their numbers in `runs.csv` beside the",
         "figures); do not edit by hand. Every number is the mean ± standard deviation over the seeds of a",

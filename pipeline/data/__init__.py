@@ -1,34 +1,13 @@
 """Datasets as in-memory uint8 tensors (N, C, H, W) with integer class labels (-1 when unlabelled).
 
-:func:`load` reads the dataset that ``params["prepare"]`` names and returns a :class:`Dataset`:
-the train and test :class:`Split` s, the raw files it read (``prepare`` hashes them), the class
-names and the unreadable images it skipped. Images stay uint8 end to end; training slices
-batches from the tensor and scales them to [0, 1] on the fly.
-
-- ``digits``: scikit-learn's bundled 8x8 digits (1,797 real images, no download),
-  split into train/test with a seeded stratified split (``test_fraction``).
-- ``mnist`` / ``fashion_mnist``: torchvision's loaders and official train/test splits,
-  read from ``<root>/MNIST/raw`` or ``<root>/FashionMNIST/raw`` (idx files, .gz or unpacked).
-- ``cifar10``: the python pickles of torchvision's layout ``<root>/cifar-10-batches-py/``
-  (``data_batch_1..5``, ``test_batch``, ``batches.meta``), 32x32 RGB, official split.
-- ``celeba``: ``<root>/celeba/img_align_celeba/*.jpg`` with ``list_eval_partition.txt``
-  (train = partition 0, test = partition 2); each 178x218 image is cropped to its central
-  128x128 face (rows 45:173, cols 25:153, as Dai & Wipf's TwoStageVAE code) and resized to
-  ``image_size`` (default 64) with Pillow's antialiased bilinear filter. Unlabelled.
-- ``folder``: every image Pillow reads under ``data_root`` (hidden files and folders
-  skipped), centre-cropped to a square and resized to ``image_size`` (bicubic). Top-level
-  subfolders are the classes when there are at least two; otherwise it is unlabelled.
-  Seeded train/test split with ``test_fraction``, stratified where possible.
-
-Where mnist, fashion_mnist, cifar10 or celeba files are absent, torchvision downloads
-them (needs a network); ``BVAE_OFFLINE=1`` forbids that. ``limit_train`` / ``limit_test``
-keep seeded random subsets, chosen before any image is decoded for celeba and folder.
-``bad_images`` says what unreadable or truncated image files do: ``skip`` (listed in
-:attr:`Dataset.skipped`) or ``fail``. More than PARALLEL_MIN image files are decoded in a
-process pool of one worker per usable CPU, with the same result. ``channels`` converts: grey -> RGB
-repeats the channel, RGB -> grey is Pillow's "L" (0.299 R + 0.587 G + 0.114 B).
-``jpeg_quality`` (null: off) round-trips every train and test image through JPEG at that
-quality, as both reference codes prepare CIFAR-10 (their published FIDs carry it).
+:func:`load` reads the dataset that ``params["prepare"]`` names (``digits``, ``mnist``,
+``fashion_mnist``, ``cifar10``, ``celeba``, ``folder``: in the modules here; their
+files, splits, crops and labels are in docs/data.md) and returns a :class:`Dataset`: the
+train and test :class:`Split` s, the raw files it read (``prepare`` hashes them), the class
+names and the unreadable images it skipped (``bad_images``). ``limit_train`` /
+``limit_test`` keep seeded subsets, chosen before any image is decoded; more than
+``decoding.PARALLEL_MIN`` image files decode in a process pool, with the same result; ``channels`` and
+``jpeg_quality`` convert every image. Images stay uint8 end to end.
 """
 
 import math

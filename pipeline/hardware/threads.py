@@ -1,17 +1,8 @@
-"""CPU threads: ``threads`` in params.yaml, the same for every run of the same params on the
-same machine, whatever else the machine does and whether DVC's queue or ``dvc repro`` runs it.
-
-- ``all`` (default): every CPU this process may use (its affinity mask and cgroup quota),
-  fixed for a machine: the fastest on a quiet machine;
-- ``N``: N threads (``threads: 1`` for a machine shared with other work, and for a DVC
-  queue with ``-j <CPUs>``);
-- ``adaptive`` (opt-in): ``all`` less the CPUs other processes keep busy, measured every
-  few seconds of work (:class:`Adaptive`). Fast beside other work, but the thread count
-  changes a convolution's float summation order, so its results depend on the load.
-
-Why ``all`` is not fast beside other work: torch's OpenMP threads meet after every op and
-wait for one that another process has descheduled, so several threads beside a busy process
-are slower than one (docs/speed.md#threads has the measurements and both costs).
+"""CPU threads: ``threads`` in params.yaml (``all``, the default: every CPU this process may use;
+``N``; or ``adaptive``, opt-in: ``all`` less the CPUs other processes keep busy, so its results
+follow the load). The count changes a convolution's float summation order, so it comes from the
+params and the machine, never from the moment; why ``all`` is slow beside other work, and the
+measurements: docs/speed.md#threads.
 """
 
 import os

@@ -37,22 +37,17 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
     with torch.no_grad():
         out = model(example)
     logged = parent_id and mlflow.initialize_logged_model(name, source_run_id=parent_id, experiment_id=exp_id)
-    logger = logging.getLogger("mlflow.pytorch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        info = mlflow.pytorch.log_model(
-            model,
-            name=name,
-            signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
-            input_example=example.cpu().numpy(),
-            serialization_format="pickle",
-            code_paths=[str(Path(__file__).parents[1])],  # the pipeline package
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            model_id=logged.model_id if logged else None,
-        )
-    finally:
-        logger.setLevel(level)
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its warning about pickle (the code is bundled)
+    info = mlflow.pytorch.log_model(
+        model,
+        name=name,
+        signature=infer_signature(example.cpu().numpy(), out.cpu().numpy()),
+        input_example=example.cpu().numpy(),
+        serialization_format="pickle",
+        code_paths=[str(Path(__file__).parents[1])],  # the pipeline package
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        model_id=logged.model_id if logged else None,
+    )
     if parent_id:
         client.log_outputs(parent_id, [LoggedModelOutput(info.model_id, 0)])
     return info.model_id

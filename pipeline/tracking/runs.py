@@ -6,7 +6,7 @@ the whole params.yaml and starts its own run under it, named ``<stage> · <paren
 The parent is named after the DVC experiment and its balance (``b01 · fixed beta=0.1``),
 outside one after its balance and configuration hash (``running_gamma k=1.0 · 43f6c2``).
 It carries the params the configuration uses, a description of what differs from the
-commit, its source (:func:`source_command`, the git commit), the code each stage ran
+commit, its source (the command that made it, the git commit), the code each stage ran
 (:func:`note_code`), and from evaluate the data, the headline metrics, the sample grids
 and the generator. The experiment (``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``) is
 tagged as MLflow's "custom model development" kind: the UI opens it on its training runs.
@@ -27,6 +27,9 @@ CHANGED_TAG = "bvae.changed"  # the params that differ from the commit's params.
 # MLflow 3's experiment kind (its UI reads this tag; values in mlflow/server/js, ExperimentKind):
 # "custom_model_development" opens the experiment on its training runs, not the GenAI views.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+DIRTY_TAG = "bvae.git.dirty"  # "true" on a run made from a tree with uncommitted changes
+DIFF_FILE = "code/uncommitted.diff"  # those changes, an artifact of the stage run
+WRITTEN = ("dvc.lock", "params.yaml", "metrics", "plots")  # what `dvc repro` and `dvc exp run -S` rewrite in git
 
 
 def git(*args: str) -> str | None:
@@ -35,10 +38,6 @@ def git(*args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None
-
-
-def git_commit() -> str | None:
-    return (git("rev-parse", "HEAD") or "").strip() or None
 
 
 def experiment_id(client, artifacts: str | None) -> str:
@@ -58,20 +57,13 @@ def experiment_id(client, artifacts: str | None) -> str:
     return exp.experiment_id
 
 
-DIRTY_TAG = "bvae.git.dirty"  # "true" on a run made from a tree with uncommitted changes
-DIFF_FILE = "code/uncommitted.diff"  # those changes, an artifact of the stage run
-
-
-WRITTEN = ("dvc.lock", "params.yaml", "metrics", "plots")  # what `dvc repro` and `dvc exp run -S` rewrite in git
-
-
 def code_state() -> tuple[str | None, str]:
     """The git commit of the working tree, and its uncommitted changes to tracked files as a
     diff ("" when there are none), leaving out what `dvc repro` itself rewrites (dvc.lock and
     the stages' outputs that git keeps: metrics/, plots/) and params.yaml, which `dvc exp run
     -S` rewrites and the runs record as params (and ``bvae.changed``)."""
     diff = git("diff", "HEAD", "--", ".", *[f":(exclude){path}" for path in WRITTEN])
-    return git_commit(), diff or ""
+    return (git("rev-parse", "HEAD") or "").strip() or None, diff or ""
 
 
 def stage_tags(stage: str, params: dict, commit: str | None, dirty: bool) -> dict:
@@ -118,15 +110,6 @@ def changed(params: dict) -> list[str]:
     return [f"{k}={v}" for k, v in flatten(used(params)).items() if base.get(k, object()) != v]
 
 
-def source_command(stage: str) -> str:
-    """The command that made a configuration's parent run, for MLflow's Source column (which
-    shows what follows the last '/'): ``dvc exp run -n b01``, ``dvc repro``, or the stage's own
-    ``python -m stages.train_vae`` outside DVC (DVC sets ``DVC_STAGE`` for the commands it runs)."""
-    if os.environ.get("DVC_EXP_NAME"):
-        return f"dvc exp run -n {os.environ['DVC_EXP_NAME']}"
-    return "dvc repro" if os.environ.get("DVC_STAGE") else f"python -m stages.{stage}"
-
-
 def stage_run(client, exp_id: str, parent_id: str, tags: dict) -> str | None:
     """The id of the run under ``parent_id`` of the same stage on the same inputs (its
     ``KEY_TAG``), or None: a configuration has one run per stage and key."""
@@ -150,13 +133,15 @@ def parent_run(client, exp_id: str, tags: dict, params: dict) -> tuple[str, str]
     exp = os.environ.get("DVC_EXP_NAME")  # set by `dvc exp run` (-n NAME, or a generated name)
     name = f"{exp} · {label}" if exp else f"{label} · {tags[CONFIG_TAG][:6]}"
     diff = changed(params)
+    # MLflow's Source column (what follows the last '/'): the command that made the run (DVC sets DVC_STAGE)
+    source = "dvc repro" if os.environ.get("DVC_STAGE") else f"python -m stages.{tags[STAGE_TAG]}"
     parent_tags = {k: v for k, v in tags.items() if k not in (STAGE_TAG, DIRTY_TAG)} | {
         ROLE_TAG: "pipeline",
         BALANCE_TAG: label,
         CHANGED_TAG: ", ".join(diff) or "nothing",
         "mlflow.note.content": description(params, diff),
         "mlflow.source.type": "LOCAL",
-        "mlflow.source.name": source_command(tags[STAGE_TAG]),
+        "mlflow.source.name": f"dvc exp run -n {exp}" if exp else source,
     }
     run = client.create_run(exp_id, run_name=name, tags=parent_tags)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flatten(used(params)).items()])

@@ -25,9 +25,6 @@ from pipeline.config.params import flatten, used
 from pipeline.hardware import timing
 from pipeline.tracking import registry, runs, store
 
-INTERRUPT_WAIT = 10.0  # seconds an interrupted stage waits for its run to open before it gives up on it
-GOES_ON = "continuing without tracking, the stage's outputs are still written"
-
 
 def reason(e: BaseException) -> str:
     """The root cause of ``e`` in one short line (a database error, not the SQL around it)."""
@@ -58,7 +55,8 @@ def _tracked(method=None, *, waits: bool = False):
                     return method(self, *args, **kwargs)
             except Exception as e:  # noqa: BLE001 - tracking never costs the user their stage
                 self.enabled = False
-                print(f"warning: MLflow tracking failed ({reason(e)}); {GOES_ON}", file=sys.stderr, flush=True)
+                goes_on = "continuing without tracking, the stage's outputs are still written"
+                print(f"warning: MLflow tracking failed ({reason(e)}); {goes_on}", file=sys.stderr, flush=True)
                 return None
 
     return call
@@ -126,7 +124,7 @@ class StageRun:
             method(self, *args, **kwargs)
 
     def _join(self) -> None:
-        """Wait until the run is open (a Ctrl-C stops the wait: nothing is written meanwhile)."""
+        """Wait until the run is open (a Ctrl-C stops the wait)."""
         if self._opening is not None:
             self._opening.join(self._join_timeout)
             if self._opening.is_alive():
@@ -168,8 +166,7 @@ class StageRun:
             self._failure = e
 
     def _resume(self, tags: dict, which: str, run_id: str | None = None) -> bool:
-        """Continue the run ``run_id`` (default ``resume_run_id``; ``which``: why that one)
-        when the store still has it."""
+        """Continue the run ``run_id`` (default ``resume_run_id``; ``which``: why) if the store has it."""
         from mlflow.entities import RunTag
 
         run_id = run_id or self.resume_run_id
@@ -189,7 +186,7 @@ class StageRun:
         (FINISHED after its last stage that ran, FAILED or KILLED when one fails or stops)."""
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)  # Ctrl-C or SIGTERM
         if interrupted:
-            self._join_timeout = INTERRUPT_WAIT  # a stopped stage waits for its run to open this long at most
+            self._join_timeout = 10.0  # seconds a stopped stage waits for its run to open, at most
         self.flush()
         spent = timing.CLOCK.summary()
         wall, share = spent.pop("wall"), spent.pop("overhead_share")
@@ -213,8 +210,7 @@ class StageRun:
 
     @_tracked
     def log_params(self, params: dict, parent: bool = False) -> None:
-        """The params the configuration uses (a running-gamma run logs no beta), flattened. The
-        parent's (``data_dim``) keep their first value: another one is said, not logged."""
+        """The params the configuration uses, flattened; the parent's keep their first value."""
         from mlflow.entities import Param
 
         params, have = flatten(used(params)), {}
@@ -228,9 +224,8 @@ class StageRun:
 
     @_tracked
     def log_metrics(self, metrics: dict, step: int | None = None, parent: bool = False) -> None:
-        """Metrics under ``<stage>/`` (``train_vae/gamma``, ``train_stage2/gamma``): keys that mean
-        different things in different stages never share a chart in the MLflow UI; the parent's
-        (the pipeline's headline metrics) as given."""
+        """Metrics under ``<stage>/`` (``train_vae/gamma``, ``train_stage2/gamma``: never one chart in
+        the MLflow UI); the parent's (the pipeline's headline metrics) as given."""
         from mlflow.entities import Metric
 
         run_id, prefix = (self.parent_id, "") if parent else (self.run_id, f"{self.stage}/")
@@ -241,15 +236,14 @@ class StageRun:
             )
 
     def log_epoch(self, metrics: dict, step: int) -> None:
-        """Per-epoch metrics (under ``<stage>/``, as :meth:`log_metrics`), kept until :meth:`flush`."""
+        """Per-epoch metrics (as :meth:`log_metrics`), kept until :meth:`flush`."""
         if self.enabled:
             now = int(time.time() * 1000)
             self._pending += [(f"{self.stage}/{k}", float(v), now, step) for k, v in metrics.items()]
 
     @_tracked(waits=True)
     def flush(self) -> None:
-        """Send the kept per-epoch metrics in one batch (before a checkpoint: the store then holds
-        every epoch the checkpoint holds)."""
+        """Send the kept per-epoch metrics in one batch (before a checkpoint, so the store holds its epochs)."""
         from mlflow.entities import Metric
 
         pending, self._pending = self._pending, []
@@ -268,10 +262,8 @@ class StageRun:
 
     @_tracked
     def log_grid(self, image, name: str, step: int | None = None, parent: bool = False) -> None:
-        """``grids/<name>.png`` (the latest grid, under a name every run of the stage shares) and,
-        with ``step``, an entry of the ``name`` image timeline (the run page's step slider); on
-        the parent, ``<name>.png`` at its artifact root, where MLflow's Compare view looks (it
-        shows the files at the root that every compared run has, MLflow 3.17)."""
+        """``grids/<name>.png`` (the latest) and, with ``step``, an entry of the ``name`` image timeline;
+        on the parent ``<name>.png`` at its root, where MLflow 3.17's Compare view shows images."""
         if parent:
             if self.parent_id:
                 self.client.log_image(self.parent_id, image, artifact_file=f"{name}.png")
@@ -282,10 +274,9 @@ class StageRun:
 
     @_tracked(waits=True)
     def log_model(self, model, name: str, example, register=None, metrics=None, score=None, parent=False):
-        """Log a torch module as an MLflow model (:func:`pipeline.tracking.registry.log_model`), an
-        output of the parent too; with ``register`` (``evaluate.register``) a new registered
-        version, tagged with ``metrics``, its aliases moved by ``score``
-        (:func:`pipeline.tracking.registry.register`). Returns what happened, in a line."""
+        """Log a torch module as an MLflow model, an output of the parent too; with ``register``
+        (``evaluate.register``) a new registered version (:mod:`pipeline.tracking.registry`).
+        Returns what happened, in a line."""
         import mlflow
 
         if not mlflow.active_run():  # mlflow.pytorch.log_model logs to the active run
@@ -297,8 +288,7 @@ class StageRun:
 
     @_tracked
     def log_input(self, name: str, source: str, digest: str, parent: bool = False) -> None:
-        """The raw data as a training dataset input: its ``name``, ``source`` (where it came
-        from) and ``digest`` (a content hash; MLflow keeps 36 characters)."""
+        """The raw data as a training dataset input (``digest``: a content hash, MLflow keeps 36 characters)."""
         from mlflow.data.meta_dataset import MetaDataset
         from mlflow.data.sources import LocalArtifactDatasetSource
         from mlflow.entities import DatasetInput, InputTag

@@ -108,13 +108,10 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as e:
         raise PipelineError(f"MLflow tracking server {uri} is unreachable ({e}). {fix}") from None
-    name = urllib.parse.quote(experiment_name())
+    api = f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={urllib.parse.quote(experiment_name())}"
     for path, what in (
         ("/health", "its /health did not answer"),
-        (
-            f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}",
-            "its API (the store behind it) did not answer, though /health did,",
-        ),
+        (api, "its API (the store behind it) did not answer, though /health did,"),
     ):
         try:
             urllib.request.urlopen(f"{uri.rstrip('/')}{path}", timeout=timeout).close()

@@ -141,10 +141,11 @@ def step_values(terms, device: torch.device) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device) for v in row])
 
 
-def run_epoch(forward, balance, opt, data, epoch, step, *, batch_size, speed, bar, adaptive=None) -> torch.Tensor:
+def run_epoch(forward, balance, opt, data, epoch, step, settings: Settings, bar) -> torch.Tensor:
     """The optimisation steps of one epoch over a seeded permutation of ``data``, this
     rank's share of each global batch; returns each step's STEP_KEYS values times its
     batch size (steps, keys), summed over the ranks."""
+    batch_size, speed, adaptive = settings.batch_size, settings.speed, settings.adaptive
     rank, size = distributed.world()
     n = len(data)
     perm = torch.randperm(n).to(data.device)
@@ -251,18 +252,7 @@ def fit(
             if bar.total is None:
                 bar.reset(total=(epochs - start + 1) * len(data))
             t0 = time.perf_counter()
-            values = run_epoch(
-                forward,
-                balance,
-                opt,
-                data,
-                epoch,
-                step,
-                batch_size=batch_size,
-                speed=speed,
-                bar=bar,
-                adaptive=settings.adaptive,
-            )
+            values = run_epoch(forward, balance, opt, data, epoch, step, settings, bar)
             if settings.lr_halve_every and epoch % settings.lr_halve_every == 0:
                 for group in opt.param_groups:  # as torch's StepLR(step_size=lr_halve_every, gamma=0.5) once an epoch
                     group["lr"] *= 0.5

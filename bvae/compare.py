@@ -50,9 +50,10 @@ def main(experiment, filter_string, out_dir, report_path, runs_csv, note):
     """Compare finished pipeline runs side by side, seeds aggregated.
 
     Runs that differ only in their seeds (any `*.seed` param) are one configuration:
-    every number is its mean ± std (and n). Per configuration: REC / GEN-1 / GEN-2 FID,
-    the test likelihood bound in bits/dim, stage 1's final gamma, beta_eff, active units
-    and KL gradient share, the training wall time (table.md); the decoder variance its
+    every number is its mean ± std (and n). Per configuration: the FID of REC and of every
+    sampler (the best sampler in bold), the test likelihood bound in bits/dim, stage 1's
+    final gamma, beta_eff, active units and KL gradient share, the training wall time
+    (table.md); the decoder variance its
     final KL weight implied against the one the test data support, and the fixed beta
     that would match it next to a summed, a mean-reduced squared error and BCE
     (variance.md); two figures with error bars (FIDs, bits/dim, beta_eff, KL share;

@@ -233,8 +233,10 @@ def test_report_is_written_from_the_runs_and_regenerates_byte_for_byte(store, tm
     again = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     assert again == outputs[0]
     page = outputs[0][Path("page.md")].decode()
-    # GEN-2 FID of fixed beta=1 over seeds 0, 1, 2: 40, 41, 42 -> 41.00 ± 1.00; beta=0.1: 13.00 ± 1.00
-    assert "| fixed beta=1.0 | 3 | 20.50 ± 0.50 | 123.00 ± 3.00 | 41.00 ± 1.00 |" in page
+    # GEN-2 FID of fixed beta=1 over seeds 0, 1, 2: 40, 41, 42 -> 41.00 ± 1.00, in bold: a lower mean
+    # than GEN-1's 123 (REC's 20.50 is no sampler); beta=0.1: 13.00 ± 1.00
+    assert "| fixed beta=1.0 | 3 | 20.50 ± 0.50 | 123.00 ± 3.00 | **41.00 ± 1.00** |" in page
+    assert "In bold: each configuration's best sampler" in page
     # Welch: spreads 1 over 3 seeds, SE sqrt(2/3) = 0.816 at df 4 (t_{0.975, 4} = 2.776: half-width 2.27);
     # means 28 apart: t = 34.3, p < 0.001; 1 apart: t = 1.22, p = 1 - t / sqrt(4 + t^2) (1 + 2 / (4 + t^2)) = 0.288
     primary = (

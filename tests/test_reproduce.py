@@ -51,6 +51,9 @@ def test_a_clean_copy_reproduces_the_committed_outputs(tmp_path):
     exp = client.get_experiment_by_name("balanced-vae")
     (parent,) = client.search_runs([exp.experiment_id], "tags.`bvae.role` = 'pipeline'")
     metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    samplers = {k: v for k, v in metrics.items() if k.startswith("fid_domain_") and not k.endswith("_rec")}
+    marked = [line.split()[0] for line in out.splitlines() if line.endswith("<- the best sampler")]
+    assert marked == [min(samplers, key=samplers.get)]  # the summary marks the sampler of lowest FID
     assert parent.info.status == "FINISHED" and parent.data.metrics["fid_domain_gen2"] == metrics["fid_domain_gen2"]
     champion = client.get_model_version_by_alias("balanced-vae-generator", "champion")
     assert champion.tags["fid_domain_gen2"] == f"{metrics['fid_domain_gen2']:.6g}"

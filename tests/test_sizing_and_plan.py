@@ -10,7 +10,7 @@ from pipeline.config import sizing
 from pipeline.config.choices import feature_space
 from pipeline.config.schema import validate
 from pipeline.reports import plan
-from pipeline.reports.compare import Row, configurations, floor_ratio, markdown_table
+from pipeline.reports.compare import Row, best_sampler, configurations, floor_ratio, markdown_table
 
 pytestmark = pytest.mark.quick
 
@@ -120,3 +120,12 @@ def test_fid_on_the_floor_scale():
     assert "the same features (domain 2.5)" in table
     [bare] = configurations([Row("c", "c", {}, {"fid_domain_gen2": 10.0})])  # runs from before the floor
     assert floor_ratio(bare, "fid_domain_gen2") is None and "x)" not in markdown_table([bare])
+
+
+def test_the_table_shows_every_sampler_and_marks_the_best_of_each_configuration():
+    metrics = {"fid_domain_rec": 3.0, "fid_domain_gen1": 40.0, "fid_domain_gen2": 12.0, "fid_domain_gmm": 9.5}
+    [g] = configurations([Row("a", "a", {}, metrics)])
+    assert best_sampler(g, "domain") == "fid_domain_gmm"  # REC is lower but no sampler
+    table = markdown_table([g])
+    assert "| FID domain REC | FID domain GEN-1 | FID domain GEN-2 | FID domain GMM |" in table  # none not measured
+    assert "| 3.00 | 40.00 | 12.00 | **9.50** |" in table

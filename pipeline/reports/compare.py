@@ -3,7 +3,7 @@
 Reads an experiment's finished parent runs (optionally narrowed by an MLflow filter), their
 stage runs' metrics and stage 1's training curves. Runs that differ only in their seeds are
 one configuration (:mod:`pipeline.reports.seed_stats`): every number is its mean ± std. Per
-configuration: REC / GEN-1 / GEN-2 FID, the likelihood in bits/dim, stage 1's final gamma,
+configuration: the FID of REC and of every sampler (the best in bold), the likelihood in bits/dim, stage 1's final gamma,
 beta_eff, active units and KL gradient share, the training wall time, and the decoder
 variance its balance implied against the one the test data supports
 (:mod:`pipeline.reports.equivalence`).
@@ -166,13 +166,31 @@ def configurations(rows: list[Row]) -> list[Group]:
     return group([replace(r, metrics=r.metrics | derived(r.metrics, r.curves)) for r in rows], label)
 
 
+SETS = {  # the scored image sets in table order: REC, then the samplers (pipeline.evaluation.sampling)
+    "rec": "REC",
+    "gen1": "GEN-1",
+    "gen2": "GEN-2",
+    "gen2_noise": "GEN-2 + noise",
+    "gen2_rescaled": "GEN-2 rescaled",
+    "gmm": "GMM",
+}
+
+
 def _fid_keys(groups: list[Group]) -> list[str]:
+    """``fid_<space>_<set>`` of every feature space and scored set the runs hold, in :data:`SETS` order."""
     spaces = sorted({s for g in groups for s in fid_spaces(g.stats)})
-    return [f"fid_{s}_{w}" for s in spaces for w in ("rec", "gen1", "gen2")]
+    return [f"fid_{s}_{w}" for s in spaces for w in SETS if any(g.stat(f"fid_{s}_{w}") for g in groups)]
 
 
 def _fid_title(key: str) -> str:
-    return key.replace("fid_", "FID ").replace("_rec", " REC").replace("_gen1", " GEN-1").replace("_gen2", " GEN-2")
+    space, name = key.removeprefix("fid_").split("_", 1)
+    return f"FID {space} {SETS[name]}"
+
+
+def best_sampler(g: Group, space: str) -> str | None:
+    """The key of ``g``'s sampler with the lowest mean FID in ``space`` (REC is no sampler)."""
+    keys = [f"fid_{space}_{w}" for w in SETS if w != "rec" and g.stat(f"fid_{space}_{w}")]
+    return min(keys, key=lambda k: g.stat(k).mean, default=None)
 
 
 def _cell(g: Group, key: str, spec: str) -> str:
@@ -206,7 +224,9 @@ def markdown_table(groups: list[Group]) -> str:
     head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
-        cells = [g.label, str(len(g.runs))] + [_fid_cell(g, k) for k in fids] + [_cell(g, k, ".3f") for k in LIKELIHOOD]
+        best = {best_sampler(g, s) for s in fid_spaces(g.stats)}
+        fid_cells = [f"**{_fid_cell(g, k)}**" if k in best else _fid_cell(g, k) for k in fids]
+        cells = [g.label, str(len(g.runs))] + fid_cells + [_cell(g, k, ".3f") for k in LIKELIHOOD]
         cells += [_cell(g, k, spec) for k, (_, spec) in STAGE1.items()] + [_cell(g, "train_wall_s", ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     floors = {}  # the same in every configuration: they share the reference stage
@@ -214,12 +234,12 @@ def markdown_table(groups: list[Group]) -> str:
         for space in fid_spaces(g.stats):
             if (f := g.stat(floor_key(space))) is not None:
                 floors.setdefault(space, f.mean)
+    lines += ["", "In bold: each configuration's best sampler, the lowest mean FID of its generated sets."]
     if floors:
-        lines += [
-            "",
-            "FID (Nx): N times the floor, the FID of real training images against the test images in the same "
-            "features (" + "; ".join(f"{s} {f:.3g}" for s, f in sorted(floors.items())) + ").",
-        ]
+        lines[-1] += (
+            " FID (Nx): N times the floor, the FID of real training images against the test images in the same "
+            "features (" + "; ".join(f"{s} {f:.3g}" for s, f in sorted(floors.items())) + ")."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -256,7 +276,7 @@ def figures(groups: list[Group], out_dir) -> list:
         )
 
     fig, axes = plt.subplots(2, 2, figsize=(14, 9), constrained_layout=True)
-    for i, k in enumerate(_fid_keys(groups)[:3]):
+    for i, k in enumerate([k for k in _fid_keys(groups) if k.endswith(("_rec", "_gen1", "_gen2"))][:3]):
         bars(axes[0, 0], k, 0.27, (i - 1) * 0.27, label=_fid_title(k))
     axes[0, 0].set(title="FID (lower is better)")
     axes[0, 0].legend(fontsize=7)

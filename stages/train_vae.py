@@ -32,12 +32,12 @@ def main(params, watch):
     from pipeline.balance import build_balance
     from pipeline.config import sizing
     from pipeline.data.splits import grid_indices
-    from pipeline.evaluation.sampling import reconstruct
     from pipeline.files import save_torch
     from pipeline.hardware.timing import part
     from pipeline.images import grid_image, save_grid
     from pipeline.models import Reconstruct, build_stage1
     from pipeline.training import distributed
+    from pipeline.training.diagnostics import overfit_note
     from stages import sizes
     from stages.runtime import load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
@@ -105,19 +105,28 @@ def main(params, watch):
         save_grid(
             _pairs(model, grid_images), grid_path, nrow=min(8, len(grid_images))
         )  # also after a resume at the end
-        with part("work"):
-            test_mse = float((reconstruct(model, test.images).float() / 255 - test.images.float() / 255).pow(2).mean())
-        metrics = final_metrics(history, speed) | {"test_mse": test_mse}
+        with part("work"):  # REC's per-value MSE on the test images, and on as many training images
+            test_mse, train_mse = (_rec_mse(model, x) for x in (test.images, train.images[: len(test.images)]))
+        metrics = final_metrics(history, speed) | {"test_mse": test_mse, "train_mse": train_mse}
         write_metrics("train_vae", metrics, HEADLINE.__contains__)
-        run.log_metrics({"test_mse": test_mse})
+        run.log_metrics({"test_mse": test_mse, "train_mse": train_mse})
         run.log_artifact(VAE, "model")
         run.log_model(Reconstruct(model.cpu()), "vae", grid_images[:4].float() / 255)
         click.echo(
             f"final gamma {metrics['final_gamma']:.4g}, beta_eff {metrics['final_beta_eff']:.3g}, "
-            f"active units {metrics['final_active_units']:.0f}/{latent}, test mse {test_mse:.4g}"
+            f"active units {metrics['final_active_units']:.0f}/{latent}, test mse {test_mse:.4g} (training images {train_mse:.4g})"
         )
         if warning := sizing.too_small(latent, channels, size):
             click.echo(f"train_vae: {warning}")
+        if note := overfit_note(test_mse, train_mse):
+            click.echo(f"train_vae: {note}")
+
+
+def _rec_mse(model, images) -> float:
+    """The per-value MSE of REC (decoded posterior means, as uint8) against ``images``, in [0, 1]."""
+    from pipeline.evaluation.sampling import reconstruct
+
+    return float((reconstruct(model, images).float() / 255 - images.float() / 255).pow(2).mean())
 
 
 def _pairs(model, images, ncol: int = 8):

@@ -129,3 +129,12 @@ def test_the_table_shows_every_sampler_and_marks_the_best_of_each_configuration(
     table = markdown_table([g])
     assert "| FID domain REC | FID domain GEN-1 | FID domain GEN-2 | FID domain GMM |" in table  # none not measured
     assert "| 3.00 | 40.00 | 12.00 | **9.50** |" in table
+
+
+def test_a_test_mse_well_above_the_training_mse_is_one_line():
+    from pipeline.training.diagnostics import OVERFIT, overfit_note
+
+    assert overfit_note(0.0110675, 0.0095) is None  # within OVERFIT (1.5x): said nothing
+    note = overfit_note(0.038, 0.020)  # issue 38's artwork folder: test 0.038 against training 0.020
+    assert OVERFIT == 1.5 and note.startswith("the test MSE 0.038 is 1.9x the training images' 0.02:")
+    assert "\n" not in note

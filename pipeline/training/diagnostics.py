@@ -95,3 +95,19 @@ def unstack_latents(stacked: dict[str, torch.Tensor]) -> list[dict[str, torch.Te
     """The inverse of :func:`stack_latents`."""
     epochs = len(next(iter(stacked.values()))) if stacked else 0
     return [{k: v[i] for k, v in stacked.items()} for i in range(epochs)]
+
+
+OVERFIT = 1.5  # REC's test MSE over its MSE on training images above which train_vae says so
+
+
+def overfit_note(test_mse: float, train_mse: float) -> str | None:
+    """One line when REC's per-value MSE on the test images is more than OVERFIT times its MSE
+    on as many training images (both decoded from posterior means): the model keeps detail of
+    its own images that it does not find in new ones."""
+    if not test_mse > OVERFIT * train_mse:
+        return None
+    return (
+        f"the test MSE {test_mse:.4g} is {test_mse / train_mse:.1f}x the training images' {train_mse:.4g}: the model "
+        "reconstructs the images it trained on better than new ones (more images, fewer train.epochs or a smaller "
+        "train.model keep it general)"
+    )

@@ -277,3 +277,15 @@ def test_the_page_says_what_the_test_can_see_with_its_seeds():
     assert "2 to 4 degrees of freedom: a difference must be 2.8 to 4.3 standard errors" in _power(3)
     assert "1 to 2 degrees of freedom: a difference must be 4.3 to 12.7 standard errors" in _power(2)
     assert "no comparison is judged" in _power(1)
+
+
+def test_the_power_sentence_follows_the_most_seeds_and_says_one_seed_configurations_are_not_compared():
+    from pipeline.reports import results_page
+
+    rows = [_row(s, {"fid_domain_gen2": 10.0 + s}) for s in range(3)]
+    rows.append(_row(0, {"fid_domain_gen2": 20.0}, **{"train.balance.strategy": "sigma"}))
+    for r in rows:
+        r.start, r.end = 1_000, 2_000
+    page = results_page.render(configurations(rows), rows, fig_dir="figs", experiment="e", commands=["a", "b"])
+    assert "With 3 seeds a side the test has 2 to 4 degrees of freedom" in page
+    assert "A configuration with one seed has no spread: it is shown, not compared." in page

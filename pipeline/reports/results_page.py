@@ -557,7 +557,8 @@ def render(
         "Written by `bvae compare --report` from the runs (in MLflow, or their numbers in `runs.csv` beside the",
         "figures); do not edit by hand. Every number is the mean ± standard deviation over the seeds of a",
         "configuration; a comparison gives the difference with its 95 % confidence interval (Welch's t, the two",
-        f"spreads not assumed equal), then p. {_power(min(n))}",
+        f"spreads not assumed equal), then p. {_power(max(n))}"
+        + (" A configuration with one seed has no spread: it is shown, not compared." if min(n) < 2 <= max(n) else ""),
         "",
     ]
     lines += _the_answer(groups, comparisons, dim) + _primary_table(comparisons, groups)

@@ -69,7 +69,7 @@ def main(experiment, filter_string, out_dir, report_path, runs_csv, note):
     from mlflow import MlflowClient
 
     from pipeline.files import atomic_path
-    from pipeline.reports import compare, results_page, runs_file
+    from pipeline.reports import compare, figures, results_page, runs_file
     from pipeline.tracking.store import check_reachable, tracking_uri
 
     written = []
@@ -84,7 +84,7 @@ def main(experiment, filter_string, out_dir, report_path, runs_csv, note):
     for name, text in (("table.md", table), ("variance.md", variance)):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text)
-    paths = compare.figures(groups, out_dir)
+    paths = figures.figures(groups, out_dir)
     click.echo(table + "\n" + variance)
     written += [out_dir / "table.md", out_dir / "variance.md", *paths]
     if report_path:

@@ -166,23 +166,19 @@ def configurations(rows: list[Row]) -> list[Group]:
     return group([replace(r, metrics=r.metrics | derived(r.metrics, r.curves)) for r in rows], label)
 
 
-SETS = {  # the scored image sets in table order: REC, then the samplers (pipeline.evaluation.sampling)
-    "rec": "REC",
-    "gen1": "GEN-1",
-    "gen2": "GEN-2",
-    "gen2_noise": "GEN-2 + noise",
-    "gen2_rescaled": "GEN-2 rescaled",
-    "gmm": "GMM",
-}
+# the scored image sets in table order: REC, then the samplers (pipeline.evaluation.sampling)
+SETS = dict(
+    rec="REC", gen1="GEN-1", gen2="GEN-2", gen2_noise="GEN-2 + noise", gen2_rescaled="GEN-2 rescaled", gmm="GMM"
+)
 
 
-def _fid_keys(groups: list[Group]) -> list[str]:
+def fid_keys(groups: list[Group]) -> list[str]:
     """``fid_<space>_<set>`` of every feature space and scored set the runs hold, in :data:`SETS` order."""
     spaces = sorted({s for g in groups for s in fid_spaces(g.stats)})
     return [f"fid_{s}_{w}" for s in spaces for w in SETS if any(g.stat(f"fid_{s}_{w}") for g in groups)]
 
 
-def _fid_title(key: str) -> str:
+def fid_title(key: str) -> str:
     space, name = key.removeprefix("fid_").split("_", 1)
     return f"FID {space} {SETS[name]}"
 
@@ -219,8 +215,8 @@ def _fid_cell(g: Group, key: str) -> str:
 
 def markdown_table(groups: list[Group]) -> str:
     """Scores per configuration, mean ± std over its seeds."""
-    fids = _fid_keys(groups)
-    head = ["configuration", "seeds"] + [_fid_title(k) for k in fids] + list(LIKELIHOOD.values())
+    fids = fid_keys(groups)
+    head = ["configuration", "seeds"] + [fid_title(k) for k in fids] + list(LIKELIHOOD.values())
     head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
@@ -252,69 +248,3 @@ def variance_table(groups: list[Group]) -> str:
         cells = [g.label] + [_cell(g, k, spec) for k, (_, spec) in VARIANCE.items()] + ["none (no variance)"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def figures(groups: list[Group], out_dir) -> list:
-    """compare.png: FIDs, bits/dim, beta_eff and KL gradient share per configuration, with
-    ±1 std error bars; curves.png: stage 1's training curves, mean with a ±1 std band."""
-    import numpy as np
-
-    from pipeline.reports.plots import plt, save_figure
-
-    labels = [g.label for g in groups]
-    x = np.arange(len(groups))
-
-    def bars(ax, key, width=0.8, offset=0.0, **kw):
-        stats = [g.stat(key) for g in groups]
-        ax.bar(
-            x + offset,
-            [s.mean if s else np.nan for s in stats],
-            width,
-            yerr=[s.std if s and s.std is not None else 0 for s in stats],
-            capsize=3,
-            **kw,
-        )
-
-    fig, axes = plt.subplots(2, 2, figsize=(14, 9), constrained_layout=True)
-    for i, k in enumerate([k for k in _fid_keys(groups) if k.endswith(("_rec", "_gen1", "_gen2"))][:3]):
-        bars(axes[0, 0], k, 0.27, (i - 1) * 0.27, label=_fid_title(k))
-    axes[0, 0].set(title="FID (lower is better)")
-    axes[0, 0].legend(fontsize=7)
-    bpd = ("bpd_iwae_stage1_gamma_test", "bpd_iwae_twostage_gamma_test")
-    for i, k in enumerate(bpd):
-        bars(axes[0, 1], k, 0.4, (i - 0.5) * 0.4, label=LIKELIHOOD[k])
-    lows = [g.stat(k).mean - (g.stat(k).std or 0) for g in groups for k in bpd if g.stat(k)]
-    if lows:  # the differences are tenths of a bit on top of several bits: start the axis near them
-        axes[0, 1].set_ylim(bottom=0.95 * min(lows))
-    axes[0, 1].set(title="bits/dim, IWAE bound at gamma_test (lower is better; axis not from 0)")
-    axes[0, 1].legend(fontsize=7)
-    bars(axes[1, 0], "train_vae.final_beta_eff", color="tab:purple")
-    axes[1, 0].set(title="final beta_eff (KL weight next to the per-value MSE)", yscale="log")
-    bars(axes[1, 1], "train_vae.final_kl_grad_share", color="tab:green")
-    axes[1, 1].set(title="KL's share of the encoder gradient (stage 1, last epoch)")
-    for ax in axes.flat:
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    paths = [out_dir / "compare.png", out_dir / "curves.png"]
-    save_figure(fig, paths[0])
-
-    titles = {
-        "mse": "per-value MSE (training)",
-        "kl_common": "beta_eff * KL (the KL term next to the MSE)",
-        "gamma": "gamma (decoder std)",
-        "beta_eff": "beta_eff",
-    }
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7), constrained_layout=True)
-    for ax, (metric, title) in zip(axes.flat, titles.items()):
-        for g in groups:
-            pts = g.curves.get(metric, [])
-            if pts:
-                steps = [s for s, _ in pts]
-                mean = np.array([st.mean for _, st in pts])
-                std = np.array([st.std or 0.0 for _, st in pts])
-                (line,) = ax.plot(steps, mean, label=g.label)
-                ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
-        ax.set(title=title, xlabel="epoch", yscale="log")
-    axes[0, 0].legend(fontsize=7)
-    save_figure(fig, paths[1])
-    return paths

@@ -17,10 +17,10 @@ echo "pipeline time: $(( $(date +%s) - start )) s"
 echo
 python - <<'PY'
 import json
+from pipeline.reports.compare import best_sampler, fid_spaces
 m, ref = json.load(open("metrics/evaluate.json")), json.load(open("metrics/reference.json"))
 fids = sorted(k for k in m if k.startswith("fid_"))
-best = {min((k for k in fids if k.startswith(f"fid_{s}_") and not k.endswith("_rec")), key=m.get, default=None)
-        for s in {k[4:].split("_")[0] for k in fids}}  # per feature space: the sampler of lowest FID
+best = {best_sampler(m, space) for space in fid_spaces(m)}  # per feature space: the sampler of lowest FID
 for key in fids:
     floor = ref.get(f"fid_{key[4:].split('_')[0].split('-')[0]}_train_vs_test")  # its feature space's floor
     scale = f"  {m[key] / floor:6.1f}x the floor {floor:.3g} (real training vs test images)" if floor else ""

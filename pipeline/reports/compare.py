@@ -3,8 +3,9 @@
 Reads an experiment's finished parent runs (optionally narrowed by an MLflow filter), their
 stage runs' metrics and stage 1's training curves. Runs that differ only in their seeds are
 one configuration (:mod:`pipeline.reports.seed_stats`): every number is its mean ± std. Per
-configuration: the FID of REC and of every sampler (the best in bold), the likelihood in bits/dim, stage 1's final gamma,
-beta_eff, active units and KL gradient share, the training wall time, and the decoder
+configuration: the FID of REC and of every sampler (the best in bold), the likelihood in
+bits/dim, stage 1's final gamma, beta_eff, active units and KL gradient share, the training
+wall time, and the decoder
 variance its balance implied against the one the test data supports
 (:mod:`pipeline.reports.equivalence`).
 """
@@ -183,10 +184,10 @@ def fid_title(key: str) -> str:
     return f"FID {space} {SETS[name]}"
 
 
-def best_sampler(g: Group, space: str) -> str | None:
-    """The key of ``g``'s sampler with the lowest mean FID in ``space`` (REC is no sampler)."""
-    keys = [f"fid_{space}_{w}" for w in SETS if w != "rec" and g.stat(f"fid_{space}_{w}")]
-    return min(keys, key=lambda k: g.stat(k).mean, default=None)
+def best_sampler(fids: dict, space: str) -> str | None:
+    """The key ``fid_<space>_<sampler>`` of ``fids`` (key -> FID) with the lowest FID (REC is no sampler)."""
+    keys = [f"fid_{space}_{w}" for w in SETS if w != "rec" and f"fid_{space}_{w}" in fids]
+    return min(keys, key=fids.get, default=None)
 
 
 def _cell(g: Group, key: str, spec: str) -> str:
@@ -220,7 +221,8 @@ def markdown_table(groups: list[Group]) -> str:
     head += [title for title, _ in STAGE1.values()] + ["train wall time (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
-        best = {best_sampler(g, s) for s in fid_spaces(g.stats)}
+        means = {k: st.mean for k, st in g.stats.items()}
+        best = {best_sampler(means, s) for s in fid_spaces(g.stats)}
         fid_cells = [f"**{_fid_cell(g, k)}**" if k in best else _fid_cell(g, k) for k in fids]
         cells = [g.label, str(len(g.runs))] + fid_cells + [_cell(g, k, ".3f") for k in LIKELIHOOD]
         cells += [_cell(g, k, spec) for k, (_, spec) in STAGE1.items()] + [_cell(g, "train_wall_s", ".0f")]

@@ -36,9 +36,11 @@ def main(params, watch):
     Writes metrics/evaluate.json and PNG grids in plots/evaluate/. The parent MLflow run
     gets these (GEN-2 FID first), the grids at its artifact root (samples_gen2.png, ...),
     the final metrics of the earlier stages, the dataset as its input and the data
-    dimension D as the param data_dim; the two-stage generator (u -> images) is logged as
-    an MLflow model, an output of the parent too, and registered as `evaluate.register.name`
-    with alias `evaluate.register.alias`.
+    dimension D as the param data_dim. The generator (a standard normal draw u -> images) of
+    the sampler with the lowest FID against training images (not the test images: each
+    sampler's selection_fid_<space>_<sampler>) is logged as an MLflow model, an output of the
+    parent too, and registered as `evaluate.register.name` with alias
+    `evaluate.register.alias`; its tags and description say which sampler it is.
     """
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
@@ -54,7 +56,7 @@ def main(params, watch):
     from pipeline.files import read_json
     from pipeline.hardware.timing import part
     from pipeline.images import save_grid
-    from pipeline.models import Generator, stage1_from_checkpoint, stage2_from_checkpoint
+    from pipeline.models import stage1_from_checkpoint, stage2_from_checkpoint
     from stages import sizes
     from stages.runtime import drop_checkpoint, load_checkpoint, load_prepared, setup, write_metrics
 
@@ -123,6 +125,7 @@ def main(params, watch):
             click.echo(f"evaluate: {note}")
         with part("work"):  # FID statistics (torch-fidelity's import comes with the first)
             real = scoring.real_side(proto, reference["features"], space, test.images)
+            selection = scoring.selection_side(reference, space, lambda: load_prepared("train").images)
         k, seed = cfg["grid_rows"], cfg["seed"]
         shown_at = grid_indices(test.labels[proto.rec_rows], k * k, seed)  # positions in REC's images
         grid = save_grid(test.images[proto.rec_rows[shown_at]], PLOTS / "evaluate" / "real.png", nrow=k)
@@ -141,7 +144,7 @@ def main(params, watch):
                 click.echo(f"evaluate: {note}")
             t0 = time.perf_counter()
             with part("work"):
-                images, values = scoring.score_set(proto, name, space, real, seed)
+                images, values = scoring.score_set(proto, name, space, real, seed, selection)
             shown = images[shown_at] if name == "rec" else images[: k * k]
             grid = save_grid(shown, PLOTS / "evaluate" / f"{name}.png", nrow=k)
             run.log_grid(grid, f"samples_{name}")
@@ -166,18 +169,24 @@ def main(params, watch):
             click.echo("\n".join(scoring.likelihood_lines(nll)))
         written = write_metrics("evaluate", metrics, scoring.is_headline)
         run.log_metrics(metrics | timing)
-        score = f"fid_{space_name}_gen2"
         headline = scoring.headline(written, read_json(METRICS / "train_vae.json"), space.name, floor)
         # GEN-2 FID first: MLflow's Compare opens its parallel-coordinates plot on the first metric
-        run.log_metrics({k: headline[k] for k in sorted(headline, key=lambda k: k != score)}, parent=True)
+        first = f"fid_{space_name}_gen2"
+        run.log_metrics({k: headline[k] for k in sorted(headline, key=lambda k: k != first)}, parent=True)
+        sampler, chosen = scoring.choose_generator(metrics, space_name, proto.sets)
+        click.echo(f"generator: {chosen}")
+        model = scoring.generator(proto, sampler)
+        score = f"fid_{space_name}_generator"  # the champion alias compares the generators' own FIDs
+        own = {score: metrics[f"fid_{space_name}_{sampler}"]} if f"fid_{space_name}_{sampler}" in metrics else {}
         registered = run.log_model(
-            Generator(vae.cpu(), stage2.cpu()),
+            model,
             "generator",
-            torch.randn(4, vae.latent_dim),
+            torch.randn(4, model.latent_dim),
             register=cfg.get("register"),
-            metrics=headline,
+            metrics=headline | own,
             score=score,
             parent=True,
+            about={"bvae.sampler": sampler, "bvae.sampler_choice": chosen},
         )
         if registered:
             click.echo(registered)

@@ -1,8 +1,8 @@
 """Stage reference: the evaluation feature space and the real test images' statistics.
 
 Trains the domain classifier, then computes features of the real test images (and of
-as many training images, for the train-vs-test floor) in the `reference.features`
-space. Cached by DVC: training a new model never recomputes them.
+as many training images, for the train-vs-test floor and the choice of the registered
+generator) in the `reference.features` space. Cached by DVC: training a new model never recomputes them.
 """
 
 import click
@@ -112,10 +112,10 @@ def main(params, watch):
         with part("work"):
             real = space.extract(test.images, "test images")
             floor_idx = torch.randperm(len(train))[: len(test)]
-            floor = frechet_distance(
-                statistics(space.extract(train.images[floor_idx], "train images")), statistics(real)
-            )
-        save_torch({"space": space.name, "features": real, "floor": floor}, REFERENCE)
+            train_features = space.extract(train.images[floor_idx], "train images")
+            floor = frechet_distance(statistics(train_features), statistics(real))
+        train_side = {"train_rows": floor_idx, "train_features": train_features}  # evaluate chooses its generator on it
+        save_torch({"space": space.name, "features": real, "floor": floor} | train_side, REFERENCE)
         write_json(
             {"space": space.name, "real_test_images": len(real), "labelled": labelled},
             PLOTS / "reference" / "features.json",

@@ -189,7 +189,8 @@ def test_metrics_show_lists_the_fids(repro):
     nll |= {f"{u}_iwae_{m}_gamma_iwae" for u in ("nll", "bpd") for m in ("stage1", "twostage")}
     nll |= {"gamma_iwae_stage1", "gamma_iwae_twostage"}
     nll |= {f"bpd_iwae_{m}_gamma_{g}_sem" for m in ("stage1", "twostage") for g in ("trained", "test", "iwae")}
-    assert fidelity | nll == set(metrics)  # no constants: the data dimension is a param of the parent run
+    selection = {f"selection_fid_domain_{s}" for s in samplers[1:]}  # what chose the registered generator
+    assert fidelity | nll | selection == set(metrics)  # no constants: the data dimension is a param of the parent run
     assert set(headline) == {f"fid_domain_{s}" for s in samplers} | {
         "bpd_iwae_stage1_gamma_trained",
         "bpd_iwae_stage1_gamma_test",
@@ -251,6 +252,15 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     }  # the generator it produced
     (version,) = c.search_model_versions("name = 'balanced-vae-generator'")
     assert version.run_id == parent.info.run_id  # its source run: the configuration
+    prefix = "evaluate/selection_fid_domain_"
+    chosen = {k.removeprefix(prefix): v for k, v in evaluate.data.metrics.items() if k.startswith(prefix)}
+    assert set(chosen) == {"gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"}
+    assert version.tags["bvae.sampler"] == min(chosen, key=chosen.get)  # the lowest FID against training images
+    assert version.description.startswith(f"Generator: sampler {version.tags['bvae.sampler']}: the lowest FID ")
+    assert (
+        version.tags["fid_domain_generator"]
+        == f"{parent.data.metrics['fid_domain_' + version.tags['bvae.sampler']]:.6g}"
+    )
     children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.info.run_name for r in children) == sorted(f"{s} · {parent.info.run_name}" for s in STAGES)
     train = next(r for r in children if r.data.tags["bvae.stage"] == "train_vae")

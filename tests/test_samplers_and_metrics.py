@@ -5,8 +5,9 @@ import torch
 
 from pipeline.evaluation.features import fidelity_metrics, kid_subset_size, statistics
 from pipeline.evaluation.gmm import fit_gmm, sample_gmm
-from pipeline.evaluation.sampling import latents, rescale_latents
-from pipeline.models import DenseVAE
+from pipeline.evaluation.sampling import latents, rescale_constants, rescale_latents
+from pipeline.evaluation.scoring import choose_generator
+from pipeline.models import DenseVAE, Generator
 
 pytestmark = pytest.mark.quick  # unit tests: no pipeline run (`pytest -m quick`, the edit-test loop)
 
@@ -53,6 +54,52 @@ def test_rescale_sets_the_expected_std_and_keeps_the_mean():
     out = rescale_latents(z, torch.tensor([1.0, 2.0]))
     assert out.std(0).tolist() == pytest.approx([1.0, 2.0], rel=1e-4)
     assert out.mean(0).tolist() == pytest.approx(z.mean(0).tolist(), abs=1e-5)
+
+
+def test_the_registered_generator_draws_each_samplers_latents_from_one_standard_normal_draw():
+    """Generator(u) for every sampler: the evaluation's latents of the same u (gen2,
+    gen2_noise, gen2_rescaled bit for bit) and, for the mixture, its law (pipeline.models.generator)."""
+    torch.manual_seed(0)
+    stage1, stage2 = DenseVAE(2, width=8, depth=1), DenseVAE(2, width=8, depth=1)  # stage 1 here: a VAE of 2-d codes
+    u = torch.randn(50_000, 3, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z2 = stage2.decode(u[:, :2])
+        assert torch.equal(Generator(stage1, "gen1").latents(u[:, :2]), u[:, :2])
+        assert torch.equal(Generator(stage1, "gen2", stage2).latents(u[:, :2]), z2)
+        noisy = Generator(stage1, "gen2_noise", stage2, gamma_z=0.5)
+        assert noisy.latent_dim == 4 and torch.equal(
+            noisy.latents(torch.cat([u[:, :2], u[:, 1:]], 1)), z2 + 0.5 * u[:, 1:]
+        )
+        expected = torch.tensor([1.0, 2.0])
+        rescaled = Generator(
+            stage1, "gen2_rescaled", stage2, shift=(c := rescale_constants(z2, expected))[0], scale=c[1]
+        )
+        assert torch.equal(rescaled.latents(u[:, :2]), rescale_latents(z2, expected))
+        truth = {
+            "weights": torch.tensor([0.3, 0.7], dtype=torch.float64),
+            "means": torch.tensor([[-5.0, 0.0], [5.0, 2.0]], dtype=torch.float64),
+            "scale_tril": torch.diag_embed(torch.tensor([[0.5, 0.2], [1.0, 1.5]], dtype=torch.float64)),
+        }
+        mixture = Generator(stage1, "gmm", gmm=truth)
+        z = mixture.latents(u)
+        images = mixture(u[:4])
+    assert mixture.latent_dim == 3 and images.shape == (4, 2) and torch.equal(mixture(u[:4]), images)  # no randomness
+    left, right = z[z[:, 0] < 0], z[z[:, 0] > 0]
+    assert len(left) / len(z) == pytest.approx(0.3, abs=0.006)  # P(k) = w_k, the standard error is 0.002
+    assert left.mean(0).tolist() == pytest.approx([-5.0, 0.0], abs=0.01)
+    assert left.std(0).tolist() == pytest.approx([0.5, 0.2], rel=0.02)
+    assert right.std(0).tolist() == pytest.approx([1.0, 1.5], rel=0.02)
+
+
+def test_the_generator_is_the_sampler_with_the_lowest_fid_against_training_images():
+    metrics = {"selection_fid_domain_gen2": 8.5, "selection_fid_domain_gmm": 6.25, "fid_domain_gmm": 1.0}
+    best, line = choose_generator(
+        metrics | {"selection_fid_domain_gen1": 30.0}, "domain", ["rec", "gen1", "gen2", "gmm"]
+    )
+    assert best == "gmm" and line == (
+        "gmm: the lowest FID against training images, not the test images (gen1 30, gen2 8.5, gmm 6.25)"
+    )
+    assert choose_generator(metrics, "domain", ["rec"])[0] == "gen2"  # no sampler scored: GEN-2, said so
 
 
 def test_kid_and_precision_recall_on_constructed_cases():

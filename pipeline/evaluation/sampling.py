@@ -131,9 +131,15 @@ def posterior_draws(mu: torch.Tensor, sigma: torch.Tensor):
     return draw
 
 
+def rescale_constants(z: torch.Tensor, expected_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rescale's mean m and per-dimension factor s of the latents z: m = mean(z),
+    s = expected_std / std(z)."""
+    return z.mean(0), expected_std / z.std(0)
+
+
 def rescale_latents(z: torch.Tensor, expected_std: torch.Tensor) -> torch.Tensor:
-    """Rescale each dimension of z around its mean to the expected standard deviation
-    (this project's per-dimension rule; see the module docstring for how it differs from
-    Asperti & Trentin's)."""
-    mean = z.mean(0)
-    return mean + (z - mean) * (expected_std / z.std(0))
+    """Rescale each dimension of z around its mean to the expected standard deviation,
+    m + (z - m) * s (:func:`rescale_constants`; this project's per-dimension rule: see the
+    module docstring for how it differs from Asperti & Trentin's)."""
+    mean, scale = rescale_constants(z, expected_std)
+    return mean + (z - mean) * scale

@@ -6,10 +6,13 @@
 2. :func:`protocol`: the image sets ``evaluate.protocol`` scores, refused when too few test
    images are left for its reference's whole batches;
 3. :func:`score_set`, for each set: FID, KID and precision/recall of its images against the
-   protocol's real test images (:func:`pipeline.evaluation.features.fidelity_metrics`);
-4. :func:`score_likelihood`: the test images' ELBO and IWAE bounds
+   protocol's real test images (:func:`pipeline.evaluation.features.fidelity_metrics`), and
+   each sampler's FID against training images (``selection_fid``, :func:`selection_side`);
+4. :func:`choose_generator`: the sampler with the lowest ``selection_fid`` becomes the
+   registered generator (:func:`generator`), chosen without the test images that report it;
+5. :func:`score_likelihood`: the test images' ELBO and IWAE bounds
    (:mod:`pipeline.evaluation.likelihood`);
-5. :func:`headline`: the metrics that go on the pipeline's parent run.
+6. :func:`headline`: the metrics that go on the pipeline's parent run.
 
 Metric names carry the feature space and the protocol: ``fid_domain_gen2``,
 ``kid_mean_inception-dai_wipf_rec``, ``bpd_iwae_stage1_gamma_test``.
@@ -20,7 +23,8 @@ import torch
 from pipeline import PipelineError
 from pipeline.config.choices import feature_space as resolve_space
 from pipeline.evaluation import likelihood, protocols
-from pipeline.evaluation.features import fidelity_metrics, resolve_inception_weights, statistics
+from pipeline.evaluation.features import fidelity_metrics, frechet_distance, resolve_inception_weights, statistics
+from pipeline.models import Generator
 
 HEADLINE_NLL = (
     "bpd_iwae_stage1_gamma_trained",
@@ -73,12 +77,52 @@ def real_side(
     return real, statistics(real)
 
 
-def score_set(proto, name: str, space, real: tuple[torch.Tensor, dict], seed: int) -> tuple[torch.Tensor, dict]:
+def selection_side(reference: dict, space, train_images) -> dict:
+    """FID statistics of the training images the registered generator is chosen on: the
+    reference stage's (as many as test images, seeded; stage 1 trained on them, but they are
+    not the test images that report the chosen sampler's FID), extracted again where the
+    protocol maps Inception's input its own way (``train_images``: a callable giving them)."""
+    if "train_features" not in reference:
+        raise PipelineError("reference/real_stats.pt predates the generator's choice: dvc repro -f reference")
+    if space.same_as_reference:
+        return statistics(reference["train_features"])
+    return statistics(space.extract(train_images()[reference["train_rows"]], "train images"))
+
+
+def score_set(
+    proto, name: str, space, real: tuple[torch.Tensor, dict], seed: int, selection: dict
+) -> tuple[torch.Tensor, dict]:
     """The images of set ``name`` (REC or a sampler) and their FID, KID and precision/recall
-    in ``space`` against ``real`` (:func:`real_side`), as ``fid``, ``kid_mean``, ..."""
+    in ``space`` against ``real`` (:func:`real_side`), as ``fid``, ``kid_mean``, ...; for a
+    sampler also its FID against the training images of ``selection`` (:func:`selection_side`),
+    as ``selection_fid``."""
     images = proto.images(name)
-    scored = images[: proto.kept(len(images))]
-    return images, fidelity_metrics(space.extract(scored, name), real[0], real[1], seed)
+    features = space.extract(images[: proto.kept(len(images))], name)
+    values = fidelity_metrics(features, real[0], real[1], seed)
+    if name != "rec":
+        values["selection_fid"] = frechet_distance(statistics(features), selection)
+    return images, values
+
+
+def choose_generator(metrics: dict, space_name: str, sets: list[str]) -> tuple[str, str]:
+    """The sampler of ``sets`` with the lowest FID against training images (``metrics``'
+    ``selection_fid_<space>_<sampler>``), and a line saying how it was chosen; gen2 when no
+    sampler was scored."""
+    fids = {w: metrics[f"selection_fid_{space_name}_{w}"] for w in sets if w != "rec"}
+    if not fids:
+        return "gen2", "gen2: no sampler was scored (evaluate.samplers is empty)"
+    best = min(fids, key=fids.get)
+    shown = ", ".join(f"{w} {v:.4g}" for w, v in fids.items())
+    return best, f"{best}: the lowest FID against training images, not the test images ({shown})"
+
+
+def generator(proto, name: str) -> Generator:
+    """The one-call generator of sampler ``name`` (:mod:`pipeline.models.generator`) on the
+    CPU, from the protocol's models: the sampler's latent law, without the protocol's image
+    preprocessing."""
+    c = proto.ctx
+    shift, scale = proto.rescale_constants() if name == "gen2_rescaled" else (None, None)
+    return Generator(c.vae.cpu(), name, c.stage2.cpu(), c.gamma_z, c.gmm, shift, scale)
 
 
 def likelihood_rows(num_test: int, nll_images: int | None) -> torch.Tensor:

@@ -24,6 +24,7 @@ from pipeline.config import sizing
 from pipeline.models.base import ARCHITECTURES, VAE, check_scales, reparameterize
 from pipeline.models.conv import ConvVAE
 from pipeline.models.dense import DenseVAE
+from pipeline.models.generator import Generator
 from pipeline.models.infogan import InfoGAN, SpectralNorm
 from pipeline.models.resnet import DenseResBlock, ResBlock, ResNetVAE
 from pipeline.models.resnet_ref import RefDenseResBlock, RefResBlock, ResNetRef
@@ -93,16 +94,3 @@ class Reconstruct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(self.vae.encode(x)[0])
-
-
-class Generator(nn.Module):
-    """The two-stage generator: u ~ N(0, I) of shape (N, latent_dim) -> z = dec2(u) ->
-    images dec1(z) in [0, 1], shape (N, C, H, W)."""
-
-    def __init__(self, vae: VAE, stage2: DenseVAE):
-        super().__init__()
-        self.vae, self.stage2 = vae.eval(), stage2.eval()
-        self.latent_dim = stage2.latent_dim
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(self.stage2.decode(u))

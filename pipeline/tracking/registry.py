@@ -1,15 +1,15 @@
 """MLflow models: a torch module logged as an MLflow model, and the model registry: every
-evaluate registers the two-stage generator as a new version of ``evaluate.register.name``;
-two aliases point at versions.
+evaluate registers its generator (the sampler it chose, :mod:`pipeline.models.generator`)
+as a new version of ``evaluate.register.name``; two aliases point at versions.
 
 - ``evaluate.register.alias`` (default ``candidate``) follows the latest version.
 - ``evaluate.register.champion`` (default ``champion``) moves to the new version only when
-  its GEN-2 FID beats the holder's, in the same feature space and protocol (the metric's
-  name says both, e.g. ``fid_domain_gen2``) on the same dataset. FIDs from other data or
-  another feature space are not comparable: the alias then stays, and says why.
+  its generator's FID beats the holder's, in the same feature space and protocol (the
+  metric's name says both, e.g. ``fid_domain_generator``) on the same dataset. FIDs from
+  other data or another feature space are not comparable: the alias then stays, and says why.
 
-Each version carries its headline metrics, its balance, dataset and parent run as tags,
-and the parent run's description. ``bvae sample --model models:/NAME@champion`` samples
+Each version carries its headline metrics, its sampler and how it was chosen, its balance,
+dataset and parent run as tags, and the parent run's description. ``bvae sample --model models:/NAME@champion`` samples
 from it (:mod:`bvae.models`).
 """
 
@@ -19,15 +19,17 @@ from pathlib import Path
 SCORE_TAG = "bvae.score"  # the metric an alias compares (fid_<space>_gen2)
 DATASET_TAG = "bvae.dataset"
 PARENT_TAG = "bvae.parent_run_id"
+SAMPLER_TAG = "bvae.sampler"  # the registered generator's sampler (gen2, gmm, ...)
+CHOICE_TAG = "bvae.sampler_choice"  # how evaluate chose it
 
 
-def log_model(client, model, name: str, example, parent_id: str | None, exp_id: str) -> str:
+def log_model(client, model, name: str, example, parent_id: str | None, exp_id: str, tags: dict) -> str:
     """Log the torch module ``model`` as an MLflow model of the active run and return its id:
     pickled with this package's code bundled (``code_paths``), so ``mlflow.pytorch.load_model``
     loads it wherever torch is installed (MLflow's warning about pickle is therefore
     silenced); its signature from ``example``. With ``parent_id`` the parent run is the
     model's source run (the UI's Models column lists a model by its source run) and lists
-    it among its outputs."""
+    it among its outputs; ``tags`` on the logged model."""
     import mlflow
     import mlflow.pytorch
     import torch
@@ -36,7 +38,7 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
 
     with torch.no_grad():
         out = model(example)
-    logged = parent_id and mlflow.initialize_logged_model(name, source_run_id=parent_id, experiment_id=exp_id)
+    logged = parent_id and mlflow.initialize_logged_model(name, parent_id, tags, experiment_id=exp_id)
     logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)  # its warning about pickle (the code is bundled)
     info = mlflow.pytorch.log_model(
         model,
@@ -47,15 +49,19 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
         code_paths=[str(Path(__file__).parents[1])],  # the pipeline package
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         model_id=logged.model_id if logged else None,
+        tags=None if logged else tags,
     )
     if parent_id:
         client.log_outputs(parent_id, [LoggedModelOutput(info.model_id, 0)])
     return info.model_id
 
 
-def register(client, settings: dict, model_id: str, parent_id: str | None, metrics: dict, score: str) -> str:
+def register(
+    client, settings: dict, model_id: str, parent_id: str | None, metrics: dict, score: str, about: dict
+) -> str:
     """Register the logged model ``model_id`` as a new version of ``settings["name"]`` (with
-    ``parent_id``, the pipeline's parent run, as its source), tagged with ``metrics``; point
+    ``parent_id``, the pipeline's parent run, as its source), tagged with ``metrics`` and
+    ``about`` (its sampler and how it was chosen); point
     ``settings["alias"]`` at it and move ``settings["champion"]`` to it if its ``score`` is
     the best. Returns what happened, in a line."""
     from mlflow.exceptions import MlflowException
@@ -67,7 +73,7 @@ def register(client, settings: dict, model_id: str, parent_id: str | None, metri
         if e.error_code != "RESOURCE_ALREADY_EXISTS":  # or registered meanwhile by a parallel evaluate
             raise
     version = str(client.create_model_version(name, f"models:/{model_id}", run_id=parent_id, model_id=model_id).version)
-    tags = describe_version(client, name, version, metrics, parent_id, score)
+    tags = describe_version(client, name, version, metrics, parent_id, score, about)
     said = [f"registered model {name} version {version}"]
     if settings.get("alias"):
         client.set_registered_model_alias(name, settings["alias"], version)
@@ -77,12 +83,15 @@ def register(client, settings: dict, model_id: str, parent_id: str | None, metri
     return "; ".join(said)
 
 
-def describe_version(client, name: str, version: str, metrics: dict, parent_id: str | None, score: str) -> dict:
-    """Tag version ``version`` with ``metrics``, the metric aliases compare, and its parent
-    run's name, balance and dataset; copy the parent's description. Returns the tags."""
+def describe_version(
+    client, name: str, version: str, metrics: dict, parent_id: str | None, score: str, about: dict
+) -> dict:
+    """Tag version ``version`` with ``metrics``, the metric aliases compare, ``about`` and its
+    parent run's name, balance and dataset; describe it by its sampler's choice, the parent's
+    description and its metrics. Returns the tags."""
     from pipeline.tracking.runs import BALANCE_TAG
 
-    tags = {k: f"{v:.6g}" for k, v in metrics.items()} | {SCORE_TAG: score}
+    tags = {k: f"{v:.6g}" for k, v in metrics.items()} | {SCORE_TAG: score} | about
     note = ""
     if parent_id:
         parent = client.get_run(parent_id)
@@ -96,7 +105,9 @@ def describe_version(client, name: str, version: str, metrics: dict, parent_id: 
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     shown = ", ".join(f"{k} {v}" for k, v in tags.items() if k in metrics)
-    client.update_model_version(name, version, description=f"{note}\n\nMetrics: {shown}.".strip())
+    chosen = f"Generator: sampler {about[CHOICE_TAG]}." if CHOICE_TAG in about else ""
+    text = "\n\n".join(t for t in (chosen, note, f"Metrics: {shown}.") if t)
+    client.update_model_version(name, version, description=text)
     return tags
 
 
@@ -106,7 +117,7 @@ def promote(client, name: str, version: str, tags: dict, champion: str) -> str:
 
     score = tags[SCORE_TAG]
     if score not in tags:
-        return f"@{champion} not moved: this run has no {score} (evaluate.samplers has no gen2)"
+        return f"@{champion} not moved: this run has no {score} (no sampler was scored: evaluate.samplers is empty)"
     try:
         holder = client.get_model_version_by_alias(name, champion)
     except MlflowException:
@@ -115,6 +126,8 @@ def promote(client, name: str, version: str, tags: dict, champion: str) -> str:
         client.set_registered_model_alias(name, champion, version)
         return f"@{champion} -> version {version} (the first, {score} {tags[score]})"
     old, new = holder.tags.get(score), float(tags[score])
+    if old is None and SAMPLER_TAG not in holder.tags:  # registered before the choice of sampler: a GEN-2 generator
+        old = holder.tags.get(score.removesuffix("_generator") + "_gen2")
     if old is None or holder.tags.get(DATASET_TAG) != tags.get(DATASET_TAG):
         return (
             f"@{champion} stays at version {holder.version}: it was scored on other data or in another feature "

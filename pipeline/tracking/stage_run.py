@@ -273,17 +273,18 @@ class StageRun:
             self.client.log_image(self.run_id, image, key=name, step=step)
 
     @_tracked(waits=True)
-    def log_model(self, model, name: str, example, register=None, metrics=None, score=None, parent=False):
-        """Log a torch module as an MLflow model, an output of the parent too; with ``register``
-        (``evaluate.register``) a new registered version (:mod:`pipeline.tracking.registry`).
-        Returns what happened, in a line."""
+    def log_model(self, model, name: str, example, register=None, metrics=None, score=None, parent=False, about=None):
+        """Log a torch module as an MLflow model, an output of the parent too, tagged with
+        ``about``; with ``register`` (``evaluate.register``) a new registered version
+        (:mod:`pipeline.tracking.registry`). Returns what happened, in a line."""
         import mlflow
 
         if not mlflow.active_run():  # mlflow.pytorch.log_model logs to the active run
             mlflow.start_run(run_id=self.run_id)
-        model_id = registry.log_model(self.client, model, name, example, parent and self.parent_id, self.exp_id)
+        about = about or {}
+        model_id = registry.log_model(self.client, model, name, example, parent and self.parent_id, self.exp_id, about)
         if register and register.get("name"):
-            return registry.register(self.client, register, model_id, self.parent_id, metrics or {}, score)
+            return registry.register(self.client, register, model_id, self.parent_id, metrics or {}, score, about)
         return None
 
     @_tracked

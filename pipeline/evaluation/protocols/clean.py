@@ -30,9 +30,17 @@ class Clean(Protocol):
         c = self.ctx
         if name == "rec":
             return sampling.reconstruct(c.vae, c.test, c.batch_size)
-        if name == "gen2_rescaled":  # the gen2 sampler's latents (its seed), rescaled
-            i = c.samplers.index("gen2") + 1 if "gen2" in c.samplers else 2
-            z = sampling.rescale_latents(self._latents("gen2", c.seed + i), c.expected_std)
+        if name == "gen2_rescaled":
+            z = sampling.rescale_latents(self._gen2_latents(), c.expected_std)
         else:
             z = self._latents(name, c.seed + c.samplers.index(name) + 1)
         return sampling.decode(c.vae, z, c.batch_size)
+
+    def _gen2_latents(self):
+        """The gen2 sampler's latents (its seed), which gen2_rescaled rescales."""
+        c = self.ctx
+        return self._latents("gen2", c.seed + (c.samplers.index("gen2") + 1 if "gen2" in c.samplers else 2))
+
+    def rescale_constants(self):
+        """gen2_rescaled's mean and per-dimension factor (:func:`sampling.rescale_constants`)."""
+        return sampling.rescale_constants(self._gen2_latents(), self.ctx.expected_std)

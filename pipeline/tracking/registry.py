@@ -1,16 +1,8 @@
 """MLflow models: a torch module logged as an MLflow model, and the model registry: every
 evaluate registers its generator (the sampler it chose, :mod:`pipeline.models.generator`)
-as a new version of ``evaluate.register.name``; two aliases point at versions.
-
-- ``evaluate.register.alias`` (default ``candidate``) follows the latest version.
-- ``evaluate.register.champion`` (default ``champion``) moves to the new version only when
-  its generator's FID beats the holder's, in the same feature space and protocol (the
-  metric's name says both, e.g. ``fid_domain_generator``) on the same dataset. FIDs from
-  other data or another feature space are not comparable: the alias then stays, and says why.
-
-Each version carries its headline metrics, its sampler and how it was chosen, its balance,
-dataset and parent run as tags, and the parent run's description. ``bvae sample --model models:/NAME@champion`` samples
-from it (:mod:`bvae.models`).
+as a new version of ``evaluate.register.name``, tagged and described; ``alias`` follows the
+latest version, ``champion`` moves only to a lower FID in the same feature space, protocol
+and dataset (the rules and tags: docs/tracking.md, "Models and the registry").
 """
 
 import logging
@@ -23,7 +15,7 @@ SAMPLER_TAG = "bvae.sampler"  # the registered generator's sampler (gen2, gmm, .
 CHOICE_TAG = "bvae.sampler_choice"  # how evaluate chose it
 
 
-def log_model(client, model, name: str, example, parent_id: str | None, exp_id: str, tags: dict) -> str:
+def log_model(client, model, name: str, example, parent_id: str | None, exp_id: str, tags: dict | None) -> str:
     """Log the torch module ``model`` as an MLflow model of the active run and return its id:
     pickled with this package's code bundled (``code_paths``), so ``mlflow.pytorch.load_model``
     loads it wherever torch is installed (MLflow's warning about pickle is therefore
@@ -59,11 +51,9 @@ def log_model(client, model, name: str, example, parent_id: str | None, exp_id: 
 def register(
     client, settings: dict, model_id: str, parent_id: str | None, metrics: dict, score: str, about: dict
 ) -> str:
-    """Register the logged model ``model_id`` as a new version of ``settings["name"]`` (with
-    ``parent_id``, the pipeline's parent run, as its source), tagged with ``metrics`` and
-    ``about`` (its sampler and how it was chosen); point
-    ``settings["alias"]`` at it and move ``settings["champion"]`` to it if its ``score`` is
-    the best. Returns what happened, in a line."""
+    """Register the logged model ``model_id`` as a new version of ``settings["name"]`` (source:
+    the parent run ``parent_id``); point ``settings["alias"]`` at it and move
+    ``settings["champion"]`` to it if its ``score`` is the best. Returns what happened, in a line."""
     from mlflow.exceptions import MlflowException
 
     name = settings["name"]

@@ -4,12 +4,9 @@ DVC runs each stage in its own process, so MLflow's in-process nesting cannot li
 every stage finds (or creates) the parent run whose tag ``bvae.config_hash`` is the hash of
 the whole params.yaml and starts its own run under it, named ``<stage> · <parent name>``.
 The parent is named after the DVC experiment and its balance (``b01 · fixed beta=0.1``),
-outside one after its balance and configuration hash (``running_gamma k=1.0 · 43f6c2``).
-It carries the params the configuration uses, a description of what differs from the
-commit, its source (the command that made it, the git commit), the code each stage ran
-(:func:`note_code`), and from evaluate the data, the headline metrics, the sample grids
-and the generator. The experiment (``MLFLOW_EXPERIMENT_NAME`` or ``balanced-vae``) is
-tagged as MLflow's "custom model development" kind: the UI opens it on its training runs.
+outside one after its balance and configuration hash (``running_gamma k=1.0 · 43f6c2``);
+what it carries: docs/tracking.md. The experiment (``MLFLOW_EXPERIMENT_NAME`` or
+``balanced-vae``) is MLflow's "custom model development" kind (:data:`KIND_TAG`).
 """
 
 import os

@@ -281,7 +281,6 @@ class StageRun:
 
         if not mlflow.active_run():  # mlflow.pytorch.log_model logs to the active run
             mlflow.start_run(run_id=self.run_id)
-        about = about or {}
         model_id = registry.log_model(self.client, model, name, example, parent and self.parent_id, self.exp_id, about)
         if register and register.get("name"):
             return registry.register(self.client, register, model_id, self.parent_id, metrics or {}, score, about)

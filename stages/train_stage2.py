@@ -38,6 +38,7 @@ def main(params, watch):
     from pipeline.hardware.timing import part
     from pipeline.models import Reconstruct, build_stage2, stage1_from_checkpoint
     from pipeline.training import distributed
+    from pipeline.training.diagnostics import OVERFIT, code_fit
     from stages import sizes
     from stages.runtime import drop_checkpoint, load_checkpoint, load_prepared, setup, write_metrics
     from stages.training import HEADLINE, StageCheckpoint, final_metrics, train_and_record
@@ -89,11 +90,22 @@ def main(params, watch):
         with part("work"):
             gmm = fit_gmm(mu.cpu(), gmm_cfg["components"], gmm_cfg["covariance"], cfg["seed"])
         save_torch(gmm, GMM)
-        write_metrics("train_stage2", final_metrics(history, speed), HEADLINE.__contains__)
+        with part("work"):  # stage 2 on held-out codes (the test images'), and on as many training codes
+            test_mu = encode(vae, load_prepared("test").images)[0].cpu()
+            fits = {side: code_fit(model, z) for side, z in (("test", test_mu), ("train", mu[: len(test_mu)].cpu()))}
+        codes = {f"codes_{side}_{k}": v for side, fit in fits.items() for k, v in fit.items()}
+        write_metrics("train_stage2", final_metrics(history, speed) | codes, HEADLINE.__contains__)
+        run.log_metrics(codes)
         run.log_artifact(STAGE2, "model")
         run.log_model(Reconstruct(model.cpu()), "stage2", mu[:4].cpu())
         run.log_artifact(GMM, "model")
-        click.echo(f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}")
+        click.echo(
+            f"stage 2 final gamma {history[-1]['gamma']:.4g}, kl {history[-1]['kl']:.4g}; its reconstruction's MSE "
+            f"over the codes' variance: {codes['codes_test_rel_mse']:.3g} on the test images' codes (training "
+            f"images' {codes['codes_train_rel_mse']:.3g})"
+        )
+        if codes["codes_test_rel_mse"] > OVERFIT * codes["codes_train_rel_mse"]:
+            click.echo("train_stage2: stage 2 fits the codes it trained on better than new ones (fewer stage2.epochs)")
 
 
 if __name__ == "__main__":

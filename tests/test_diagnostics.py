@@ -83,3 +83,24 @@ def test_gradient_norms_on_a_sampling_model_leave_training_untouched():
     assert model.training and torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BN statistics too (eval mode)
     assert all(p.grad is None for p in model.parameters()) and norms["grad_kl_encoder"] > 0
+
+
+def test_code_fit_measures_stage2_against_its_prior_by_hand():
+    """A stand-in stage 2 with mu2(z) = 2 z, sigma2 = 1 and dec2(u) = u / 2: it reconstructs
+    the codes exactly, and its aggregate posterior's covariance is 4 Cov(z) + I."""
+    from pipeline.training.diagnostics import code_fit
+
+    class Doubling(torch.nn.Module):
+        def encode(self, z):
+            return 2 * z, torch.zeros_like(z)
+
+        def decode(self, u):
+            return u / 2
+
+    z = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0], [0.0, -3.0]])
+    cov = 4 * torch.cov(z.T).double() + torch.eye(2, dtype=torch.float64)
+    fit = code_fit(Doubling(), z)
+    assert fit["rel_mse"] == 0.0
+    assert fit["u_mean_rms"] == pytest.approx(float((2 * z.mean(0)).pow(2).mean().sqrt()))
+    assert fit["u_cov_error"] == pytest.approx(float(torch.linalg.matrix_norm(cov - torch.eye(2)) / 2))
+    assert fit["active_units"] == 2

@@ -111,3 +111,23 @@ def overfit_note(test_mse: float, train_mse: float) -> str | None:
         "reconstructs the images it trained on better than new ones (more images, fewer train.epochs or a smaller "
         "train.model keep it general)"
     )
+
+
+@torch.no_grad()
+def code_fit(stage2, z: torch.Tensor) -> dict:
+    """How the stage-2 VAE fits stage-1 codes ``z`` (posterior means, one row per image):
+    ``rel_mse``, its reconstruction dec2(mu2(z)) MSE over the codes' mean variance; the
+    aggregate of its posteriors against the N(0, I) prior it samples from: ``u_mean_rms``,
+    the RMS of mean(mu2), and ``u_cov_error``, ||Cov(mu2) + diag(E[sigma2^2]) - I||_F / d
+    (0 when the codes' aggregate posterior has the prior's first two moments); ``active_units``."""
+    stage2.eval()
+    mu, logvar = (t.double() for t in stage2.encode(z))
+    rel_mse = float((stage2.decode(mu.to(z.dtype)) - z).pow(2).mean() / z.var(0).mean())
+    cov = torch.cov(mu.T).reshape(mu.shape[1], -1) + torch.diag(logvar.exp().mean(0))
+    eye = torch.eye(mu.shape[1], dtype=cov.dtype)
+    return {
+        "rel_mse": rel_mse,
+        "u_mean_rms": float(mu.mean(0).pow(2).mean().sqrt()),
+        "u_cov_error": float(torch.linalg.matrix_norm(cov - eye) / mu.shape[1]),
+        "active_units": int((mu.var(0) > ACTIVE_THRESHOLD).sum()),
+    }

@@ -68,7 +68,15 @@ def main(params, watch):
     data = read_json(PREPARED / "meta.json")
     features = scoring.feature_space(ref, data)
     device, adaptive = setup(cfg["seed"], params["threads"])
-    drop_checkpoint("train_stage2")
+    v = load_checkpoint(VAE, "stage-1 model")
+    if "gamma" not in v:
+        raise PipelineError(f"{VAE} predates the likelihood evaluation (it holds no gamma): dvc repro -f train_vae")
+    vae = stage1_from_checkpoint(v).to(device)
+    test = load_prepared("test")
+    shape = sizes.Shape(data["num_train"], len(test.images), test.images.shape[1], test.images.shape[-1])
+    labelled = data.get("num_classes", 0) >= 2
+    sizes.check_params(params, shape, device, ("evaluate",), labelled, latent=vae.latent_dim)  # before any work
+    drop_checkpoint("train_stage2")  # after the checks: a stage stopped by one removes nothing
     reference = load_checkpoint(REFERENCE, "real-image statistics")
     if reference["space"] != features:
         raise PipelineError(
@@ -76,16 +84,8 @@ def main(params, watch):
             f"({features} for this data): run `dvc repro` (it recomputes the reference stage)"
         )
     floor = reference.get("floor")  # FID of real training images against the test images
-    v = load_checkpoint(VAE, "stage-1 model")
-    if "gamma" not in v:
-        raise PipelineError(f"{VAE} predates the likelihood evaluation (it holds no gamma): dvc repro -f train_vae")
-    vae = stage1_from_checkpoint(v).to(device)
     s2 = load_checkpoint(STAGE2, "stage-2 model")
     stage2 = stage2_from_checkpoint(s2).to(device)
-    test = load_prepared("test")
-    shape = sizes.Shape(data["num_train"], len(test.images), test.images.shape[1], test.images.shape[-1])
-    labelled = data.get("num_classes", 0) >= 2
-    sizes.check_params(params, shape, device, ("evaluate",), labelled, latent=vae.latent_dim)  # before any work
     ctx = protocols.Context(
         vae=vae,
         stage2=stage2,

@@ -47,7 +47,6 @@ def main(params, watch):
         params, "stage2", ("width", "depth", "epochs", "batch_size", "lr", "seed", "balance", "diag_size", "gmm")
     )
     device, adaptive = setup(cfg["seed"], params["threads"])
-    drop_checkpoint("train_vae")
     vae = stage1_from_checkpoint(load_checkpoint(VAE, "stage-1 model")).to(device)
     images = load_prepared("train").images
     shape = sizes.Shape(len(images), 0, images.shape[1], images.shape[-1])
@@ -58,6 +57,7 @@ def main(params, watch):
             f"stage2.gmm.components: {cfg['gmm']['components']} is more than the {len(images):,} latent "
             f"codes the mixture is fitted on (one per training image); use at most {len(images):,}"
         )
+    drop_checkpoint("train_vae")  # after the checks: a stage stopped by one removes nothing
     with part("work"):
         mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)

@@ -12,7 +12,7 @@ from stages.layout import CHECKPOINTS, PLOTS
 class StageCheckpoint:
     """The resumable state of a training stage in checkpoints/<name>.pt (not a DVC output:
     DVC would delete it before re-running the stage). Found again only for the same params
-    section, thread plan (``threads`` and the count it gave), input files and code (the
+    section, thread plan (``threads``, the count it gave, the processes), input files and code (the
     stage's code deps, :mod:`stages.code_deps`). Kept after the last epoch, until the next
     stage starts (:func:`stages.runtime.drop_checkpoint`; DVC has recorded this one by then):
     a rerun before that, after an interrupt at any moment of the stage's end, writes the same
@@ -21,11 +21,12 @@ class StageCheckpoint:
     def __init__(self, name: str, cfg: dict, threads, inputs: list[Path]):
         import torch
 
-        from pipeline.training import checkpoint
+        from pipeline.training import checkpoint, distributed
         from stages.code_deps import code_hash
 
         self.path = CHECKPOINTS / f"{name}.pt"
-        plan = {"threads": [threads, torch.get_num_threads()]}  # the count changes the arithmetic
+        # the thread count and the number of processes (torchrun) change the arithmetic
+        plan = {"threads": [threads, torch.get_num_threads()], "processes": distributed.world()[1]}
         self.ident = checkpoint.identity(cfg | plan, inputs, code_hash(name))
         self.found = checkpoint.load(self.path, self.ident)
         self.epoch = self.found["training"]["epoch"] if self.found else 0

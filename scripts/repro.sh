@@ -26,9 +26,10 @@ for key in fids:
     scale = f"  {m[key] / floor:6.1f}x the floor {floor:.3g} (real training vs test images)" if floor else ""
     print(f"  {key:28s} {m[key]:8.3f}{scale}{'   <- the best sampler' if key in best else ''}")
 chosen = {k: v for k, v in json.load(open("metrics/all/evaluate.json")).items() if k.startswith("selection_fid_")}
-if chosen:  # what evaluate registered: the sampler of lowest FID against training images, not the test images
+if chosen:  # what evaluate registered: the sampler of lowest FID against the validation images, not the test images
     key = min(chosen, key=chosen.get)
-    print(f"  registered generator: {key.removeprefix('selection_fid_').split('_', 1)[1]} (FID {chosen[key]:.3f} against training images, the lowest)")
+    on = "validation" if json.load(open("metrics/prepare.json")).get("num_val") else "training"
+    print(f"  registered generator: {key.removeprefix('selection_fid_').split('_', 1)[1]} (FID {chosen[key]:.3f} against the {on} images, the lowest)")
 for key in sorted(k for k in m if k.startswith(("nll_iwae", "bpd_iwae"))):
     print(f"  {key:34s} {m[key]:8.3f}")
 PY

@@ -37,8 +37,8 @@ def main(params, watch):
     gets these (GEN-2 FID first), the grids at its artifact root (samples_gen2.png, ...),
     the final metrics of the earlier stages, the dataset as its input and the data
     dimension D as the param data_dim. The generator (a standard normal draw u -> images) of
-    the sampler with the lowest FID against training images (not the test images: each
-    sampler's selection_fid_<space>_<sampler>) is logged as an MLflow model, an output of the
+    the sampler with the lowest FID against the validation images held out of training (not
+    the test images: each sampler's selection_fid_<space>_<sampler>) is logged as an MLflow model, an output of the
     parent too, and registered as `evaluate.register.name` with alias
     `evaluate.register.alias`; its tags and description say which sampler it is.
     """
@@ -125,7 +125,7 @@ def main(params, watch):
             click.echo(f"evaluate: {note}")
         with part("work"):  # FID statistics (torch-fidelity's import comes with the first)
             real = scoring.real_side(proto, reference["features"], space, test.images)
-            selection = scoring.selection_side(reference, space, lambda: load_prepared("train").images)
+            selection = scoring.selection_side(reference, space, lambda split: load_prepared(split).images)
         k, seed = cfg["grid_rows"], cfg["seed"]
         shown_at = grid_indices(test.labels[proto.rec_rows], k * k, seed)  # positions in REC's images
         grid = save_grid(test.images[proto.rec_rows[shown_at]], PLOTS / "evaluate" / "real.png", nrow=k)
@@ -173,7 +173,7 @@ def main(params, watch):
         # GEN-2 FID first: MLflow's Compare opens its parallel-coordinates plot on the first metric
         first = f"fid_{space_name}_gen2"
         run.log_metrics({k: headline[k] for k in sorted(headline, key=lambda k: k != first)}, parent=True)
-        sampler, chosen = scoring.choose_generator(metrics, space_name, proto.sets)
+        sampler, chosen = scoring.choose_generator(metrics, space_name, proto.sets, reference["choice_split"])
         click.echo(f"generator: {chosen}")
         model = scoring.generator(proto, sampler)
         score = f"fid_{space_name}_generator"  # the champion alias compares the generators' own FIDs

@@ -1,8 +1,8 @@
 """Stage reference: the evaluation feature space and the real test images' statistics.
 
-Trains the domain classifier, then computes features of the real test images (and of
-as many training images, for the train-vs-test floor and the choice of the registered
-generator) in the `reference.features` space. Cached by DVC: training a new model never recomputes them.
+Trains the domain classifier, then computes features of the real test images, of as many
+training images (the train-vs-test floor) and of as many validation images (the registered
+generator is chosen on them) in the `reference.features` space. Cached by DVC: training a new model never recomputes them.
 """
 
 import click
@@ -20,7 +20,9 @@ def main(params, watch):
     `reference.features` (auto: domain for labelled data, inception for unlabelled);
     metrics/reference.json holds the classifier's test accuracy and the FID of real
     training images against the test images (the floor: what a perfect generator would
-    score against these test images, in this feature space)."""
+    score against these test images, in this feature space). The features of up to as many
+    validation images (`prepare.val_fraction`; the training images when there are none) go
+    with them: evaluate chooses the registered generator on those."""
     from pipeline.config.params import section
     from pipeline.tracking.stage_run import StageRun
 
@@ -55,6 +57,11 @@ def main(params, watch):
             f"and precision/recall need at least {MIN_IMAGES} of each: raise prepare.limit_train / "
             "limit_test or prepare.test_fraction, or add images"
         )
+    if 0 < meta.get("num_val", MIN_IMAGES) < MIN_IMAGES:
+        raise PipelineError(
+            f"{PREPARED}: {meta['num_val']} validation images; the registered generator's choice (an FID) needs at "
+            f"least {MIN_IMAGES}: raise prepare.val_fraction, or set it to 0 to choose on training images"
+        )
     labelled = meta.get("num_classes", 0) >= 2
     features = feature_space(ref["features"], labelled)
     if ref["features"] == "domain" and not labelled:
@@ -81,7 +88,7 @@ def main(params, watch):
         if features == "inception":
             resolve_inception_weights(ref.get("inception_weights"), labelled)
     device, adaptive = setup(cfg["seed"], params["threads"])
-    train, test = load_prepared("train"), load_prepared("test")
+    train, test, val = load_prepared("train"), load_prepared("test"), load_prepared("val")
     with run:
         run.log_params({"reference": ref, "threads": params["threads"]})
         metrics = {}
@@ -114,8 +121,11 @@ def main(params, watch):
             floor_idx = torch.randperm(len(train))[: len(test)]
             train_features = space.extract(train.images[floor_idx], "train images")
             floor = frechet_distance(statistics(train_features), statistics(real))
-        train_side = {"train_rows": floor_idx, "train_features": train_features}  # evaluate chooses its generator on it
-        save_torch({"space": space.name, "features": real, "floor": floor} | train_side, REFERENCE)
+            choice = "val" if len(val) else "train"  # the images evaluate chooses the registered generator on
+            rows = torch.randperm(len(val))[: len(test)] if len(val) else floor_idx
+            choice_features = space.extract(val.images[rows], "validation images") if len(val) else train_features
+        choice_side = {"choice_split": choice, "choice_rows": rows, "choice_features": choice_features}
+        save_torch({"space": space.name, "features": real, "floor": floor} | choice_side, REFERENCE)
         write_json(
             {"space": space.name, "real_test_images": len(real), "labelled": labelled},
             PLOTS / "reference" / "features.json",

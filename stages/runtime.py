@@ -78,7 +78,7 @@ def write_metrics(name: str, metrics: dict, headline) -> dict:
 
 
 def load_prepared(split: str):
-    """data/prepared/<split>.pt (``train`` or ``test``) as a :class:`pipeline.data.Split`."""
+    """data/prepared/<split>.pt (``train``, ``val`` or ``test``) as a :class:`pipeline.data.Split`."""
     from pipeline.data import Split
     from stages.layout import PREPARED
 

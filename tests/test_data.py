@@ -91,6 +91,19 @@ def test_digits_split_is_stratified_seeded_uint8():
     assert torch.equal(train.images, data.load(prepare_cfg()).train.images)
 
 
+def test_the_validation_split_is_held_out_of_the_training_images_seeded_and_stratified():
+    whole, held = data.load(prepare_cfg()), data.load(prepare_cfg(val_fraction=0.1))
+    assert len(whole.val) == 0 and len(whole.train) == 1437  # val_fraction absent or 0: every training image trains
+    assert (len(held.train), len(held.val), len(held.test)) == (1293, 144, 360)  # 144 = ceil(0.1 x 1,437)
+    assert torch.equal(held.test.images, whole.test.images)  # the test images do not move
+    rows = lambda split: {bytes(x.numpy()) + bytes([y]) for x, y in zip(split.images, split.labels.tolist())}  # noqa: E731
+    assert rows(held.train) | rows(held.val) == rows(whole.train) and not rows(held.train) & rows(held.val)
+    assert torch.bincount(held.val.labels).tolist() == pytest.approx([14.4] * 10, abs=1)  # stratified: 14-15 a class
+    assert torch.equal(held.val.images, data.load(prepare_cfg(val_fraction=0.1)).val.images)  # seeded
+    with pytest.raises(PipelineError, match=r"^prepare.val_fraction: 0.99 of 4 training images leaves none to train"):
+        data.load(prepare_cfg(limit_train=4, val_fraction=0.99))
+
+
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_torchvision_loaders_read_idx_files(tmp_path, name, folder):
     arrays = write_fake_mnist(tmp_path, folder)
@@ -118,6 +131,8 @@ def test_missing_mnist_offline_is_one_clear_error(tmp_path):
         ({"bad_images": "ignore"}, "prepare.bad_images"),
         ({"image_size": 0}, "prepare.image_size"),
         ({"test_fraction": 1.0}, "prepare.test_fraction"),
+        ({"val_fraction": 1.0}, "prepare.val_fraction"),
+        ({"val_fraction": -0.1}, "prepare.val_fraction"),
     ],
 )
 def test_bad_prepare_params_are_refused_once_by_the_schema_naming_the_key(over, key):

@@ -12,7 +12,7 @@ from conftest import TINY, make_project, merge, run
 
 pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
-PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 3}})  # 1,437 digits, batch 64
+PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 3}})  # 1,293 training digits, batch 64
 
 
 @pytest.mark.slow  # about a minute (two gloo ranks and torchrun): `bash scripts/test.sh -m slow`

@@ -25,7 +25,9 @@ from pipeline.files import save_torch
 
 pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
-PARAMS = merge(TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 4}})  # 1,437 digits, 23 steps/epoch
+PARAMS = merge(
+    TINY, {"prepare": {"limit_train": None}, "train": {"epochs": 4}}
+)  # 1,293 training digits, 21 steps/epoch
 CKPT = "checkpoints/train_vae.pt"
 
 

@@ -386,17 +386,18 @@ def test_largest_value_that_fits_is_the_boundary():
 
 
 def test_check_says_a_batch_larger_than_the_training_set_is_the_whole_set(tmp_path):
-    """The digits' 1,437 training images: 1,797 less the test share (0.2, rounded up: 360)."""
+    """The digits' 1,293 training images: 1,797 less the test share (0.2, rounded up: 360), less
+    the validation share of the rest (0.1 of 1,293, rounded up: 144)."""
     (tmp_path / "data/raw").mkdir(parents=True)
     (tmp_path / "params.yaml").write_text(
         yaml.safe_dump(merge(DEFAULT, {"train": {"batch_size": 10_000_000}, "stage2": {"batch_size": 5_000}}))
     )
     out = run(["bvae", "check"], tmp_path)
     assert out.stdout.splitlines() == [
-        "note: train.batch_size: 10,000,000 is more than the 1,437 training images each epoch is drawn from: every "
-        "step is one full batch of 1,437, one step an epoch (set it to at most 1,437, or lower, for more steps)",
-        "note: stage2.batch_size: 5,000 is more than the 1,437 latent codes (one a training image) each epoch is "
-        "drawn from: every step is one full batch of 1,437, one step an epoch (set it to at most 1,437, or lower, "
+        "note: train.batch_size: 10,000,000 is more than the 1,293 training images each epoch is drawn from: every "
+        "step is one full batch of 1,293, one step an epoch (set it to at most 1,293, or lower, for more steps)",
+        "note: stage2.batch_size: 5,000 is more than the 1,293 latent codes (one a training image) each epoch is "
+        "drawn from: every step is one full batch of 1,293, one step an epoch (set it to at most 1,293, or lower, "
         "for more steps)",
         "params.yaml: ok",
     ]

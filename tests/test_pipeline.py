@@ -100,7 +100,13 @@ def test_repro_runs_every_stage_and_writes_outputs(repro):
     ]:
         assert (project / path).is_file(), path
     meta = json.loads((project / "data/prepared/meta.json").read_text())
-    assert (meta["num_train"], meta["num_test"], meta["image_size"], meta["channels"]) == (300, 60, 8, 1)
+    assert (meta["num_train"], meta["num_val"], meta["num_test"], meta["image_size"], meta["channels"]) == (
+        270,
+        30,
+        60,
+        8,
+        1,
+    )
     history = list(csv.DictReader(open(project / "plots/train_vae/history.csv")))
     assert [int(r["epoch"]) for r in history] == [1, 2, 3]
     assert {"rec", "kl", "loss", "gamma", "beta_eff"} <= set(history[0])
@@ -255,8 +261,10 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     prefix = "evaluate/selection_fid_domain_"
     chosen = {k.removeprefix(prefix): v for k, v in evaluate.data.metrics.items() if k.startswith(prefix)}
     assert set(chosen) == {"gen1", "gen2", "gen2_noise", "gmm", "gen2_rescaled"}
-    assert version.tags["bvae.sampler"] == min(chosen, key=chosen.get)  # the lowest FID against training images
-    assert version.description.startswith(f"Generator: sampler {version.tags['bvae.sampler']}: the lowest FID ")
+    assert version.tags["bvae.sampler"] == min(chosen, key=chosen.get)  # the lowest FID against validation images
+    assert version.description.startswith(
+        f"Generator: sampler {version.tags['bvae.sampler']}: the lowest FID against validation images held out of "
+    )
     assert (
         version.tags["fid_domain_generator"]
         == f"{parent.data.metrics['fid_domain_' + version.tags['bvae.sampler']]:.6g}"

@@ -91,15 +91,19 @@ def test_the_registered_generator_draws_each_samplers_latents_from_one_standard_
     assert right.std(0).tolist() == pytest.approx([1.0, 1.5], rel=0.02)
 
 
-def test_the_generator_is_the_sampler_with_the_lowest_fid_against_training_images():
+def test_the_generator_is_the_sampler_with_the_lowest_fid_against_the_validation_images():
     metrics = {"selection_fid_domain_gen2": 8.5, "selection_fid_domain_gmm": 6.25, "fid_domain_gmm": 1.0}
     best, line = choose_generator(
-        metrics | {"selection_fid_domain_gen1": 30.0}, "domain", ["rec", "gen1", "gen2", "gmm"]
+        metrics | {"selection_fid_domain_gen1": 30.0}, "domain", ["rec", "gen1", "gen2", "gmm"], "val"
     )
     assert best == "gmm" and line == (
-        "gmm: the lowest FID against training images, not the test images (gen1 30, gen2 8.5, gmm 6.25)"
+        "gmm: the lowest FID against validation images held out of training, not the test images "
+        "(gen1 30, gen2 8.5, gmm 6.25)"
     )
-    assert choose_generator(metrics, "domain", ["rec"])[0] == "gen2"  # no sampler scored: GEN-2, said so
+    assert choose_generator(metrics, "domain", ["gen2", "gmm"], "train")[1].startswith(
+        "gmm: the lowest FID against training images (prepare.val_fraction: 0)"
+    )
+    assert choose_generator(metrics, "domain", ["rec"], "val")[0] == "gen2"  # no sampler scored: GEN-2, said so
 
 
 def test_kid_and_precision_recall_on_constructed_cases():

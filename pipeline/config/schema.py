@@ -165,6 +165,7 @@ def _schema() -> dict:
             "channels": Value(int, null=True, choices=(1, 3)),
             "bad_images": Value(str, choices=("skip", "fail")),
             "test_fraction": Value(float, gt=0, lt=1),
+            "val_fraction": Value(float, lo=0, lt=1),
             "limit_train": Value(int, null=True, lo=MIN_IMAGES),
             "limit_test": Value(int, null=True, lo=MIN_IMAGES),
             "jpeg_quality": Value(int, null=True, lo=1, hi=95),

@@ -7,7 +7,8 @@ train and test :class:`Split` s, the raw files it read (``prepare`` hashes them)
 names and the unreadable images it skipped (``bad_images``). ``limit_train`` /
 ``limit_test`` keep seeded subsets, chosen before any image is decoded; more than
 ``decoding.PARALLEL_MIN`` image files decode in a process pool, with the same result; ``channels`` and
-``jpeg_quality`` convert every image. Images stay uint8 end to end.
+``jpeg_quality`` convert every image; ``val_fraction`` of the training images are then held out
+as the validation split. Images stay uint8 end to end.
 """
 
 import math
@@ -21,7 +22,7 @@ from pipeline.data import celeba, cifar10, digits, folder, mnist
 from pipeline.data.decoding import describe_skipped
 from pipeline.data.digits import digits_file
 from pipeline.data.hashing import checksum, content_hash
-from pipeline.data.splits import Dataset, Split, sample_indices
+from pipeline.data.splits import Dataset, Split, hold_out, sample_indices
 from pipeline.data.transforms import jpeg_roundtrip, resize, to_channels
 from pipeline.hardware import sizes
 from pipeline.hardware.sizes import Size
@@ -61,7 +62,7 @@ def load(cfg: dict) -> Dataset:
     """The dataset ``cfg["dataset"]`` (``cfg`` is ``params["prepare"]``, as
     :mod:`pipeline.config.schema` checked it), limited to ``limit_train`` / ``limit_test``
     images (seeds ``seed`` and ``seed + 1``), resized to ``image_size`` and converted to
-    ``channels``."""
+    ``channels``; then ``val_fraction`` of the training images go to ``val`` (seed ``seed + 2``)."""
     name, size, channels = cfg["dataset"], cfg.get("image_size"), cfg.get("channels")
     seed = cfg["seed"]
     limits = (cfg.get("limit_train"), cfg.get("limit_test"))
@@ -77,6 +78,10 @@ def load(cfg: dict) -> Dataset:
         split.images = to_channels(resize(split.images, size), channels)
         if cfg.get("jpeg_quality"):
             split.images = jpeg_roundtrip(split.images, cfg["jpeg_quality"])
+    if cfg.get("val_fraction"):
+        ds.train, ds.val = hold_out(ds.train, cfg["val_fraction"], seed + 2)
+    else:
+        ds.val = Split(ds.train.images[:0], ds.train.labels[:0])
     return ds
 
 
@@ -92,7 +97,8 @@ DIGITS = 1797  # scikit-learn's 8x8 digits
 def expected_shape(cfg: dict, folder_images: int) -> "Shape":
     """The shape prepare will give the data of ``cfg`` (``params["prepare"]``) without loading
     it, for `bvae check`: the published split sizes (digits and a folder of ``folder_images``
-    split by ``test_fraction``, the test share rounded up), limits, image size and channels."""
+    split by ``test_fraction``, the test share rounded up), limits, the validation share held
+    out of training, image size and channels."""
     from pipeline.hardware.sizes import Shape
 
     name = cfg["dataset"]
@@ -103,8 +109,9 @@ def expected_shape(cfg: dict, folder_images: int) -> "Shape":
         n_test = math.ceil(cfg["test_fraction"] * total)
         n_train, channels, side = total - n_test, 1 if name == "digits" else 3, 8
     limit_train, limit_test = cfg.get("limit_train"), cfg.get("limit_test")
+    n_train = min(n_train, limit_train or n_train)
     return Shape(
-        min(n_train, limit_train or n_train),
+        n_train - math.ceil((cfg.get("val_fraction") or 0) * n_train),
         min(n_test, limit_test or n_test),
         cfg.get("channels") or channels,
         cfg.get("image_size") or side,
@@ -114,7 +121,7 @@ def expected_shape(cfg: dict, folder_images: int) -> "Shape":
 def describe(ds: Dataset, cfg: dict) -> dict:
     """What data/prepared/meta.json says of the prepared dataset: its name and source, shapes,
     classes, counts, sha256 of the tensors and of the raw files read, the skipped files."""
-    train, test = ds.train, ds.test
+    train, test, val = ds.train, ds.test, ds.val
     return {
         "dataset": cfg["dataset"],
         "source": source_name(cfg),
@@ -125,7 +132,8 @@ def describe(ds: Dataset, cfg: dict) -> dict:
         "labelled": ds.classes is not None,
         "num_train": len(train),
         "num_test": len(test),
-        "sha256": checksum(train.images, train.labels, test.images, test.labels),
+        "num_val": len(val),
+        "sha256": checksum(train.images, train.labels, test.images, test.labels, val.images, val.labels),
         "raw_sha256": content_hash(ds.files, raw_root(cfg)),
         "skipped": [{"path": path, "reason": reason} for path, reason in ds.skipped],
     }

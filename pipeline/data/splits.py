@@ -1,4 +1,4 @@
-"""Train and test sets as uint8 tensors, and the seeded choices of which images go where."""
+"""Train, validation and test sets as uint8 tensors, and the seeded choices of which images go where."""
 
 import math
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ class Dataset:
     files: list[Path]  # the raw files read, sorted (prepare hashes them)
     classes: list[str] | None  # class names; None when unlabelled (then every label is -1)
     skipped: list[tuple[str, str]]  # (path, reason) of unreadable images that were skipped
+    val: Split | None = None  # training images held out of training (prepare.val_fraction); None: not split yet
 
 
 def sample_indices(n: int, k: int | None, seed: int) -> torch.Tensor:
@@ -76,3 +77,19 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int, stratify:
         stratify=labels if stratify and possible else None,
     )
     return np.sort(idx_train), np.sort(idx_test)
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """``split`` less a seeded share ``fraction`` of its images (the share rounded up, stratified
+    by label where labelled, as :func:`split_indices`), and that share: the validation split."""
+    from pipeline import PipelineError
+
+    n_val = math.ceil(fraction * len(split))
+    if n_val >= len(split):
+        raise PipelineError(
+            f"prepare.val_fraction: {fraction} of {len(split)} training images leaves none to train on: lower it (0: no "
+            "validation split)"
+        )
+    labels = split.labels.numpy()
+    keep, held = (torch.from_numpy(i) for i in split_indices(labels, fraction, seed, len(labels) > 0 and labels.min() >= 0))
+    return Split(split.images[keep], split.labels[keep]), Split(split.images[held], split.labels[held])

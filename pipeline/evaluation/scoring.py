@@ -7,7 +7,7 @@
    images are left for its reference's whole batches;
 3. :func:`score_set`, for each set: FID, KID and precision/recall of its images against the
    protocol's real test images (:func:`pipeline.evaluation.features.fidelity_metrics`), and
-   each sampler's FID against training images (``selection_fid``, :func:`selection_side`);
+   each sampler's FID against the validation images (``selection_fid``, :func:`selection_side`);
 4. :func:`choose_generator`: the sampler with the lowest ``selection_fid`` becomes the
    registered generator (:func:`generator`), chosen without the test images that report it;
 5. :func:`score_likelihood`: the test images' ELBO and IWAE bounds
@@ -77,16 +77,18 @@ def real_side(
     return real, statistics(real)
 
 
-def selection_side(reference: dict, space, train_images) -> dict:
-    """FID statistics of the training images the registered generator is chosen on: the
-    reference stage's (as many as test images, seeded; stage 1 trained on them, but they are
-    not the test images that report the chosen sampler's FID), extracted again where the
-    protocol maps Inception's input its own way (``train_images``: a callable giving them)."""
-    if "train_features" not in reference:
-        raise PipelineError("reference/real_stats.pt predates the generator's choice: dvc repro -f reference")
+def selection_side(reference: dict, space, images) -> dict:
+    """FID statistics of the images the registered generator is chosen on: the reference
+    stage's validation images (``prepare.val_fraction``: no stage trained on them; the training
+    images when there are none), never the test images that report the chosen sampler's FID;
+    extracted again where the protocol maps Inception's input its own way (``images(split)``:
+    a callable giving that split's images)."""
+    if "choice_features" not in reference:
+        raise PipelineError("reference/real_stats.pt predates the validation split: dvc repro -f reference")
     if space.same_as_reference:
-        return statistics(reference["train_features"])
-    return statistics(space.extract(train_images()[reference["train_rows"]], "train images"))
+        return statistics(reference["choice_features"])
+    split = reference["choice_split"]
+    return statistics(space.extract(images(split)[reference["choice_rows"]], f"{split} images"))
 
 
 def score_set(
@@ -94,7 +96,7 @@ def score_set(
 ) -> tuple[torch.Tensor, dict]:
     """The images of set ``name`` (REC or a sampler) and their FID, KID and precision/recall
     in ``space`` against ``real`` (:func:`real_side`), as ``fid``, ``kid_mean``, ...; for a
-    sampler also its FID against the training images of ``selection`` (:func:`selection_side`),
+    sampler also its FID against the validation images of ``selection`` (:func:`selection_side`),
     as ``selection_fid``."""
     images = proto.images(name)
     features = space.extract(images[: proto.kept(len(images))], name)
@@ -104,16 +106,17 @@ def score_set(
     return images, values
 
 
-def choose_generator(metrics: dict, space_name: str, sets: list[str]) -> tuple[str, str]:
-    """The sampler of ``sets`` with the lowest FID against training images (``metrics``'
-    ``selection_fid_<space>_<sampler>``), and a line saying how it was chosen; gen2 when no
-    sampler was scored."""
+def choose_generator(metrics: dict, space_name: str, sets: list[str], split: str) -> tuple[str, str]:
+    """The sampler of ``sets`` with the lowest FID against the ``split`` images (``val`` or
+    ``train``; ``metrics``' ``selection_fid_<space>_<sampler>``), and a line saying how it was
+    chosen; gen2 when no sampler was scored."""
     fids = {w: metrics[f"selection_fid_{space_name}_{w}"] for w in sets if w != "rec"}
     if not fids:
         return "gen2", "gen2: no sampler was scored (evaluate.samplers is empty)"
     best = min(fids, key=fids.get)
     shown = ", ".join(f"{w} {v:.4g}" for w, v in fids.items())
-    return best, f"{best}: the lowest FID against training images, not the test images ({shown})"
+    on = "validation images held out of training" if split == "val" else "training images (prepare.val_fraction: 0)"
+    return best, f"{best}: the lowest FID against {on}, not the test images ({shown})"
 
 
 def generator(proto, name: str) -> Generator:

@@ -39,11 +39,13 @@ def pipeline_run(client, dataset: str = "digits") -> tuple[str, str]:
     return parent.info.run_id, child.info.run_id
 
 
-def new_version(client, fid: float | None, dataset: str = "digits", space: str = "domain") -> tuple[str, dict]:
+def new_version(
+    client, fid: float | None, dataset: str = "digits", space: str = "domain", floor: float = 2.5
+) -> tuple[str, dict]:
     score = f"fid_{space}_generator"
     parent, child = pipeline_run(client, dataset)
     version = client.create_model_version(NAME, "file:///nowhere", run_id=child).version
-    metrics = {} if fid is None else {score: fid}
+    metrics = ({} if fid is None else {score: fid}) | {f"fid_{space}_train_vs_test": floor}
     about = {registry.SAMPLER_TAG: "gmm", registry.CHOICE_TAG: "gmm: the lowest FID against training images (...)"}
     return str(version), registry.describe_version(client, NAME, str(version), metrics, parent, score, about)
 
@@ -54,7 +56,7 @@ def test_champion_moves_only_on_a_lower_fid_of_the_same_data_and_feature_space(c
     assert tags[registry.SAMPLER_TAG] == "gmm"
     assert client.get_model_version(NAME, v1).description == (
         "Generator: sampler gmm: the lowest FID against training images (...).\n\n"
-        "what differs\n\nMetrics: fid_domain_generator 10."
+        "what differs\n\nMetrics: fid_domain_generator 10, fid_domain_train_vs_test 2.5."
     )
     assert registry.promote(client, NAME, v1, tags, "champion") == (
         "@champion -> version 1 (the first, fid_domain_generator 10)"
@@ -68,7 +70,13 @@ def test_champion_moves_only_on_a_lower_fid_of_the_same_data_and_feature_space(c
     v4, tags = new_version(client, 1.0, dataset="mnist")  # another data set: FIDs not comparable
     assert "stays at version 3: it was scored on other data" in registry.promote(client, NAME, v4, tags, "champion")
     v5, tags = new_version(client, 1.0, space="inception")  # another feature space: the holder has no such FID
-    assert "no fid_inception_generator" in registry.promote(client, NAME, v5, tags, "champion")
+    assert "(its digits, fid_inception_generator None, " in registry.promote(client, NAME, v5, tags, "champion")
+    v6, tags = new_version(client, 1.0, floor=4.25)  # other test images or classifier (prepare, reference params)
+    assert registry.promote(client, NAME, v6, tags, "champion") == (
+        "@champion stays at version 3: it was scored on other data or in another feature space (its digits, "
+        "fid_domain_generator 8.25, fid_domain_train_vs_test 2.5); use a new evaluate.register.name for new data or "
+        "features, or move the alias in the MLflow UI"
+    )
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == v3
 
 

@@ -1,9 +1,8 @@
 """MLflow models: a torch module logged as an MLflow model, and the model registry: every
 evaluate registers its generator (the sampler it chose, :mod:`pipeline.models.generator`)
 as a new version of ``evaluate.register.name``, tagged and described; ``alias`` follows the
-latest version, ``champion`` moves only to a lower FID in the same feature space, protocol
-and dataset (the rules and tags: docs/tracking.md, "Models and the registry").
-"""
+latest version, ``champion`` only to a lower FID of the same feature space, protocol, data
+and floor (the rules and tags: docs/tracking.md, "Models and the registry")."""
 
 import logging
 from pathlib import Path
@@ -118,11 +117,12 @@ def promote(client, name: str, version: str, tags: dict, champion: str) -> str:
     old, new = holder.tags.get(score), float(tags[score])
     if old is None and SAMPLER_TAG not in holder.tags:  # registered before the choice of sampler: a GEN-2 generator
         old = holder.tags.get(score.removesuffix("_generator") + "_gen2")
-    if old is None or holder.tags.get(DATASET_TAG) != tags.get(DATASET_TAG):
+    floor = next((k for k in tags if k.endswith("_train_vs_test")), "")  # same test images and features: same floor
+    if old is None or any(holder.tags.get(k, tags.get(k)) != tags.get(k) for k in (DATASET_TAG, floor)):
         return (
             f"@{champion} stays at version {holder.version}: it was scored on other data or in another feature "
-            f"space ({holder.tags.get(DATASET_TAG, '?')}, no {score}); use a new evaluate.register.name for a new "
-            "data set, or move the alias in the MLflow UI"
+            f"space (its {holder.tags.get(DATASET_TAG, '?')}, {score} {old}, {floor} {holder.tags.get(floor)}); use a new "
+            "evaluate.register.name for new data or features, or move the alias in the MLflow UI"
         )
     if new < float(old):
         client.set_registered_model_alias(name, champion, version)

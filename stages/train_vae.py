@@ -47,8 +47,9 @@ def main(params, watch):
     train, test = load_prepared("train"), load_prepared("test")
     channels, size = train.images.shape[1], train.images.shape[-1]
     latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
-    cfg = cfg | {"latent_dim": latent}
-    click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}")
+    epochs, said_epochs = sizing.epochs(cfg["epochs"], "train", len(train), cfg["batch_size"])
+    cfg = cfg | {"latent_dim": latent, "epochs": epochs}
+    click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}; {said_epochs}")
     shape = sizes.Shape(len(train.images), len(test.images), channels, size)
     try:
         for line in sizes.check_params(params, shape, device, ("train",), labelled=False):  # before any work

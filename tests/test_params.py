@@ -44,7 +44,7 @@ BAD = [  # (params or a mutation of the defaults, expected message)
     ),
     (merge(DEFAULT, {"train": {"lr": -0.1}}), "train.lr: -0.1 is out of range (must be > 0)"),
     (merge(DEFAULT, {"train": {"epochs": 0}}), "train.epochs: 0 is out of range (must be >= 1)"),
-    (merge(DEFAULT, {"train": {"epochs": 2.5}}), "train.epochs: expected an integer, got 2.5"),
+    (merge(DEFAULT, {"train": {"epochs": 2.5}}), "train.epochs: expected an integer or auto, got 2.5"),
     (merge(DEFAULT, {"train": {"batch_size": True}}), "train.batch_size: expected an integer, got True"),
     (
         merge(DEFAULT, {"prepare": {"dataset": "mnsit"}}),

@@ -230,7 +230,7 @@ def test_mlflow_parent_run_with_its_params_and_child_per_stage(repro):
     config = parent.data.tags["bvae.config_hash"]
     assert parent.info.run_name == f"running_gamma k=1.0 · {config[:6]}"
     assert parent.data.tags["bvae.balance"] == "running_gamma k=1.0" and parent.data.tags["bvae.changed"] == "nothing"
-    assert parent.data.tags["mlflow.note.content"].startswith("Dataset digits; stage 1 running_gamma k=1.0, 3 epochs")
+    assert parent.data.tags["mlflow.note.content"].startswith("Dataset digits; stage 1 running_gamma k=1.0, epochs 3,")
     assert (
         parent.data.params["train.balance.strategy"] == "running_gamma"
         and parent.data.params["train.balance.k"] == "1.0"

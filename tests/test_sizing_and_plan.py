@@ -32,6 +32,27 @@ def test_auto_resolves_to_the_rule_and_a_number_is_kept():
     assert value == 8 and "would give 64" in said
 
 
+def test_epochs_auto_is_a_budget_of_steps_and_a_number_is_kept(monkeypatch):
+    monkeypatch.setattr(sizing, "STEPS", {"train": 1000, "stage2": 20_000})
+    # 1,293 images in batches of 64: ceil(1293 / 64) = 21 steps an epoch, 1000 / 21 = 47.6 -> 48 epochs
+    n, said = sizing.epochs("auto", "train", 1293, 64)
+    assert n == 48 and said == (
+        "epochs 48 (auto: the budget of 1,000 optimisation steps at 21 an epoch, 1,293 training images in batches "
+        "of 64; set train.epochs to a number to override)"
+    )
+    assert sizing.epochs("auto", "stage2", 1293, 128)[0] == 1818  # 11 steps an epoch: 20,000 / 11 = 1,818.2
+    assert sizing.epochs("auto", "train", 60_000, 64)[0] == 1  # 938 steps an epoch: at least one epoch
+    assert sizing.epochs(40, "train", 1293, 64) == (40, "epochs 40 (train.epochs: 840 optimisation steps)")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    validate(params | {"stage2": params["stage2"] | {"epochs": "auto"}})
+    with pytest.raises(PipelineError, match="^train.epochs: expected an integer or auto, got 'long'"):
+        validate(params | {"train": params["train"] | {"epochs": "long"}})
+    p = {"train": {"epochs": "auto", "batch_size": 64}, "stage2": {"epochs": "auto", "batch_size": 128}}
+    p["evaluate"] = {"samplers": [], "rescale": False, "num_samples": 1, "nll_samples": 0}
+    rates = plan.Rates(stage1_step_s=1.0, stage2_step_s=0.001, feature_images_per_s=1e9, forward_s=0.0, startup_s=0.0)
+    assert plan.estimate(p, 1293, 0, rates) == pytest.approx(48 * 21 + 1818 * 11 * 0.001)  # the stages' steps
+
+
 def test_too_small_below_a_quarter_of_the_rule():
     warning = sizing.too_small(8, 3, 32)  # the issue's case: the digits' 8 on 32 px colour images
     assert warning and "latent_dim 8" in warning and "64" in warning and "auto" in warning

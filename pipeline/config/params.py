@@ -104,8 +104,8 @@ def description(params: dict, diff: list[str]) -> str:
     train, stage2 = params.get("train", {}), params.get("stage2", {})
     lines = [
         f"Dataset {params.get('prepare', {}).get('dataset', '?')}; stage 1 {balance_label(train.get('balance', {}))}, "
-        f"{train.get('epochs', '?')} epochs, latent_dim {train.get('latent_dim', '?')}; stage 2 "
-        f"{balance_label(stage2.get('balance', {}))}, {stage2.get('epochs', '?')} epochs.",
+        f"epochs {train.get('epochs', '?')}, latent_dim {train.get('latent_dim', '?')}; stage 2 "
+        f"{balance_label(stage2.get('balance', {}))}, epochs {stage2.get('epochs', '?')}.",
         "Changed from the commit: " + (", ".join(diff) if diff else "nothing") + ".",
     ]
     return "\n\n".join(lines)

@@ -131,8 +131,8 @@ COUNT, SEED = Value(int, lo=1), Value(int, lo=0, hi=SEED_MAX)
 
 @dataclass(frozen=True)
 class CountOr(Value):
-    """A count, or one of ``words``: ``auto`` (latent_dim: chosen from the data when the stage
-    runs, :mod:`pipeline.config.sizing`), ``all`` or ``adaptive`` (threads)."""
+    """A count, or one of ``words``: ``auto`` (latent_dim, epochs: chosen from the data when the
+    stage runs, :mod:`pipeline.config.sizing`), ``all`` or ``adaptive`` (threads)."""
 
     type: type = int
     lo: float | None = 1
@@ -179,7 +179,7 @@ def _schema() -> dict:
         "train": {
             "latent_dim": CountOr(),
             "model": _model_schema(),
-            "epochs": COUNT,
+            "epochs": CountOr(),
             "batch_size": COUNT,
             "lr": LR,
             **speed,
@@ -191,7 +191,7 @@ def _schema() -> dict:
         "stage2": {
             "width": COUNT,
             "depth": COUNT,
-            "epochs": COUNT,
+            "epochs": CountOr(),
             "batch_size": COUNT,
             "lr": LR,
             **speed,

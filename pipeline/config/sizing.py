@@ -1,4 +1,8 @@
-"""The stage-1 latent size from the data's size: ``train.latent_dim: auto``.
+"""What ``auto`` chooses from the data: the stage-1 latent size (``train.latent_dim``) from the
+images' size, and each training stage's epochs (``train.epochs``, ``stage2.epochs``) from the
+number of training images, for a budget in optimisation steps (:func:`epochs`).
+
+The latent size:
 
 The rule: with D = channels x side^2 values per image,
 
@@ -54,3 +58,25 @@ def too_small(value: int, channels: int, side: int) -> str | None:
         f"size rule gives {chosen}; reconstructions lose detail that no KL weight brings back. Set "
         f"train.latent_dim: auto (or {chosen})"
     )
+
+
+# The step budgets of ``epochs: auto``: 160 and 2,000 epochs of the 1,293 training digits, which
+# beat 40 and 400 (the earlier defaults) there (docs/budget.md has the measurements)
+STEPS = {"train": 3_360, "stage2": 22_000}
+
+
+def epochs(value, key: str, num: int, batch_size: int) -> tuple[int, str]:
+    """``<key>.epochs`` (``key``: train or stage2) resolved for ``num`` training images (stage 2:
+    their codes) in batches of ``batch_size``, and the line the stage prints at its start.
+
+    ``auto``: the whole epochs nearest the budget of :data:`STEPS` optimisation steps (at least
+    one), so that a small data set gets more epochs and a large one fewer, for the same number
+    of Adam steps: steps an epoch = ceil(num / batch_size)."""
+    per_epoch = math.ceil(num / batch_size)
+    if value == AUTO:
+        n = max(1, round(STEPS[key] / per_epoch))
+        return n, (
+            f"epochs {n:,} (auto: the budget of {STEPS[key]:,} optimisation steps at {per_epoch:,} an epoch, "
+            f"{num:,} training images in batches of {batch_size}; set {key}.epochs to a number to override)"
+        )
+    return value, f"epochs {value:,} ({key}.epochs: {value * per_epoch:,} optimisation steps)"

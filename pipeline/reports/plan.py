@@ -17,7 +17,7 @@ The time estimate (:func:`estimate`) is arithmetic on a few measured rates:
             + likelihood images x importance samples x seconds per forward pass
             + start-up seconds per run (3 stage processes: Python, torch, MLflow, DVC)
 
-with steps = epochs x ceil(training images / batch size), scored sets = REC and the
+with steps = epochs (``auto`` resolved: :func:`pipeline.config.sizing.epochs`) x ceil(training images / batch size), scored sets = REC and the
 samplers (and their rescaled GEN-2), evaluated images = test images (REC) + samples x samplers, likelihood images = evaluate.nll_images (or all test
 images), a forward pass = one image through stage 1's encoder
 and decoder, and all runs = one run x runs.
@@ -25,6 +25,8 @@ and decoder, and all runs = one run x runs.
 
 import math
 from dataclasses import dataclass
+
+from pipeline.config.sizing import epochs
 
 STARTUP_S = 30.0  # three stage processes' start-up, tracking and checkpoints on a 2-core CPU (docs/speed.md)
 
@@ -91,11 +93,16 @@ class Rates:
     startup_s: float = STARTUP_S
 
 
+def _steps(cfg: dict, key: str, num: int) -> int:
+    """The optimisation steps of training section ``cfg`` (``train``, ``stage2``) over ``num``
+    images, ``epochs: auto`` resolved as the stage resolves it."""
+    return epochs(cfg["epochs"], key, num, cfg["batch_size"])[0] * math.ceil(num / cfg["batch_size"])
+
+
 def estimate(p: dict, num_train: int, num_test: int, rates: Rates) -> float:
     """Seconds one run of params ``p`` takes at ``rates`` (the module's formula)."""
     train, stage2, ev = p["train"], p["stage2"], p["evaluate"]
-    steps1 = train["epochs"] * math.ceil(num_train / train["batch_size"])
-    steps2 = stage2["epochs"] * math.ceil(num_train / stage2["batch_size"])
+    steps1, steps2 = _steps(train, "train", num_train), _steps(stage2, "stage2", num_train)
     samplers = len(ev["samplers"]) + (1 if ev["rescale"] else 0)
     images = num_test + (ev["num_samples"] or num_test) * samplers
     return (

@@ -272,7 +272,7 @@ def _setup(groups: list[Group], rows: list, experiment: str, commands: list[str]
     epochs, batch = _num(c.get("train.epochs")), _num(c.get("train.batch_size"))
     steps = (
         f" ({int(epochs) * math.ceil(limit / batch):,} optimisation steps)"
-        if isinstance(limit, float) and epochs and batch
+        if isinstance(limit, float) and isinstance(epochs, float) and batch
         else ""
     )
     seeds = Counter(len(g.runs) for g in groups)

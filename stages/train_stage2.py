@@ -52,7 +52,6 @@ def main(params, watch):
     images = load_prepared("train").images
     epochs, said = sizing.epochs(cfg["epochs"], "stage2", len(images), cfg["batch_size"])
     cfg = cfg | {"epochs": epochs}
-    click.echo(f"train_stage2: {said}")
     shape = sizes.Shape(len(images), 0, images.shape[1], images.shape[-1])
     for line in sizes.check_params(params, shape, device, ("stage2",), False, latent=vae.latent_dim):  # before encoding
         click.echo(f"train_stage2: {line}")
@@ -62,6 +61,7 @@ def main(params, watch):
             f"codes the mixture is fitted on (one per training image); use at most {len(images):,}"
         )
     drop_checkpoint("train_vae")  # after the checks: a stage stopped by one removes nothing
+    click.echo(f"train_stage2: {said}")
     with part("work"):
         mu, logvar = encode(vae, images)
     sigma = torch.exp(0.5 * logvar)

@@ -49,7 +49,7 @@ def main(params, watch):
     latent, said = sizing.latent_dim(cfg["latent_dim"], channels, size)
     epochs, said_epochs = sizing.epochs(cfg["epochs"], "train", len(train), cfg["batch_size"])
     cfg = cfg | {"latent_dim": latent, "epochs": epochs}
-    click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}; {said_epochs}")
+    click.echo(f"train_vae: {cfg.get('model', {}).get('arch', 'conv')} VAE, {said}")
     shape = sizes.Shape(len(train.images), len(test.images), channels, size)
     try:
         for line in sizes.check_params(params, shape, device, ("train",), labelled=False):  # before any work
@@ -57,6 +57,7 @@ def main(params, watch):
         model = build_stage1(cfg, channels, size).to(device)
     except ValueError as e:
         raise PipelineError(f"train.model: {e}") from None
+    click.echo(f"train_vae: {said_epochs}")  # after the checks: a run they stop prints nothing of its work
     balance = build_balance(cfg["balance"], "train.balance").to(device)
     images = train.images.to(device)
     grid_every = cfg.get("grid_every") or 0

@@ -73,16 +73,27 @@ EOF
 mapfile -t configs < <(python -c "import sys; from pipeline.reports import plan
 for c in plan.configurations(float(sys.argv[1])): print(plan.dvc_args(c))" "$k_ref")
 
+names=()
 for ((seed = 0; seed < seeds; seed++)); do
   for config in "${configs[@]}"; do
     args=(-S "train.seed=$seed" -S "stage2.seed=$seed" -S "evaluate.seed=$seed")
     for kv in $config; do args+=(-S "$kv"); done
-    dvc exp run --queue "${args[@]}" "$@"
+    said=$(dvc exp run --queue "${args[@]}" "$@")
+    echo "$said"
+    names+=("$(sed -n "s/^Queued experiment '\([^']*\)'.*/\1/p" <<<"$said")")
   done
 done
 dvc queue start -j 1
-sleep 5
-until status=$(dvc queue status) && ! grep -qE "Queued|Running" <<<"$status"; do sleep 20; done
+# Wait for each experiment by name: `dvc queue status` lists running tasks, then queued ones,
+# so one a worker takes between the two reads is in neither, and "nothing queued or
+# running" alone can come before the last run ends.
+ended() {
+  status=$(dvc queue status) || return 1
+  for name in "${names[@]}"; do
+    grep -qE "^\S+\s+$name\s.*\s(Success|Failed)\s*$" <<<"$status" || return 1
+  done
+}
+until ended; do sleep 20; done
 echo "$status"
 bvae compare --experiment "${MLFLOW_EXPERIMENT_NAME:-balanced-vae}" --out reports/strategies \
   --report reports/strategies/report.md

@@ -3,6 +3,7 @@ and generated dataset files in their real on-disk formats (idx, CIFAR-10 pickles
 
 import os
 import pickle
+import re
 import shutil
 import socket
 import struct
@@ -80,12 +81,32 @@ def make_project(dst: Path, params: dict) -> Path:
     return dst
 
 
-def wait_for_queue(project: Path, timeout: float, **env) -> str:
-    """Poll `dvc queue status` until nothing is queued or running; returns the last status."""
+def queued_names(said: str) -> list[str]:
+    """The experiments a `dvc exp run --queue` queued, from what it printed."""
+    return re.findall(r"Queued experiment '([^']+)'", said)
+
+
+def queue_status(project: Path, *names: str, **env) -> dict[str, str]:
+    """`dvc queue status` as {experiment name: status}, read again while one of ``names`` is
+    missing: it lists the running tasks, then the queued ones (dvc/repo/experiments/queue/
+    base.py:202-209 in dvc 3), so a task a worker takes between the two reads is in neither."""
+    deadline = time.time() + 60
+    while True:
+        table = run(["dvc", "queue", "status"], project, **env).stdout.split("\n\n")[0]  # then "Worker status: ..."
+        status = {p[1]: p[-1] for p in (line.split() for line in table.splitlines()[1:]) if len(p) >= 4}
+        if all(name in status for name in names):
+            return status
+        assert time.time() < deadline, (names, status)
+
+
+def wait_for_queue(project: Path, names: list[str], timeout: float, **env) -> dict[str, str]:
+    """Poll `dvc queue status` until each of ``names`` has ended (not queued or running);
+    returns the last status."""
+    assert names, "no experiment to wait for"
     deadline = time.time() + timeout
     while True:
-        status = run(["dvc", "queue", "status"], project, **env).stdout
-        if ("Queued" not in status and "Running" not in status) or time.time() > deadline:
+        status = queue_status(project, *names, **env)
+        if not {"Queued", "Running"} & {status[n] for n in names} or time.time() > deadline:
             return status
         time.sleep(3)
 

@@ -5,7 +5,7 @@ Slow (about 5 minutes on 2 cores): `bash scripts/test.sh -m slow`."""
 import pytest
 from mlflow import MlflowClient
 
-from conftest import TINY, free_port, make_project, run, wait_for_queue
+from conftest import TINY, free_port, make_project, queued_names, run, wait_for_queue
 
 pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
@@ -20,11 +20,13 @@ def test_four_queued_experiments_on_two_workers_all_land_in_the_server(tmp_path)
     assert f"export MLFLOW_TRACKING_URI={uri}" in out
     try:
         seeds = [1, 2, 3, 4]
+        names = []
         for seed in seeds:
-            run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, MLFLOW_TRACKING_URI=uri)
+            said = run(["dvc", "exp", "run", "--queue", "-S", f"train.seed={seed}"], project, MLFLOW_TRACKING_URI=uri)
+            names += queued_names(said.stdout)
         run(["dvc", "queue", "start", "-j", "2"], project, MLFLOW_TRACKING_URI=uri)
-        status = wait_for_queue(project, 1200)
-        assert status.count("Success") == 4, status
+        status = wait_for_queue(project, names, 1200)
+        assert [status[n] for n in names] == ["Success"] * 4, status
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("balanced-vae")
         parents = client.search_runs([exp.experiment_id], "tags.`bvae.role` = 'pipeline'")

@@ -13,7 +13,7 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
-from conftest import TINY, make_project, merge, run, wait_for_queue
+from conftest import TINY, make_project, merge, queued_names, run, wait_for_queue
 from stages import code_deps
 
 pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
@@ -461,11 +461,14 @@ def test_compare_shows_the_likelihood_of_the_run(repro):
 def test_queued_strategy_sweep_lands_in_one_experiment_and_compares(repro):
     project, *_ = repro
     before = {r.info.run_id for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline"}
+    names = []
     for strategy in ("fixed", "sigma"):
-        run(["dvc", "exp", "run", "--queue", "-S", f"train.balance.strategy={strategy}"], project)
+        names += queued_names(
+            run(["dvc", "exp", "run", "--queue", "-S", f"train.balance.strategy={strategy}"], project).stdout
+        )
     run(["dvc", "queue", "start", "-j", "1"], project)
-    status = wait_for_queue(project, 600)
-    assert "Failed" not in status, status
+    status = wait_for_queue(project, names, 600)
+    assert [status[n] for n in names] == ["Success"] * 2, status
     new = [r for r in runs(project) if r.data.tags.get("bvae.role") == "pipeline" and r.info.run_id not in before]
     assert sorted(r.data.params["train.balance.strategy"] for r in new) == ["fixed", "sigma"]
     assert all(set(FIDS) <= set(r.data.metrics) and r.info.status == "FINISHED" for r in new)

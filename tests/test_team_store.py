@@ -8,7 +8,6 @@ server programs are not installed."""
 
 import glob
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from conftest import HOOKS_PATH, TINY, free_port, make_project, run, tool_env
+from conftest import HOOKS_PATH, TINY, free_port, make_project, queue_status, queued_names, run, tool_env
 
 pytestmark = pytest.mark.heavy  # end-to-end runs of the real DVC pipeline (`pytest -m heavy`; CI runs them)
 
@@ -64,12 +63,6 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _queue(project: Path) -> dict[str, str]:
-    """`dvc queue status` as {experiment name: status}."""
-    table = run(["dvc", "queue", "status"], project).stdout.split("\n\n")[0]  # then "Worker status: ..."
-    return {p[1]: p[-1] for p in (line.split() for line in table.splitlines()[1:]) if len(p) >= 4}
-
-
 def _start_queue(project: Path, **env) -> None:
     """`dvc queue start -j 2`, returning once it has started its workers (they keep a pipe
     open, so its output goes to a file, queue-start.log)."""
@@ -90,11 +83,13 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
     env = dict(MLFLOW_TRACKING_URI=uri, **hooks)
     try:
         seeds = [1, 2, 3, 4]
-        run(["dvc", "exp", "run", "--queue", "-S", "threads=1", "-S", "train.seed=1,2,3,4"], project, **env)
+        queued = run(["dvc", "exp", "run", "--queue", "-S", "threads=1", "-S", "train.seed=1,2,3,4"], project, **env)
+        names = queued_names(queued.stdout)
+        assert len(names) == len(seeds), queued.stdout
         _start_queue(project, **env)
         deadline = time.time() + 600
         while not held.exists():  # the event: a train_vae is in its second epoch, its first checkpoint saved
-            assert time.time() < deadline, _queue(project)
+            assert time.time() < deadline, queue_status(project, *names)
             time.sleep(0.05)
         pid = int(held.read_text())
         stage_env = dict(line.split("=", 1) for line in Path(f"/proc/{pid}/environ").read_text().split("\0") if line)
@@ -102,7 +97,9 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
         seed = yaml.safe_load(Path(f"/proc/{pid}/cwd/params.yaml").read_text())["train"]["seed"]
         os.killpg(os.getpgid(pid), signal.SIGKILL)  # the worker, its experiment's dvc and the stage
         deadline = time.time() + 900
-        while (status := _queue(project)) and any(s in ("Queued", "Running") for n, s in status.items() if n != killed):
+        while (status := queue_status(project, *names)) and any(
+            s in ("Queued", "Running") for n, s in status.items() if n != killed
+        ):
             held.unlink(missing_ok=True)  # the others go on
             assert time.time() < deadline, status
             time.sleep(0.5)
@@ -110,19 +107,19 @@ def test_a_team_store_on_postgresql_keeps_every_run_once_through_a_killed_worker
         # The recipe: `dvc queue kill` finds its process gone and marks it failed; then remove
         # it and queue the experiment again with the same values.
         said = run(["dvc", "queue", "kill", killed], project)
-        assert _queue(project)[killed] == "Failed", (said.stdout, said.stderr, _queue(project))
+        assert queue_status(project)[killed] == "Failed", (said.stdout, said.stderr, queue_status(project))
         run(["dvc", "queue", "remove", killed], project)
         resumed = run(["dvc", "exp", "run", "--queue", "-S", "threads=1", "-S", f"train.seed={seed}"], project, **env)
-        name = re.search(r"Queued experiment '([^']+)'", resumed.stdout).group(1)
+        (name,) = queued_names(resumed.stdout)
         # The other worker may still be alive (an idle worker waits a few seconds before it
         # ends) and take it at once; otherwise it waits for a worker.
-        assert _queue(project)[name] in ("Queued", "Running"), _queue(project)
+        assert queue_status(project, name)[name] in ("Queued", "Running"), queue_status(project, name)
         _start_queue(project, **env)
-        while {"Queued", "Running"} & set(_queue(project).values()):
+        while {"Queued", "Running"} & set(queue_status(project, name).values()):
             held.unlink(missing_ok=True)
             assert time.time() < deadline
             time.sleep(0.5)
-        assert set(_queue(project).values()) == {"Success"}, _queue(project)
+        assert set(queue_status(project).values()) == {"Success"}, queue_status(project)
         log = run(["dvc", "queue", "logs", name], project).stdout
         assert "train_vae: resuming from " in log and "after epoch 1" in log, log[-3000:]
 

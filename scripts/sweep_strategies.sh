@@ -80,7 +80,9 @@ for ((seed = 0; seed < seeds; seed++)); do
     for kv in $config; do args+=(-S "$kv"); done
     said=$(dvc exp run --queue "${args[@]}" "$@")
     echo "$said"
-    names+=("$(sed -n "s/^Queued experiment '\([^']*\)'.*/\1/p" <<<"$said")")
+    name=$(sed -n "s/^Queued experiment '\([^']*\)'.*/\1/p" <<<"$said")
+    [[ -n "$name" ]] || { echo "dvc exp run --queue did not name the experiment it queued" >&2; exit 1; }
+    names+=("$name")
   done
 done
 dvc queue start -j 1

@@ -1,6 +1,6 @@
 """The registered generator: one torch module that turns a standard normal draw into images
-with one call, for whichever sampler the evaluate stage chose (the lowest FID against
-training images; docs/evaluation.md#the-registered-generator).
+with one call, for whichever sampler the evaluate stage chose (the lowest FID against the
+validation images held out of training; docs/evaluation.md#the-registered-generator).
 
 ``forward(u)``, u ~ N(0, I) of shape (N, ``latent_dim``), where d is stage 1's latent size:
 

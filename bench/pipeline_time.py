@@ -112,18 +112,13 @@ def help_seconds(project: Path, env: dict) -> float:
 
 
 def stage_table(walls: dict, inside: dict) -> str:
-    head = (
-        f"{'stage':13s} {'wall':>7s} "
-        + " ".join(f"{p:>11s}" for p in PARTS)
-        + f" {'overhead':>9s} {'MLflow proc.':>13s}"
-    )
+    head = f"{'stage':13s} {'wall':>7s} " + " ".join(f"{p:>11s}" for p in PARTS) + f" {'overhead':>9s}"
     lines = [head, "-" * len(head)]
     for name in STAGES:
         t = inside.get(name)
         cells = " ".join(f"{t[p]:10.2f}s" if t else f"{'':>11s}" for p in PARTS)
         share = f"{100 * t['overhead_share']:8.1f}%" if t else f"{'':>9s}"
-        thread = f"{t.get('tracking_background', 0):12.2f}s" if t else f"{'':>13s}"
-        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share} {thread}")
+        lines.append(f"{name:13s} {walls.get(name, 0):6.1f}s {cells} {share}")
     return "\n".join(lines)
 
 

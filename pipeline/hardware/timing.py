@@ -48,7 +48,6 @@ class Clock:
         self.now = now  # the clock (a test passes its own)
         self.started = process_start() if started is None else started
         self.seconds = dict.fromkeys(PARTS, 0.0)
-        self.seconds_background: dict[str, float] = {}
         self._at_first_work: dict[str, float] = {}  # the parts' seconds when the first work began
         self.first_work: float | None = None
         self._stack: list[list] = []  # [part, entered at] of the parts now running, innermost last
@@ -72,14 +71,10 @@ class Clock:
             if self._stack:
                 self._stack[-1][1] = now
 
-    def background(self, name: str, seconds: float) -> None:
-        """Time spent on another thread (e.g. MLflow calls): reported, not part of the wall."""
-        self.seconds_background[name] = self.seconds_background.get(name, 0.0) + seconds
-
     def summary(self) -> dict:
         """``wall`` (so far), ``startup`` (to the first work; ``startup_<part>`` of it spent
-        in a part), every part after it, ``other``, ``<name>_background`` and
-        ``overhead_share`` = 1 - work / wall. startup + parts + other = wall."""
+        in a part), every part after it, ``other`` and ``overhead_share`` = 1 - work / wall.
+        startup + parts + other = wall."""
         now = self.now()
         wall = now - self.started
         start = self._at_first_work if self.first_work is not None else self.seconds
@@ -87,7 +82,6 @@ class Clock:
         out |= {f"startup_{k}": v for k, v in start.items() if v > 0}
         out |= {k: v - start.get(k, 0.0) for k, v in self.seconds.items()}
         out["other"] = max(0.0, wall - out["startup"] - sum(out[k] for k in PARTS))
-        out |= {f"{k}_background": v for k, v in self.seconds_background.items()}
         out["overhead_share"] = 1 - self.seconds["work"] / wall if wall > 0 else 0.0
         return out
 
